@@ -1,0 +1,32 @@
+"""The vector-index interface."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+import numpy as np
+
+
+class SearchHits(msgspec.Struct, frozen=True):
+    """One query's results, best first: ids (int64) and inner-product scores (float32)."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+
+class VectorIndex(Protocol):
+    kind: str  # "exact" or "ivf"
+    dim: int
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    def remove(self, ids: np.ndarray) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None = None) -> list[SearchHits]:
+        """Top-k by inner product; with `allow`, only ids in that array are considered."""
+        ...
+
+    def count(self) -> int: ...
+
+    def to_bytes(self) -> bytes: ...

@@ -1,0 +1,65 @@
+"""Choose and build the right index for a collection size; save/load with a header that says what it holds."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from loupe.indexes.base import VectorIndex
+from loupe.indexes.faiss_index import FaissIndex
+
+_MAGIC = b"LOUPEIDX1"
+
+
+class IndexHeader(msgspec.Struct, frozen=True):
+    """Saved with the index so the owner can tell whether it still matches the source of truth."""
+
+    kind: str
+    dim: int
+    count: int
+    checksum: str
+    tag: str = ""  # free for the owner: e.g. the backbone id the vectors came from
+
+
+def build_index(dim: int, ids: np.ndarray, vectors: np.ndarray, approx_threshold: int) -> VectorIndex:
+    """Exact search below `approx_threshold` vectors; IVF (trained on these vectors) above."""
+    if len(ids) > approx_threshold:
+        index = FaissIndex.ivf(dim, vectors)
+    else:
+        index = FaissIndex.exact(dim)
+    index.add(ids, vectors)
+    return index
+
+
+def save_index(path: Path, index: VectorIndex, header: IndexHeader) -> None:
+    """Header and index in one file, replaced atomically: a crash leaves the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head = msgspec.json.encode(header)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(_MAGIC + struct.pack(">I", len(head)) + head)
+        f.write(index.to_bytes())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_index(path: Path) -> tuple[IndexHeader, VectorIndex] | None:
+    """The saved header and index, or None when the file is missing or unreadable."""
+    try:
+        data = path.read_bytes()
+        if not data.startswith(_MAGIC):
+            return None
+        offset = len(_MAGIC)
+        (head_len,) = struct.unpack(">I", data[offset:offset + 4])
+        header = msgspec.json.decode(data[offset + 4:offset + 4 + head_len], type=IndexHeader)
+        index = FaissIndex.from_bytes(data[offset + 4 + head_len:], header.kind)
+    except (OSError, ValueError, RuntimeError, struct.error, msgspec.DecodeError):
+        return None
+    if index.count() != header.count or index.dim != header.dim:
+        return None
+    return header, index

@@ -1,0 +1,100 @@
+"""FAISS implementations: exact inner product (IDMap2 over Flat) and IVF-Flat for large collections."""
+
+from __future__ import annotations
+
+import threading
+
+import faiss
+import numpy as np
+
+from loupe.indexes.base import SearchHits
+
+
+def _as_ids(ids: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(ids, dtype=np.int64)
+
+
+def _as_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise ValueError(f"expected vectors of shape (n, {dim}), got {vectors.shape}")
+    return vectors
+
+
+class FaissIndex:
+    """Thread-safe wrapper: FAISS searches may run together, but not alongside add/remove."""
+
+    def __init__(self, index: faiss.Index, kind: str) -> None:
+        self.index = index
+        self.kind = kind
+        self.dim = index.d
+        self._lock = threading.RLock()
+
+    @classmethod
+    def exact(cls, dim: int) -> FaissIndex:
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), "exact")
+
+    @classmethod
+    def ivf(cls, dim: int, training: np.ndarray, nprobe: int | None = None) -> FaissIndex:
+        n = len(training)
+        nlist = int(min(4096, max(16, 4 * np.sqrt(n))))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(_as_vectors(training, dim))
+        # ~1/8 of the lists gives >0.95 recall@10 on image embeddings at a fraction of exact cost.
+        index.nprobe = nprobe or max(8, nlist // 8)
+        return cls(index, "ivf")
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        with self._lock:
+            self.index.add_with_ids(_as_vectors(vectors, self.dim), _as_ids(ids))
+
+    def remove(self, ids: np.ndarray) -> int:
+        if len(ids) == 0:
+            return 0
+        with self._lock:
+            return int(self.index.remove_ids(faiss.IDSelectorBatch(_as_ids(ids))))
+
+    def count(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None = None) -> list[SearchHits]:
+        queries = _as_vectors(queries, self.dim)
+        with self._lock:
+            total = self.count()
+            k = min(k, total if allow is None else min(total, len(allow)))
+            if k <= 0:
+                empty = SearchHits(np.zeros(0, np.int64), np.zeros(0, np.float32))
+                return [empty for _ in range(len(queries))]
+            params = self._params(allow, total)
+            scores, ids = self.index.search(queries, k, params=params)
+        hits = []
+        for row_scores, row_ids in zip(scores, ids):
+            keep = row_ids >= 0
+            hits.append(SearchHits(row_ids[keep].copy(), row_scores[keep].copy()))
+        return hits
+
+    def _params(self, allow: np.ndarray | None, total: int) -> faiss.SearchParameters | None:
+        if allow is None:
+            return None
+        # The selector must stay referenced until the search returns; the params object holds it.
+        selector = faiss.IDSelectorBatch(_as_ids(allow))
+        if self.kind == "ivf":
+            # A narrow allow-list may live in lists the default nprobe never visits: probe them all.
+            nprobe = self.index.nlist if len(allow) * 4 < total else self.index.nprobe
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        params._selector = selector
+        return params
+
+    def to_bytes(self) -> bytes:
+        with self._lock:
+            return faiss.serialize_index(self.index).tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, kind: str) -> FaissIndex:
+        index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        return cls(index, kind)

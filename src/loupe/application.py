@@ -1,0 +1,347 @@
+"""The application object: owns the store, the loaded backbones and the per-app indexes.
+
+Every public method is one unit of work: validation first, slow work (decoding, embedding) outside
+locks, then one LMDB write transaction, then the in-memory index update under the app's lock.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import time
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from loupe.app_indexes import AppIndexes
+from loupe.backbones.base import Backbone
+from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE, BackboneCache
+from loupe.config import Config
+from loupe.embedding_cache import embed_once
+from loupe.errors import Conflict, ImageError, InvalidArgument, NotFound
+from loupe.ids import check_id, check_name, new_id
+from loupe.imaging import DecodedImage, decode_image
+from loupe.labels import EditAction, InputEdit, apply_edit, check_labels
+from loupe.pagination import page_window
+from loupe.search import SearchFilter, SearchHit, allowed_seqs, filtered_inputs, hits_for
+from loupe.store import Store, WriteTxn
+from loupe.store.records import App, Concept, Input
+
+
+class NewInput(msgspec.Struct, kw_only=True):
+    image: bytes
+    id: str | None = None
+    source: str = ""
+    metadata: dict[str, Any] = {}
+    concepts: list[str] = []
+    not_concepts: list[str] = []
+
+
+class AddedInputs(msgspec.Struct):
+    inputs: list[Input]
+    embedded: int  # how many images had to go through the backbone (the rest were cached)
+
+
+class AppSummary(msgspec.Struct):
+    app: App
+    input_count: int
+    concept_count: int
+
+
+class Loupe:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = Store(config.lmdb_path, config.lmdb_map_size)
+        self.backbones = BackboneCache(config)
+        self.indexes = AppIndexes(self.store, config.index_dir, config.approx_index_threshold)
+
+    def close(self) -> None:
+        """Save changed indexes (so the next start is fast) and close LMDB."""
+        with self.store.read() as tx:
+            apps = tx.list_apps()
+        self.indexes.save_all(apps)
+        self.store.close()
+
+    def __enter__(self) -> Loupe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- apps
+    def create_app(self, app_id: str, backbone: str | None = None) -> App:
+        check_id("app", app_id)
+        backbone = backbone or DEFAULT_BACKBONE
+        if backbone not in BACKBONE_IDS:
+            raise InvalidArgument(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONE_IDS)}")
+        self.backbones.get(backbone)  # refuse an app whose backbone cannot be loaded here
+        with self.store.write() as tx:
+            if tx.get_app(app_id) is not None:
+                raise Conflict(f"app {app_id!r} already exists")
+            app = App(id=app_id, backbone=backbone, created_at=time.time())
+            tx.put_app(app)
+        return app
+
+    def get_app(self, app_id: str) -> App:
+        with self.store.read() as tx:
+            app = tx.get_app(app_id)
+        if app is None:
+            raise NotFound(f"app {app_id!r} does not exist")
+        return app
+
+    def list_apps(self) -> list[AppSummary]:
+        with self.store.read() as tx:
+            return [AppSummary(app, tx.count_inputs(app.id), sum(1 for _ in tx.iter_concepts(app.id)))
+                    for app in tx.list_apps()]
+
+    def delete_app(self, app_id: str) -> None:
+        app = self.get_app(app_id)
+        with self.indexes.lock(app_id), self.store.write() as tx:
+            for record in list(tx.iter_inputs(app_id)):
+                tx.delete_input(app_id, record)
+            for concept in list(tx.iter_concepts(app_id)):
+                tx.delete_concept(app_id, concept.id)
+            tx.delete_app(app_id)
+        self.indexes.forget(app_id)
+
+    def backbone(self, app: App) -> Backbone:
+        return self.backbones.get(app.backbone)
+
+    def index(self, app: App):
+        return self.indexes.get(app, self.backbone(app).dim)
+
+    # -------------------------------------------------------------- inputs
+    def add_inputs(self, app_id: str, items: list[NewInput]) -> AddedInputs:
+        """All or nothing: one bad image or duplicate id refuses the whole batch, naming the culprit."""
+        app = self.get_app(app_id)
+        ids = [check_id("input", item.id) if item.id is not None else new_id() for item in items]
+        seen: set[str] = set()
+        for input_id in ids:
+            if input_id in seen:
+                raise Conflict(f"input id {input_id!r} appears twice in the request")
+            seen.add(input_id)
+        for item in items:
+            check_labels(item.concepts, item.not_concepts)
+            for concept_id in itertools.chain(item.concepts, item.not_concepts):
+                check_id("concept", concept_id)
+        decoded = [self._decode(item.image, position, input_id)
+                   for position, (item, input_id) in enumerate(zip(items, ids))]
+        backbone = self.backbone(app)
+        embedded = embed_once(self.store, backbone, decoded)
+        now = time.time()
+        with self.indexes.lock(app_id):
+            with self.store.write() as tx:
+                app = tx.get_app(app_id) or app  # fresh next_seq under the lock
+                for input_id in ids:
+                    if tx.get_input(app_id, input_id) is not None:
+                        raise Conflict(f"input id {input_id!r} already exists")
+                records = []
+                for offset, (item, input_id, image) in enumerate(zip(items, ids, decoded)):
+                    record = Input(id=input_id, seq=app.next_seq + offset, sha256=image.sha256,
+                                   source=item.source, metadata=dict(item.metadata),
+                                   concepts=list(dict.fromkeys(item.concepts)),
+                                   not_concepts=list(dict.fromkeys(item.not_concepts)),
+                                   created_at=now, width=image.width, height=image.height)
+                    self._ensure_concepts(tx, app_id, record.concepts + record.not_concepts, now)
+                    tx.put_input(app_id, record)
+                    tx.retain_blob(image.sha256, item.image)
+                    records.append(record)
+                for sha, vector in embedded.new.items():
+                    tx.put_embedding(backbone.id, sha, vector)
+                app = msgspec.structs.replace(app, next_seq=app.next_seq + len(records))
+                tx.put_app(app)
+            # Committed. Now the cache follows (an index not loaded yet is built from LMDB when needed).
+            seqs = np.asarray([r.seq for r in records], np.int64)
+            self.indexes.add(app, backbone.dim, seqs, embedded.vectors)
+        return AddedInputs(records, len(embedded.new))
+
+    def _decode(self, data: bytes, position: int, input_id: str) -> DecodedImage:
+        try:
+            return decode_image(data, self.config.images)
+        except ImageError as exc:
+            raise type(exc)(f"input {position} ({input_id}): {exc.message}") from None
+
+    @staticmethod
+    def _ensure_concepts(tx: WriteTxn, app_id: str, concept_ids: list[str], now: float) -> None:
+        """Concepts named on an input are created on the fly, with the id as their name."""
+        for concept_id in concept_ids:
+            if tx.get_concept(app_id, concept_id) is None:
+                tx.put_concept(app_id, Concept(id=concept_id, name=concept_id, created_at=now))
+
+    def get_input(self, app_id: str, input_id: str) -> Input:
+        self.get_app(app_id)
+        with self.store.read() as tx:
+            record = tx.get_input(app_id, input_id)
+        if record is None:
+            raise NotFound(f"input {input_id!r} does not exist")
+        return record
+
+    def input_image(self, app_id: str, input_id: str) -> bytes:
+        record = self.get_input(app_id, input_id)
+        with self.store.read() as tx:
+            data = tx.get_blob(record.sha256)
+        if data is None:
+            raise NotFound(f"input {input_id!r} has no stored image")
+        return data
+
+    def list_inputs(self, app_id: str, page: int = 1, per_page: int = 20,
+                    flt: SearchFilter | None = None) -> list[Input]:
+        """Newest first; stable across pages while nothing is added."""
+        self.get_app(app_id)
+        offset, limit = page_window(page, per_page)
+        with self.store.read() as tx:
+            return [hit.input for hit in filtered_inputs(tx, app_id, flt or SearchFilter(), offset, limit)]
+
+    def count_inputs(self, app_id: str) -> int:
+        self.get_app(app_id)
+        with self.store.read() as tx:
+            return tx.count_inputs(app_id)
+
+    def edit_inputs(self, app_id: str, action: EditAction | str, edits: list[InputEdit]) -> list[Input]:
+        """Merge/remove/overwrite concepts and metadata of several inputs in one transaction."""
+        self.get_app(app_id)
+        try:
+            action = EditAction(action)
+        except ValueError:
+            raise InvalidArgument(f"action must be merge, remove or overwrite, got {action!r}") from None
+        for edit in edits:
+            for concept_id in itertools.chain(edit.concepts, edit.not_concepts):
+                check_id("concept", concept_id)
+        now = time.time()
+        with self.indexes.lock(app_id), self.store.write() as tx:
+            updated = []
+            for edit in edits:
+                record = tx.get_input(app_id, edit.input_id)
+                if record is None:
+                    raise NotFound(f"input {edit.input_id!r} does not exist")
+                new = apply_edit(record, action, edit)
+                self._ensure_concepts(tx, app_id, new.concepts + new.not_concepts, now)
+                tx.put_input(app_id, new, previous=record)
+                updated.append(new)
+        return updated
+
+    def delete_inputs(self, app_id: str, input_ids: list[str]) -> int:
+        """Delete the named inputs; an unknown id refuses the whole call."""
+        app = self.get_app(app_id)
+        with self.indexes.lock(app_id):
+            with self.store.write() as tx:
+                records = []
+                for input_id in dict.fromkeys(input_ids):
+                    record = tx.get_input(app_id, input_id)
+                    if record is None:
+                        raise NotFound(f"input {input_id!r} does not exist")
+                    records.append(record)
+                for record in records:
+                    tx.delete_input(app_id, record)
+            self.indexes.remove(app, np.asarray([r.seq for r in records], np.int64))
+        return len(records)
+
+    def delete_all_inputs(self, app_id: str) -> int:
+        app = self.get_app(app_id)
+        with self.indexes.lock(app_id):
+            with self.store.write() as tx:
+                records = list(tx.iter_inputs(app_id))
+                for record in records:
+                    tx.delete_input(app_id, record)
+            self.indexes.remove(app, np.asarray([r.seq for r in records], np.int64))
+        return len(records)
+
+    # ------------------------------------------------------------ concepts
+    def add_concepts(self, app_id: str, concepts: list[tuple[str, str | None]]) -> list[Concept]:
+        self.get_app(app_id)
+        now = time.time()
+        created = [Concept(id=check_id("concept", cid), name=check_name("concept", name or cid), created_at=now)
+                   for cid, name in concepts]
+        with self.store.write() as tx:
+            for concept in created:
+                if tx.get_concept(app_id, concept.id) is not None:
+                    raise Conflict(f"concept {concept.id!r} already exists")
+                tx.put_concept(app_id, concept)
+        return created
+
+    def rename_concepts(self, app_id: str, names: list[tuple[str, str]]) -> list[Concept]:
+        self.get_app(app_id)
+        with self.store.write() as tx:
+            renamed = []
+            for concept_id, name in names:
+                concept = tx.get_concept(app_id, concept_id)
+                if concept is None:
+                    raise NotFound(f"concept {concept_id!r} does not exist")
+                concept = msgspec.structs.replace(concept, name=check_name("concept", name))
+                tx.put_concept(app_id, concept)
+                renamed.append(concept)
+        return renamed
+
+    def get_concept(self, app_id: str, concept_id: str) -> Concept:
+        self.get_app(app_id)
+        with self.store.read() as tx:
+            concept = tx.get_concept(app_id, concept_id)
+        if concept is None:
+            raise NotFound(f"concept {concept_id!r} does not exist")
+        return concept
+
+    def list_concepts(self, app_id: str, page: int = 1, per_page: int = 20) -> list[Concept]:
+        self.get_app(app_id)
+        offset, limit = page_window(page, per_page)
+        with self.store.read() as tx:
+            return list(itertools.islice(tx.iter_concepts(app_id), offset, offset + limit))
+
+    def search_concepts(self, app_id: str, name: str) -> list[Concept]:
+        """Case-insensitive name match; '*' is a wildcard (Clarifai's concept search)."""
+        self.get_app(app_id)
+        pattern = name.lower()
+        with self.store.read() as tx:
+            return [c for c in tx.iter_concepts(app_id)
+                    if fnmatch.fnmatchcase(c.name.lower(), pattern) or fnmatch.fnmatchcase(c.id.lower(), pattern)]
+
+    def concept_counts(self, app_id: str, concept_id: str) -> tuple[int, int]:
+        """(positive, negative) annotation counts."""
+        with self.store.read() as tx:
+            return (len(tx.labelled_seqs(app_id, concept_id, True)),
+                    len(tx.labelled_seqs(app_id, concept_id, False)))
+
+    # -------------------------------------------------------------- search
+    def search_by_image(self, app_id: str, image: bytes, *, page: int = 1, per_page: int = 20,
+                        flt: SearchFilter | None = None) -> list[SearchHit]:
+        app = self.get_app(app_id)
+        decoded = decode_image(image, self.config.images)
+        vector = embed_once(self.store, self.backbone(app), [decoded]).vectors[0]
+        return self.search_by_vector(app, vector, page=page, per_page=per_page, flt=flt)
+
+    def search_by_input(self, app_id: str, input_id: str, *, page: int = 1, per_page: int = 20,
+                        flt: SearchFilter | None = None) -> list[SearchHit]:
+        app = self.get_app(app_id)
+        record = self.get_input(app_id, input_id)
+        with self.store.read() as tx:
+            vector = tx.get_embedding(app.backbone, record.sha256)
+        if vector is None:
+            raise NotFound(f"input {input_id!r} has no embedding for backbone {app.backbone}")
+        return self.search_by_vector(app, vector, page=page, per_page=per_page, flt=flt)
+
+    def search_by_text(self, app_id: str, text: str, *, page: int = 1, per_page: int = 20,
+                       flt: SearchFilter | None = None) -> list[SearchHit]:
+        app = self.get_app(app_id)
+        if not text.strip():
+            raise InvalidArgument("search text must not be empty")
+        vector = self.backbone(app).embed_text([text])[0]  # raises CapabilityMissing without a text tower
+        return self.search_by_vector(app, vector, page=page, per_page=per_page, flt=flt)
+
+    def search_by_vector(self, app: App, vector: np.ndarray, *, page: int = 1, per_page: int = 20,
+                         flt: SearchFilter | None = None) -> list[SearchHit]:
+        offset, limit = page_window(page, per_page)
+        index = self.index(app)
+        with self.store.read() as tx:
+            allow = allowed_seqs(tx, app.id, flt or SearchFilter())
+            if allow is not None and len(allow) == 0:
+                return []
+            found = index.search(vector[None, :], offset + limit, allow=allow)[0]
+            return hits_for(tx, app.id, found.ids[offset:], found.scores[offset:])
+
+    def search_by_filter(self, app_id: str, flt: SearchFilter, *, page: int = 1,
+                         per_page: int = 20) -> list[SearchHit]:
+        self.get_app(app_id)
+        offset, limit = page_window(page, per_page)
+        with self.store.read() as tx:
+            return filtered_inputs(tx, app_id, flt, offset, limit)
+

@@ -1,0 +1,33 @@
+"""The backbone interface every embedder implements."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    id: str
+    dim: int
+    supports_text: bool
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """One RGB image -> float32 CHW array ready for the network."""
+        ...
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray:
+        """RGB images -> float32[n, dim], each row L2-normalised."""
+        ...
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """Strings -> float32[n, dim] L2-normalised (only when supports_text)."""
+        ...
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)

@@ -1,0 +1,55 @@
+"""CLIP (open_clip ViT-B-32) image and text embedder."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+from loupe.backbones.base import l2_normalise
+from loupe.backbones.preprocess import Preprocessing, center_crop_resize
+from loupe.backbones.torch_runner import TorchRunner
+from loupe.errors import BackboneUnavailable
+from loupe.torchvision_compat import import_with_torchvision_fix
+
+ARCHITECTURE = "ViT-B-32"
+
+
+class ClipBackbone:
+    supports_text = True
+
+    def __init__(self, pretrained: str, *, backbone_id: str = "clip-vit-b-32", chunk: int = 16,
+                 fast: bool = True) -> None:
+        """`pretrained` is an open_clip pretrained tag (downloaded once, then cached) or a local file."""
+        open_clip = import_with_torchvision_fix("open_clip")
+        looks_like_path = os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+        if looks_like_path and not os.path.isfile(pretrained):
+            raise BackboneUnavailable(f"CLIP weights file not found: {pretrained}")
+        try:
+            model = open_clip.create_model(ARCHITECTURE, pretrained=pretrained, device="cpu")
+        except Exception as exc:  # network failure, bad tag, incompatible file: all mean "unavailable"
+            raise BackboneUnavailable(f"cannot load CLIP {ARCHITECTURE} weights {pretrained!r}: {exc}") from exc
+        self.id = backbone_id
+        self.model = model.eval()
+        self.dim = int(model.visual.output_dim)
+        cfg = model.visual.preprocess_cfg
+        self.preprocessing = Preprocessing(size=int(cfg["size"][0]), crop_pct=1.0,
+                                           mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
+        self.tokenizer = open_clip.get_tokenizer(ARCHITECTURE)
+        self._images = TorchRunner(self.model, self.model.encode_image, chunk=chunk, fast=fast)
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return center_crop_resize(image, self.preprocessing)
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        return self._images.run([self.preprocess(im) for im in images])
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        with torch.inference_mode():
+            return l2_normalise(self.model.encode_text(self.tokenizer(texts)).float().numpy())

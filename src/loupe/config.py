@@ -1,0 +1,57 @@
+"""Configuration: one immutable struct, built from defaults, environment (LOUPE_*) and CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+
+class ImageLimits(msgspec.Struct, frozen=True):
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
+
+class Config(msgspec.Struct, frozen=True):
+    data_dir: Path = Path("loupe-data")
+    # LMDB reserves address space, not disk: a large map costs nothing until used.
+    lmdb_map_size: int = 64 * 1024**3
+    torch_threads: int = max(1, os.cpu_count() or 1)
+    embed_batch_size: int = 32
+    # Exact search is fast enough below this many vectors; above it an IVF index is built.
+    approx_index_threshold: int = 50_000
+    images: ImageLimits = ImageLimits()
+    # Local weight files per backbone id (e.g. {"clip-vit-b-32": "/models/clip.pt"}).
+    weights: dict[str, str] = {}
+    clip_pretrained_tag: str = "laion2b_s34b_b79k"
+
+    @property
+    def lmdb_path(self) -> Path:
+        return self.data_dir / "store.lmdb"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "indexes"
+
+
+def config_from_env(**overrides: object) -> Config:
+    """Defaults, then LOUPE_* environment variables, then explicit overrides (None means unset)."""
+    values: dict[str, object] = {}
+    env = os.environ
+    if "LOUPE_DATA_DIR" in env:
+        values["data_dir"] = Path(env["LOUPE_DATA_DIR"])
+    if "LOUPE_TORCH_THREADS" in env:
+        values["torch_threads"] = int(env["LOUPE_TORCH_THREADS"])
+    if "LOUPE_APPROX_INDEX_THRESHOLD" in env:
+        values["approx_index_threshold"] = int(env["LOUPE_APPROX_INDEX_THRESHOLD"])
+    weights = {}
+    if "LOUPE_CLIP_WEIGHTS" in env:
+        weights["clip-vit-b-32"] = env["LOUPE_CLIP_WEIGHTS"]
+    if weights:
+        values["weights"] = weights
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "data_dir" in values:
+        values["data_dir"] = Path(str(values["data_dir"]))
+    return Config(**values)  # type: ignore[arg-type]

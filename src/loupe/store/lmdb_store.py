@@ -1,0 +1,199 @@
+"""LMDB environment and typed transactions. One write transaction per request; commit = acknowledged."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import lmdb
+import msgspec
+import numpy as np
+
+from loupe.store import keys as K
+from loupe.store.records import App, Concept, Input
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+_DATABASES = ("apps", "inputs", "input_order", "labels", "concepts", "embeddings", "blobs", "blob_refs")
+# Later layers (models, versions, api keys) open their own named databases through `Store.db`.
+MAX_DATABASES = 32
+
+
+class Store:
+    def __init__(self, path: Path, map_size: int) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        # sync/metasync on: a commit is on disk before we answer, so acknowledged writes survive kill -9
+        # and power loss. max_readers covers a threaded server.
+        self.env = lmdb.open(str(path), map_size=map_size, max_dbs=MAX_DATABASES, max_readers=256,
+                             sync=True, metasync=True, readahead=False)
+        self._dbs = {name: self.env.open_db(name.encode()) for name in _DATABASES}
+
+    def db(self, name: str) -> lmdb._Database:
+        if name not in self._dbs:
+            self._dbs[name] = self.env.open_db(name.encode())
+        return self._dbs[name]
+
+    @contextmanager
+    def read(self) -> Iterator[ReadTxn]:
+        with self.env.begin(buffers=False) as txn:
+            yield ReadTxn(self, txn)
+
+    @contextmanager
+    def write(self) -> Iterator[WriteTxn]:
+        """Commits when the block ends normally; any exception aborts, leaving nothing behind."""
+        with self.env.begin(write=True) as txn:
+            yield WriteTxn(self, txn)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _decode(data: bytes | None, kind: type[T]) -> T | None:
+    return None if data is None else msgspec.msgpack.decode(data, type=kind)
+
+
+class ReadTxn:
+    def __init__(self, store: Store, txn: lmdb.Transaction) -> None:
+        self.store = store
+        self.txn = txn
+
+    def _get(self, db: str, key: bytes) -> bytes | None:
+        return self.txn.get(key, db=self.store.db(db))
+
+    def iter_prefix(self, db: str, prefix: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """Keys starting with `prefix` (which ends in SEP), in key order or reversed."""
+        cur = self.txn.cursor(db=self.store.db(db))
+        if reverse:
+            # Every key with the prefix sorts below prefix-with-its-final-NUL-raised-to-\x01.
+            positioned = cur.prev() if cur.set_range(prefix[:-1] + b"\x01") else cur.last()
+            walk = cur.iterprev
+        else:
+            positioned = cur.set_range(prefix)
+            walk = cur.iternext
+        if not positioned:
+            return
+        for key, value in walk():
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    # apps
+    def get_app(self, app_id: str) -> App | None:
+        return _decode(self._get("apps", K.join(app_id)), App)
+
+    def list_apps(self) -> list[App]:
+        cur = self.txn.cursor(db=self.store.db("apps"))
+        return [msgspec.msgpack.decode(v, type=App) for _, v in cur]
+
+    # inputs
+    def get_input(self, app_id: str, input_id: str) -> Input | None:
+        return _decode(self._get("inputs", K.join(app_id, input_id)), Input)
+
+    def input_id_at(self, app_id: str, seq: int) -> str | None:
+        raw = self._get("input_order", K.join(app_id, K.seq_bytes(seq)))
+        return None if raw is None else raw.decode("utf-8")
+
+    def iter_inputs(self, app_id: str, *, newest_first: bool = True) -> Iterator[Input]:
+        for _, raw_id in self.iter_prefix("input_order", K.prefix(app_id), reverse=newest_first):
+            record = self.get_input(app_id, raw_id.decode("utf-8"))
+            if record is not None:
+                yield record
+
+    def input_seqs(self, app_id: str) -> np.ndarray:
+        """Every input's sequence number (= vector-index id), ascending."""
+        seqs = [K.seq_from(k) for k, _ in self.iter_prefix("input_order", K.prefix(app_id))]
+        return np.asarray(seqs, dtype=np.int64)
+
+    def count_inputs(self, app_id: str) -> int:
+        return sum(1 for _ in self.iter_prefix("input_order", K.prefix(app_id)))
+
+    def labelled_seqs(self, app_id: str, concept_id: str, positive: bool = True) -> np.ndarray:
+        sign = K.POSITIVE if positive else K.NEGATIVE
+        found = [K.seq_from(k) for k, _ in
+                 self.iter_prefix("labels", K.prefix(app_id, concept_id, sign))]
+        return np.asarray(found, dtype=np.int64)
+
+    # concepts
+    def get_concept(self, app_id: str, concept_id: str) -> Concept | None:
+        return _decode(self._get("concepts", K.join(app_id, concept_id)), Concept)
+
+    def iter_concepts(self, app_id: str) -> Iterator[Concept]:
+        for _, value in self.iter_prefix("concepts", K.prefix(app_id)):
+            yield msgspec.msgpack.decode(value, type=Concept)
+
+    # embeddings (shared by every app with the same backbone: an image is embedded once)
+    def get_embedding(self, backbone_id: str, sha256: str) -> np.ndarray | None:
+        raw = self._get("embeddings", K.join(backbone_id, sha256))
+        return None if raw is None else np.frombuffer(raw, dtype=np.float32)
+
+    def get_blob(self, sha256: str) -> bytes | None:
+        return self._get("blobs", sha256.encode())
+
+
+class WriteTxn(ReadTxn):
+    def _put(self, db: str, key: bytes, value: bytes) -> None:
+        self.txn.put(key, value, db=self.store.db(db))
+
+    def _delete(self, db: str, key: bytes) -> None:
+        self.txn.delete(key, db=self.store.db(db))
+
+    def put_app(self, app: App) -> None:
+        self._put("apps", K.join(app.id), msgspec.msgpack.encode(app))
+
+    def put_input(self, app_id: str, record: Input, previous: Input | None = None) -> None:
+        """Write an input and keep the order and label indexes in step with it."""
+        self._put("inputs", K.join(app_id, record.id), msgspec.msgpack.encode(record))
+        self._put("input_order", K.join(app_id, K.seq_bytes(record.seq)), record.id.encode("utf-8"))
+        old = _label_keys(app_id, previous) if previous is not None else set()
+        new = _label_keys(app_id, record)
+        for key in old - new:
+            self._delete("labels", key)
+        for key in new - old:
+            self._put("labels", key, b"")
+
+    def delete_input(self, app_id: str, record: Input) -> None:
+        self._delete("inputs", K.join(app_id, record.id))
+        self._delete("input_order", K.join(app_id, K.seq_bytes(record.seq)))
+        for key in _label_keys(app_id, record):
+            self._delete("labels", key)
+        self.release_blob(record.sha256)
+
+    def delete_app(self, app_id: str) -> None:
+        self._delete("apps", K.join(app_id))
+
+    def delete_concept(self, app_id: str, concept_id: str) -> None:
+        self._delete("concepts", K.join(app_id, concept_id))
+
+    def put_concept(self, app_id: str, concept: Concept) -> None:
+        self._put("concepts", K.join(app_id, concept.id), msgspec.msgpack.encode(concept))
+
+    def put_embedding(self, backbone_id: str, sha256: str, vector: np.ndarray) -> None:
+        self._put("embeddings", K.join(backbone_id, sha256), np.asarray(vector, np.float32).tobytes())
+
+    def retain_blob(self, sha256: str, data: bytes) -> None:
+        """Keep the original bytes once per content, counting the inputs (of any app) that use them."""
+        key = sha256.encode()
+        refs = self._get("blob_refs", key)
+        count = 0 if refs is None else struct.unpack(">Q", refs)[0]
+        if count == 0:
+            self._put("blobs", key, data)
+        self._put("blob_refs", key, struct.pack(">Q", count + 1))
+
+    def release_blob(self, sha256: str) -> None:
+        key = sha256.encode()
+        refs = self._get("blob_refs", key)
+        count = 0 if refs is None else struct.unpack(">Q", refs)[0]
+        if count <= 1:
+            self._delete("blob_refs", key)
+            self._delete("blobs", key)
+        else:
+            self._put("blob_refs", key, struct.pack(">Q", count - 1))
+
+
+def _label_keys(app_id: str, record: Input) -> set[bytes]:
+    seq = K.seq_bytes(record.seq)
+    return ({K.join(app_id, c, K.POSITIVE, seq) for c in record.concepts}
+            | {K.join(app_id, c, K.NEGATIVE, seq) for c in record.not_concepts})
