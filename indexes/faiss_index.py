@@ -37,12 +37,12 @@ class FaissIndex:
     @classmethod
     def ivf(cls, dim: int, training: np.ndarray, nprobe: int | None = None) -> FaissIndex:
         n = len(training)
-        nlist = int(min(4096, max(16, 4 * np.sqrt(n))))
+        nlist = int(np.clip(np.sqrt(n), 1, 4096))  # ~sqrt(n) lists: enough points each to train
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(_as_vectors(training, dim))
-        # ~1/8 of the lists gives >0.95 recall@10 on image embeddings at a fraction of exact cost.
-        index.nprobe = nprobe or max(8, nlist // 8)
+        # A quarter of the lists: high recall on clustered image embeddings at a fraction of exact cost.
+        index.nprobe = nprobe or min(nlist, max(16, nlist // 4))
         return cls(index, "ivf")
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:

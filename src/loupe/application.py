@@ -50,10 +50,11 @@ class AppSummary(msgspec.Struct):
 
 
 class Loupe:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, backbones: BackboneCache | None = None) -> None:
+        """`backbones` lets several application objects (tests, tools) share loaded models."""
         self.config = config
         self.store = Store(config.lmdb_path, config.lmdb_map_size)
-        self.backbones = BackboneCache(config)
+        self.backbones = backbones or BackboneCache(config)
         self.indexes = AppIndexes(self.store, config.index_dir, config.approx_index_threshold)
 
     def close(self) -> None:

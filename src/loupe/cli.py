@@ -1,0 +1,112 @@
+"""The `loupe` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from loupe.application import Loupe
+from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE
+from loupe.config import config_from_env
+from loupe.errors import LoupeError, NotFound
+
+
+def _open(args: argparse.Namespace) -> Loupe:
+    return Loupe(config_from_env(data_dir=args.data_dir, torch_threads=args.threads))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from loupe.folder_import import import_folder, scan_folder
+
+    root = Path(args.folder)
+    if not root.is_dir():
+        raise LoupeError(f"{root} is not a folder")
+    with _open(args) as loupe:
+        try:
+            app = loupe.get_app(args.app)
+            if args.backbone and args.backbone != app.backbone:
+                raise LoupeError(f"app {app.id!r} uses backbone {app.backbone}, not {args.backbone}")
+        except NotFound:
+            app = loupe.create_app(args.app, args.backbone or DEFAULT_BACKBONE)
+            print(f"created app {app.id!r} with backbone {app.backbone}")
+        total = len(scan_folder(root))
+        with tqdm(total=total, unit="img", desc=f"import {app.id}", dynamic_ncols=True) as bar:
+            report = import_folder(loupe, root, app.id, batch_size=args.batch_size, progress=bar.update)
+        loupe.index(app)  # build (or bring up to date) and save the index now, not on first search
+        loupe.indexes.save(app)
+    print(f"{report.found} images found: {report.added} added, {report.skipped} already there, "
+          f"{len(report.failed)} failed; {report.embedded} embedded in {report.seconds:.1f} s")
+    for path, reason in report.failed[:20]:
+        print(f"  failed: {path}: {reason}", file=sys.stderr)
+    return 0 if not report.failed else 1
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    data = Path(args.image).read_bytes()
+    with _open(args) as loupe:
+        hits = loupe.search_by_image(args.app, data, per_page=args.k)
+    for hit in hits:
+        labels = ",".join(hit.input.concepts) or "-"
+        print(f"{hit.score:.4f}  {hit.input.id}  [{labels}]  {hit.input.source}")
+    return 0
+
+
+def cmd_apps(args: argparse.Namespace) -> int:
+    with _open(args) as loupe:
+        if args.action == "create":
+            if not args.name:
+                raise LoupeError("loupe apps create needs a NAME")
+            app = loupe.create_app(args.name, args.backbone)
+            print(f"created app {app.id!r} with backbone {app.backbone}")
+            return 0
+        summaries = loupe.list_apps()
+    if not summaries:
+        print("no apps yet: `loupe import DIR --app NAME` creates one")
+    for s in summaries:
+        print(f"{s.app.id}\tbackbone={s.app.backbone}\tinputs={s.input_count}\tconcepts={s.concept_count}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loupe", description="Few-shot custom image concepts and visual search.")
+    parser.add_argument("--data-dir", help="where the store and indexes live (env LOUPE_DATA_DIR; default ./loupe-data)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("import", help="import a folder: one subfolder per concept")
+    p.add_argument("folder")
+    p.add_argument("--app", required=True)
+    p.add_argument("--backbone", choices=BACKBONE_IDS, help=f"for a new app (default {DEFAULT_BACKBONE})")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("search", help="print the inputs most similar to an image file")
+    p.add_argument("image")
+    p.add_argument("--app", required=True)
+    p.add_argument("-k", type=int, default=10)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("apps", help="list apps, or `apps create NAME`")
+    p.add_argument("action", nargs="?", choices=["list", "create"], default="list")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--backbone", choices=BACKBONE_IDS)
+    p.set_defaults(func=cmd_apps)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LoupeError as exc:
+        print(f"loupe: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Import a folder tree of labeled images: one subfolder per concept, split folders (train/...) allowed."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+from loupe.application import Loupe, NewInput
+from loupe.errors import Conflict, ImageError, NotFound
+from loupe.ids import MAX_ID_LENGTH
+from loupe.imaging import content_hash
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+
+
+class FolderImage(msgspec.Struct, frozen=True):
+    path: Path
+    input_id: str
+    concept: str | None  # the folder holding the file; None for files directly in the root
+
+
+class ImportReport(msgspec.Struct):
+    found: int = 0
+    added: int = 0
+    skipped: int = 0  # already imported with the same content
+    embedded: int = 0  # images that went through the backbone (the rest reused stored vectors)
+    failed: list[tuple[str, str]] = []
+    seconds: float = 0.0
+
+
+def scan_folder(root: Path) -> list[FolderImage]:
+    """Every image file below `root`, sorted; its concept is the name of the folder that holds it."""
+    found = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+        rel = path.relative_to(root)
+        concept = path.parent.name if path.parent != root else None
+        found.append(FolderImage(path, input_id_for(rel), concept))
+    return found
+
+
+def input_id_for(rel: Path) -> str:
+    """Stable id from the relative path, so a second import recognises what it already stored."""
+    input_id = ":".join(rel.parts)
+    if len(input_id) > MAX_ID_LENGTH or not input_id.isprintable():
+        input_id = "file:" + hashlib.sha256(str(rel).encode()).hexdigest()[:40]
+    return input_id
+
+
+def import_folder(loupe: Loupe, root: Path, app_id: str, *, batch_size: int = 32,
+                  progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Add what is new, skip what is there. `progress(n)` is called as files are handled."""
+    started = time.perf_counter()
+    files = scan_folder(root)
+    report = ImportReport(found=len(files))
+    for start in range(0, len(files), batch_size):
+        batch = files[start:start + batch_size]
+        new: list[NewInput] = []
+        for item in batch:
+            data = item.path.read_bytes()
+            status = _already_there(loupe, app_id, item.input_id, content_hash(data))
+            if status == "same":
+                report.skipped += 1
+            elif status == "changed":
+                report.failed.append((str(item.path), "already imported with different content"))
+            else:
+                new.append(NewInput(image=data, id=item.input_id, source=str(item.path.relative_to(root)),
+                                    concepts=[item.concept] if item.concept else []))
+        _add(loupe, app_id, new, report)
+        if progress:
+            progress(len(batch))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _already_there(loupe: Loupe, app_id: str, input_id: str, sha256: str) -> str:
+    try:
+        record = loupe.get_input(app_id, input_id)
+    except NotFound:
+        return "new"
+    return "same" if record.sha256 == sha256 else "changed"
+
+
+def _add(loupe: Loupe, app_id: str, items: list[NewInput], report: ImportReport) -> None:
+    if not items:
+        return
+    try:
+        added = loupe.add_inputs(app_id, items)
+        report.added += len(added.inputs)
+        report.embedded += added.embedded
+    except (ImageError, Conflict):
+        if len(items) == 1:
+            raise
+        # A batch is all or nothing: find the bad files one by one and keep the good ones.
+        for item in items:
+            try:
+                _add(loupe, app_id, [item], report)
+            except (ImageError, Conflict) as exc:
+                report.failed.append((item.source, exc.message.split(": ", 1)[-1]))

@@ -1,0 +1,64 @@
+"""Shared fixtures: real datasets from ../shared, real backbones loaded once, a fresh store per test."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from loupe.application import Loupe
+from loupe.backbones.registry import BackboneCache
+from loupe.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+DATASETS = SHARED / "datasets"
+CLOTHING = DATASETS / "clothing10"
+CALTECH = DATASETS / "caltech101"
+
+
+def dataset_images(folder: Path, n: int, start: int = 0) -> list[Path]:
+    files = sorted(folder.glob("*.jpg"))[start:start + n]
+    assert len(files) == n, f"expected {n} images in {folder}, found {len(files)}"
+    return files
+
+
+def image_bytes(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def shared_backbones(tmp_path_factory) -> BackboneCache:
+    return BackboneCache(Config(data_dir=tmp_path_factory.mktemp("unused")))
+
+
+@pytest.fixture
+def config(tmp_path) -> Config:
+    return Config(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def loupe(config, shared_backbones):
+    app = Loupe(config, backbones=shared_backbones)
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="session")
+def clip_weights(tmp_path_factory) -> Path:
+    """A randomly initialised open_clip ViT-B-32 saved to a file: no CLIP weights can be had here."""
+    import torch
+
+    from loupe.backbones.clip import ARCHITECTURE
+    from loupe.torchvision_compat import import_with_torchvision_fix
+
+    open_clip = import_with_torchvision_fix("open_clip")
+    torch.manual_seed(0)
+    model = open_clip.create_model(ARCHITECTURE, pretrained=None)
+    path = tmp_path_factory.mktemp("clip") / "vit-b-32-random.pt"
+    torch.save(model.state_dict(), path)
+    return path
