@@ -89,14 +89,14 @@ def _add(loupe: Loupe, app_id: str, items: list[NewInput], report: ImportReport)
         return
     try:
         added = loupe.add_inputs(app_id, items)
-        report.added += len(added.inputs)
-        report.embedded += added.embedded
-    except (ImageError, Conflict):
+    except (ImageError, Conflict) as exc:
         if len(items) == 1:
-            raise
+            # Drop the "input 0 (id): " prefix: the report names the file itself.
+            report.failed.append((items[0].source, exc.message.split("): ", 1)[-1]))
+            return
         # A batch is all or nothing: find the bad files one by one and keep the good ones.
         for item in items:
-            try:
-                _add(loupe, app_id, [item], report)
-            except (ImageError, Conflict) as exc:
-                report.failed.append((item.source, exc.message.split(": ", 1)[-1]))
+            _add(loupe, app_id, [item], report)
+        return
+    report.added += len(added.inputs)
+    report.embedded += added.embedded

@@ -20,7 +20,7 @@ ARCHITECTURE = "ViT-B-32"
 class ClipBackbone:
     supports_text = True
 
-    def __init__(self, pretrained: str, *, backbone_id: str = "clip-vit-b-32", chunk: int = 16,
+    def __init__(self, pretrained: str, *, backbone_id: str = "clip-vit-b-32", chunk: int = 32,
                  fast: bool = True) -> None:
         """`pretrained` is an open_clip pretrained tag (downloaded once, then cached) or a local file."""
         open_clip = import_with_torchvision_fix("open_clip")
@@ -38,7 +38,8 @@ class ClipBackbone:
         self.preprocessing = Preprocessing(size=int(cfg["size"][0]), crop_pct=1.0,
                                            mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
         self.tokenizer = open_clip.get_tokenizer(ARCHITECTURE)
-        self._images = TorchRunner(self.model, self.model.encode_image, chunk=chunk, fast=fast)
+        self._images = TorchRunner(self.model, self.model.encode_image, chunk=chunk, fast=fast,
+                                  bf16_batches=False)
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return center_crop_resize(image, self.preprocessing)

@@ -1,0 +1,33 @@
+"""Helpers shared by the benchmarks: dataset location, result files, timing."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+DATASETS = HERE.parent.parent / "shared" / "datasets"
+
+
+def machine() -> dict:
+    return {"cpu_count": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__, "processor": platform.processor() or platform.machine()}
+
+
+def write_result(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), **payload}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
