@@ -15,6 +15,9 @@ import msgspec
 import numpy as np
 
 from loupe.app_indexes import AppIndexes
+from loupe.custom_models import CustomModels
+from loupe.label_mirror import LabelMirror
+from loupe.retrainer import Retrainer
 from loupe.backbones.base import Backbone
 from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE, BackboneCache
 from loupe.config import Config
@@ -56,9 +59,15 @@ class Loupe:
         self.store = Store(config.lmdb_path, config.lmdb_map_size)
         self.backbones = backbones or BackboneCache(config)
         self.indexes = AppIndexes(self.store, config.index_dir, config.approx_index_threshold)
+        self.labels = LabelMirror(self.store)
+        self.models = CustomModels(self)
+        self.retrainer = Retrainer(config.retrain_delay_seconds, self._retrain) if config.auto_retrain else None
 
     def close(self) -> None:
-        """Save changed indexes (so the next start is fast) and close LMDB."""
+        """Stop background work, save changed indexes (so the next start is fast), close LMDB."""
+        if self.retrainer is not None:
+            self.retrainer.stop()
+        self.models.close()
         with self.store.read() as tx:
             apps = tx.list_apps()
         self.indexes.save_all(apps)
@@ -103,8 +112,14 @@ class Loupe:
                 tx.delete_input(app_id, record)
             for concept in list(tx.iter_concepts(app_id)):
                 tx.delete_concept(app_id, concept.id)
+            models = list(tx.iter_models(app_id))
+            for model in models:
+                tx.delete_model(app_id, model.id)
             tx.delete_app(app_id)
+        for model in models:
+            self.models.forget(app_id, model.id)
         self.indexes.forget(app_id)
+        self.labels.forget(app_id)
 
     def backbone(self, app: App) -> Backbone:
         return self.backbones.get(app.backbone)
@@ -144,7 +159,7 @@ class Loupe:
                                    concepts=list(dict.fromkeys(item.concepts)),
                                    not_concepts=list(dict.fromkeys(item.not_concepts)),
                                    created_at=now, width=image.width, height=image.height)
-                    self._ensure_concepts(tx, app_id, record.concepts + record.not_concepts, now)
+                    self.ensure_concepts(tx, app_id, record.concepts + record.not_concepts, now)
                     tx.put_input(app_id, record)
                     tx.retain_blob(image.sha256, item.image)
                     records.append(record)
@@ -155,6 +170,8 @@ class Loupe:
             # Committed. Now the cache follows (an index not loaded yet is built from LMDB when needed).
             seqs = np.asarray([r.seq for r in records], np.int64)
             self.indexes.add(app, backbone.dim, seqs, embedded.vectors)
+            self.labels.put(app_id, records)
+        self._labels_changed(app_id, records)
         return AddedInputs(records, len(embedded.new))
 
     def _decode(self, data: bytes, position: int, input_id: str) -> DecodedImage:
@@ -164,7 +181,7 @@ class Loupe:
             raise type(exc)(f"input {position} ({input_id}): {exc.message}") from None
 
     @staticmethod
-    def _ensure_concepts(tx: WriteTxn, app_id: str, concept_ids: list[str], now: float) -> None:
+    def ensure_concepts(tx: WriteTxn, app_id: str, concept_ids: list[str], now: float) -> None:
         """Concepts named on an input are created on the fly, with the id as their name."""
         for concept_id in concept_ids:
             if tx.get_concept(app_id, concept_id) is None:
@@ -210,43 +227,77 @@ class Loupe:
             for concept_id in itertools.chain(edit.concepts, edit.not_concepts):
                 check_id("concept", concept_id)
         now = time.time()
-        with self.indexes.lock(app_id), self.store.write() as tx:
-            updated = []
-            for edit in edits:
-                record = tx.get_input(app_id, edit.input_id)
-                if record is None:
-                    raise NotFound(f"input {edit.input_id!r} does not exist")
-                new = apply_edit(record, action, edit)
-                self._ensure_concepts(tx, app_id, new.concepts + new.not_concepts, now)
-                tx.put_input(app_id, new, previous=record)
-                updated.append(new)
-        return updated
+        with self.indexes.lock(app_id):
+            with self.store.write() as tx:
+                before, after = [], []
+                for edit in edits:
+                    record = tx.get_input(app_id, edit.input_id)
+                    if record is None:
+                        raise NotFound(f"input {edit.input_id!r} does not exist")
+                    new = apply_edit(record, action, edit)
+                    self.ensure_concepts(tx, app_id, new.concepts + new.not_concepts, now)
+                    tx.put_input(app_id, new, previous=record)
+                    before.append(record)
+                    after.append(new)
+            self.labels.put(app_id, after)
+        self._labels_changed(app_id, before + after)
+        return after
 
     def delete_inputs(self, app_id: str, input_ids: list[str]) -> int:
         """Delete the named inputs; an unknown id refuses the whole call."""
-        app = self.get_app(app_id)
-        with self.indexes.lock(app_id):
-            with self.store.write() as tx:
-                records = []
-                for input_id in dict.fromkeys(input_ids):
-                    record = tx.get_input(app_id, input_id)
-                    if record is None:
-                        raise NotFound(f"input {input_id!r} does not exist")
-                    records.append(record)
-                for record in records:
-                    tx.delete_input(app_id, record)
-            self.indexes.remove(app, np.asarray([r.seq for r in records], np.int64))
-        return len(records)
+        with self.store.read() as tx:
+            for input_id in input_ids:
+                if tx.get_input(app_id, input_id) is None:
+                    raise NotFound(f"input {input_id!r} does not exist")
+        return self._delete_where(app_id, lambda tx: [tx.get_input(app_id, i) for i in dict.fromkeys(input_ids)])
 
     def delete_all_inputs(self, app_id: str) -> int:
+        return self._delete_where(app_id, lambda tx: list(tx.iter_inputs(app_id)))
+
+    def _delete_where(self, app_id: str, select) -> int:
         app = self.get_app(app_id)
         with self.indexes.lock(app_id):
             with self.store.write() as tx:
-                records = list(tx.iter_inputs(app_id))
+                records = [r for r in select(tx) if r is not None]  # None: deleted meanwhile
                 for record in records:
                     tx.delete_input(app_id, record)
-            self.indexes.remove(app, np.asarray([r.seq for r in records], np.int64))
+            seqs = [r.seq for r in records]
+            self.indexes.remove(app, np.asarray(seqs, np.int64))
+            self.labels.remove(app_id, seqs)
+        self._labels_changed(app_id, records)
         return len(records)
+
+    def embeddings_of(self, app: App, seqs: np.ndarray) -> np.ndarray:
+        """Stored vectors of the app's inputs with these sequence numbers, in that order."""
+        dim = self.backbone(app).dim
+        out = np.empty((len(seqs), dim), np.float32)
+        with self.store.read() as tx:
+            for row, seq in enumerate(seqs.tolist()):
+                input_id = tx.input_id_at(app.id, seq)
+                record = tx.get_input(app.id, input_id) if input_id is not None else None
+                vector = tx.get_embedding(app.backbone, record.sha256) if record is not None else None
+                if vector is None:
+                    raise NotFound(f"input #{seq} of app {app.id!r} has no stored embedding")
+                out[row] = vector
+        return out
+
+    def _labels_changed(self, app_id: str, records: list[Input]) -> None:
+        """Schedule the debounced retrain of trained models whose examples these inputs are."""
+        if self.retrainer is None:
+            return
+        touched = {c for r in records for c in (*r.concepts, *r.not_concepts)}
+        with self.store.read() as tx:
+            models = list(tx.iter_models(app_id))
+            for model in models:
+                if not model.auto_retrain:
+                    continue
+                relevant = not model.closed_environment or touched & set(model.concept_ids)
+                trained = any(v.status == "trained" for v in tx.iter_versions(app_id, model.id))
+                if relevant and trained:
+                    self.retrainer.touch(app_id, model.id)
+
+    def _retrain(self, app_id: str, model_id: str) -> None:
+        self.models.train(app_id, model_id, wait=True)
 
     # ------------------------------------------------------------ concepts
     def add_concepts(self, app_id: str, concepts: list[tuple[str, str | None]]) -> list[Concept]:

@@ -23,17 +23,23 @@ class Config(msgspec.Struct, frozen=True):
     # Exact search is fast enough below this many vectors; above it an IVF index is built.
     approx_index_threshold: int = 50_000
     images: ImageLimits = ImageLimits()
+    # Trains with at most this many examples finish within the request; larger ones are queued.
+    sync_train_max_examples: int = 20_000
+    max_concurrent_trainings: int = 1
+    # After label edits, models that asked for it retrain once the labels have been quiet this long.
+    auto_retrain: bool = True
+    retrain_delay_seconds: float = 2.0
     # Local weight files per backbone id (e.g. {"clip-vit-b-32": "/models/clip.pt"}).
     weights: dict[str, str] = {}
     clip_pretrained_tag: str = "laion2b_s34b_b79k"
 
     @property
     def lmdb_path(self) -> Path:
-        return self.data_dir / "store.lmdb"
+        return Path(self.data_dir) / "store.lmdb"
 
     @property
     def index_dir(self) -> Path:
-        return self.data_dir / "indexes"
+        return Path(self.data_dir) / "indexes"
 
 
 def config_from_env(**overrides: object) -> Config:

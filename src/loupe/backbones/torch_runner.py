@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -26,7 +27,7 @@ class TorchRunner:
         self.bf16_batches = bf16_batches
         self.chunk = max(1, chunk)
         self.module = module.eval()
-        self.use_bf16 = fast and _cpu_has_fast_bf16()
+        self.use_bf16 = fast and cpu_has_fast_bf16()
         if fast:
             self.module = self.module.to(memory_format=torch.channels_last)
         self._forward = forward
@@ -45,7 +46,8 @@ class TorchRunner:
         return l2_normalise(np.concatenate(out)) if out else np.zeros((0, 0), np.float32)
 
 
-def _cpu_has_fast_bf16() -> bool:
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
     try:
         flags = open("/proc/cpuinfo").read()
     except OSError:

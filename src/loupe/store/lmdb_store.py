@@ -13,12 +13,12 @@ import msgspec
 import numpy as np
 
 from loupe.store import keys as K
-from loupe.store.records import App, Concept, Input
+from loupe.store.records import App, Concept, Input, Model, ModelVersion
 
 T = TypeVar("T", bound=msgspec.Struct)
 
-_DATABASES = ("apps", "inputs", "input_order", "labels", "concepts", "embeddings", "blobs", "blob_refs")
-# Later layers (models, versions, api keys) open their own named databases through `Store.db`.
+_DATABASES = ("apps", "inputs", "input_order", "labels", "concepts", "embeddings", "blobs", "blob_refs",
+              "models", "versions")
 MAX_DATABASES = 32
 
 
@@ -132,6 +132,25 @@ class ReadTxn:
     def get_blob(self, sha256: str) -> bytes | None:
         return self._get("blobs", sha256.encode())
 
+    # models and their versions
+    def get_model(self, app_id: str, model_id: str) -> Model | None:
+        return _decode(self._get("models", K.join(app_id, model_id)), Model)
+
+    def iter_models(self, app_id: str) -> Iterator[Model]:
+        for _, value in self.iter_prefix("models", K.prefix(app_id)):
+            yield msgspec.msgpack.decode(value, type=Model)
+
+    def iter_versions(self, app_id: str, model_id: str, *, newest_first: bool = True) -> Iterator[ModelVersion]:
+        """Versions keyed by sequence number, so key order is creation order."""
+        for _, value in self.iter_prefix("versions", K.prefix(app_id, model_id), reverse=newest_first):
+            yield msgspec.msgpack.decode(value, type=ModelVersion)
+
+    def get_version(self, app_id: str, model_id: str, version_id: str) -> ModelVersion | None:
+        for version in self.iter_versions(app_id, model_id):
+            if version.id == version_id:
+                return version
+        return None
+
 
 class WriteTxn(ReadTxn):
     def _put(self, db: str, key: bytes, value: bytes) -> None:
@@ -166,6 +185,21 @@ class WriteTxn(ReadTxn):
 
     def delete_concept(self, app_id: str, concept_id: str) -> None:
         self._delete("concepts", K.join(app_id, concept_id))
+
+    def put_model(self, app_id: str, model: Model) -> None:
+        self._put("models", K.join(app_id, model.id), msgspec.msgpack.encode(model))
+
+    def delete_model(self, app_id: str, model_id: str) -> None:
+        for version in list(self.iter_versions(app_id, model_id)):
+            self.delete_version(app_id, model_id, version)
+        self._delete("models", K.join(app_id, model_id))
+
+    def put_version(self, app_id: str, version: ModelVersion) -> None:
+        self._put("versions", K.join(app_id, version.model_id, K.seq_bytes(version.seq)),
+                  msgspec.msgpack.encode(version))
+
+    def delete_version(self, app_id: str, model_id: str, version: ModelVersion) -> None:
+        self._delete("versions", K.join(app_id, model_id, K.seq_bytes(version.seq)))
 
     def put_concept(self, app_id: str, concept: Concept) -> None:
         self._put("concepts", K.join(app_id, concept.id), msgspec.msgpack.encode(concept))

@@ -32,3 +32,89 @@ class Concept(msgspec.Struct, kw_only=True):
     id: str
     name: str
     created_at: float
+
+
+class Model(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    concept_ids: list[str] = []
+    mutually_exclusive: bool = False
+    # True: only inputs labeled with the model's concepts train it. False: inputs labeled with none
+    # of them serve as negatives too.
+    closed_environment: bool = False
+    # Retrain in the background after label edits (debounced), once the model has been trained.
+    auto_retrain: bool = True
+    created_at: float
+    next_version: int = 1
+
+
+class BlendParams(msgspec.Struct, frozen=True, kw_only=True):
+    """How head probabilities and neighbour votes combine; chosen by cross-validation at train time."""
+
+    # confidence = (head_weight * head + sum(w_i * vote_i)) / (head_weight + sum(w_i)):
+    # the head is a prior worth `head_weight` neighbours; a near duplicate has w ~ 1.
+    head_weight: float
+    k: int  # neighbours consulted
+    sharpness: float  # neighbour weight w = exp(sharpness * (similarity - 1))
+    temperature: float = 1.0  # head logits are divided by this
+
+
+class ConceptMetrics(msgspec.Struct, kw_only=True):
+    concept_id: str
+    num_pos: int
+    num_neg: int
+    roc_auc: float | None
+    average_precision: float | None
+    threshold: float
+    precision: float
+    recall: float
+    f1: float
+    roc_curve: list[list[float]] = []  # [[fpr...], [tpr...], [thresholds...]], thinned
+    pr_curve: list[list[float]] = []  # [[precision...], [recall...], [thresholds...]], thinned
+
+
+class HeldOutPrediction(msgspec.Struct, kw_only=True):
+    input_id: str
+    fold: int
+    scores: list[float]  # per concept, in the version's concept order
+    positives: list[str]
+    negatives: list[str]
+
+
+class Evaluation(msgspec.Struct, kw_only=True):
+    status: str  # queued | evaluating | evaluated | failed
+    detail: str = ""
+    folds: int = 0
+    created_at: float = 0.0
+    seconds: float = 0.0
+    top1_accuracy: float | None = None  # mutually exclusive models
+    concepts: list[ConceptMetrics] = []
+    confusion_concepts: list[str] = []
+    confusion: list[list[int]] = []  # [actual][predicted], mutually exclusive models
+    misclassified: list[HeldOutPrediction] = []
+    predictions: list[HeldOutPrediction] = []
+
+
+class ModelVersion(msgspec.Struct, kw_only=True):
+    id: str
+    seq: int
+    model_id: str
+    created_at: float
+    status: str  # untrained | queued | training | trained | failed
+    detail: str = ""
+    failure: str = ""  # "no_data" | "no_positives" | "" (maps to API codes)
+    concept_ids: list[str] = []
+    mutually_exclusive: bool = False
+    closed_environment: bool = False
+    backbone: str = ""
+    dim: int = 0
+    weights: bytes = b""  # float32 [len(concept_ids), dim]
+    bias: bytes = b""  # float32 [len(concept_ids)]
+    blend: BlendParams | None = None
+    l2: float = 0.0
+    train_size: int = 0
+    positives: dict[str, int] = {}
+    negatives: dict[str, int] = {}
+    train_seconds: float = 0.0
+    trained_at: float = 0.0
+    evaluation: Evaluation | None = None

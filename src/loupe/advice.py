@@ -1,0 +1,116 @@
+"""Data-quality advice: the checks behind "a well built concept", each finding naming the inputs to fix."""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+from loupe.store.records import Evaluation
+from loupe.training_set import TrainingSet
+
+MIN_POSITIVES = 25
+IMBALANCE_RATIO = 5.0
+MISLABEL_CONFIDENCE = 0.8  # held-out confidence in another answer needed to suspect a label
+DUPLICATE_SIMILARITY = 0.95
+MAX_DUPLICATE_ROWS = 5000  # pairwise check is quadratic; larger sets are checked on a sample
+
+
+class Finding(msgspec.Struct, kw_only=True):
+    kind: str  # few_examples | imbalance | suspected_mislabel | near_duplicates
+    message: str
+    concept_ids: list[str]
+    input_ids: list[str] = []
+    score: float = 0.0  # how strong the evidence is (ratio, confidence or similarity)
+    suggested_concept: str | None = None
+
+
+def advise(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually_exclusive: bool,
+           evaluation: Evaluation | None) -> list[Finding]:
+    findings = few_examples(ts, concept_ids) + imbalance(ts, concept_ids)
+    if evaluation is not None and evaluation.predictions:
+        findings += suspected_mislabels(x, ts, concept_ids, mutually_exclusive, evaluation)
+    findings += near_duplicates(x, ts, concept_ids)
+    return findings
+
+
+def few_examples(ts: TrainingSet, concept_ids: list[str]) -> list[Finding]:
+    out = []
+    for concept, n in zip(concept_ids, ts.positive.sum(axis=0).tolist()):
+        if n < MIN_POSITIVES:
+            out.append(Finding(kind="few_examples", concept_ids=[concept], score=float(n),
+                               message=f"concept {concept!r} has {n} positive example{'s' * (n != 1)}; "
+                                       f"add at least {MIN_POSITIVES - n} more for a well built concept"))
+    return out
+
+
+def imbalance(ts: TrainingSet, concept_ids: list[str]) -> list[Finding]:
+    counts = ts.positive.sum(axis=0)
+    if len(counts) < 2 or counts.max() == 0:
+        return []
+    big = int(counts.argmax())
+    out = []
+    for j, n in enumerate(counts.tolist()):
+        ratio = counts[big] / max(n, 1)
+        if j != big and ratio >= IMBALANCE_RATIO:
+            out.append(Finding(
+                kind="imbalance", concept_ids=[concept_ids[big], concept_ids[j]], score=float(ratio),
+                message=f"concept {concept_ids[big]!r} has {ratio:.1f}x the positives of {concept_ids[j]!r} "
+                        f"({int(counts[big])} vs {n}); balance them for fair confidences"))
+    return out
+
+
+def suspected_mislabels(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually_exclusive: bool,
+                        evaluation: Evaluation, k: int = 5) -> list[Finding]:
+    """A positive label that both the held-out model and the input's nearest neighbours contradict."""
+    row_of = {input_id: i for i, input_id in enumerate(ts.input_ids)}
+    out = []
+    sims = None
+    for held in evaluation.predictions:
+        i = row_of.get(held.input_id)
+        if i is None or not held.positives:
+            continue
+        scores = np.asarray(held.scores)
+        for concept in held.positives:
+            j = concept_ids.index(concept)
+            other = int(np.argmax(np.where(np.arange(len(scores)) == j, -1, scores)))
+            doubt = scores[other] if mutually_exclusive else 1.0 - scores[j]
+            if doubt < MISLABEL_CONFIDENCE or scores[j] > 1 - MISLABEL_CONFIDENCE:
+                continue
+            if sims is None:
+                sims = x @ x.T if len(x) <= MAX_DUPLICATE_ROWS else None
+            row_sims = sims[i] if sims is not None else x @ x[i]
+            nearest = [n for n in np.argsort(-row_sims) if n != i][:k]
+            agree = int(ts.positive[nearest, j].sum())
+            if agree > k // 2:
+                continue  # the neighbours side with the label: a hard example, not a mislabel
+            suggestion = concept_ids[other] if ts.positive[nearest, other].sum() > k // 2 else None
+            out.append(Finding(
+                kind="suspected_mislabel", concept_ids=[concept], input_ids=[held.input_id], score=float(doubt),
+                suggested_concept=suggestion,
+                message=f"input {held.input_id!r} is labeled {concept!r}, but the model (held out) gives it "
+                        f"{scores[j]:.2f} and {k - agree} of its {k} nearest examples are not {concept!r}"
+                        + (f"; it looks like {suggestion!r}" if suggestion else "")))
+    return sorted(out, key=lambda f: -f.score)
+
+
+def near_duplicates(x: np.ndarray, ts: TrainingSet, concept_ids: list[str]) -> list[Finding]:
+    """Pairs of nearly identical images that carry different labels."""
+    rows = np.arange(len(x))
+    if len(rows) > MAX_DUPLICATE_ROWS:
+        rows = np.sort(np.random.default_rng(0).choice(rows, MAX_DUPLICATE_ROWS, replace=False))
+    sub = x[rows]
+    out = []
+    for start in range(0, len(rows), 1024):
+        block = sub[start:start + 1024] @ sub.T
+        for r, c in zip(*np.nonzero(block >= DUPLICATE_SIMILARITY)):
+            a, b = rows[start + r], rows[c]
+            if a >= b or np.array_equal(ts.positive[a], ts.positive[b]):
+                continue
+            both = np.flatnonzero(ts.positive[a] | ts.positive[b])
+            out.append(Finding(
+                kind="near_duplicates", input_ids=[ts.input_ids[a], ts.input_ids[b]], score=float(block[r, c]),
+                concept_ids=[concept_ids[j] for j in both],
+                message=f"inputs {ts.input_ids[a]!r} and {ts.input_ids[b]!r} look alike "
+                        f"(similarity {block[r, c]:.3f}) but are labeled differently"))
+    return sorted(out, key=lambda f: -f.score)
+

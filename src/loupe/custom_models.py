@@ -1,0 +1,366 @@
+"""Custom models of an app: CRUD, versions, training (sync or queued), prediction.
+
+A model names concepts; each train makes an immutable version. Predictions read the version's head
+and the app's *current* labels, so a label edit changes answers before any retrain.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import msgspec
+import numpy as np
+
+from loupe.advice import Finding, advise
+from loupe.embedding_cache import embed_once
+from loupe.errors import Conflict, InvalidArgument, NotFound
+from loupe.evaluation import evaluate
+from loupe.ids import check_id, check_name, new_id
+from loupe.imaging import decode_image
+from loupe.labels import EditAction
+from loupe.pagination import page_window
+from loupe.prediction import LoadedVersion, Prediction, predict
+from loupe.store.records import Evaluation, Model, ModelVersion
+from loupe.training import TrainingFailed, fit_version
+from loupe.training_set import LabelRule, collect
+
+if TYPE_CHECKING:
+    from loupe.application import Loupe
+
+
+class ModelNotTrained(InvalidArgument):
+    """Prediction asked of a model with no trained version."""
+
+
+class CustomModels:
+    def __init__(self, loupe: Loupe) -> None:
+        self._loupe = loupe
+        self._store = loupe.store
+        self._loaded: dict[tuple[str, str, str], LoadedVersion] = {}
+        self._latest_trained: dict[tuple[str, str], str | None] = {}
+        self._allow: dict[tuple[str, LabelRule], tuple[int, np.ndarray]] = {}
+        self._cache_lock = threading.Lock()
+        self._train_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._queue = ThreadPoolExecutor(max_workers=loupe.config.max_concurrent_trainings,
+                                         thread_name_prefix="loupe-train")
+
+    def close(self) -> None:
+        self._queue.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------- models
+    def create(self, app_id: str, model_id: str, *, name: str | None = None, concept_ids: list[str] = (),
+               mutually_exclusive: bool = False, closed_environment: bool = False,
+               auto_retrain: bool = True) -> tuple[Model, ModelVersion]:
+        """A new model with its first, untrained version (as Clarifai does on create)."""
+        self._loupe.get_app(app_id)
+        check_id("model", model_id)
+        concepts = [check_id("concept", c) for c in dict.fromkeys(concept_ids)]
+        now = time.time()
+        model = Model(id=model_id, name=check_name("model", name or model_id), concept_ids=concepts,
+                      mutually_exclusive=mutually_exclusive, closed_environment=closed_environment,
+                      auto_retrain=auto_retrain, created_at=now, next_version=2)
+        version = self._new_version(model, 1, "untrained", now)
+        with self._store.write() as tx:
+            if tx.get_model(app_id, model_id) is not None:
+                raise Conflict(f"model {model_id!r} already exists")
+            self._loupe.ensure_concepts(tx, app_id, concepts, now)
+            tx.put_model(app_id, model)
+            tx.put_version(app_id, version)
+        return model, version
+
+    def get(self, app_id: str, model_id: str) -> Model:
+        self._loupe.get_app(app_id)
+        with self._store.read() as tx:
+            model = tx.get_model(app_id, model_id)
+        if model is None:
+            raise NotFound(f"model {model_id!r} does not exist")
+        return model
+
+    def list(self, app_id: str, page: int = 1, per_page: int = 20) -> list[Model]:
+        """Newest first."""
+        self._loupe.get_app(app_id)
+        offset, limit = page_window(page, per_page)
+        with self._store.read() as tx:
+            models = sorted(tx.iter_models(app_id), key=lambda m: (-m.created_at, m.id))
+        return models[offset:offset + limit]
+
+    def update(self, app_id: str, model_id: str, action: EditAction | str = EditAction.MERGE, *,
+               name: str | None = None, concept_ids: list[str] | None = None,
+               mutually_exclusive: bool | None = None, closed_environment: bool | None = None,
+               auto_retrain: bool | None = None) -> Model:
+        """Rename, set options, and merge/remove/overwrite the model's concepts (takes effect on the next train)."""
+        try:
+            action = EditAction(action)
+        except ValueError:
+            raise InvalidArgument(f"action must be merge, remove or overwrite, got {action!r}") from None
+        given = [check_id("concept", c) for c in dict.fromkeys(concept_ids or [])]
+        now = time.time()
+        with self._store.write() as tx:
+            model = tx.get_model(app_id, model_id)
+            if model is None:
+                raise NotFound(f"model {model_id!r} does not exist")
+            concepts = model.concept_ids
+            if concept_ids is not None:
+                if action is EditAction.MERGE:
+                    concepts = list(dict.fromkeys(concepts + given))
+                elif action is EditAction.REMOVE:
+                    concepts = [c for c in concepts if c not in given]
+                else:
+                    concepts = given
+            self._loupe.ensure_concepts(tx, app_id, concepts, now)
+            changes = {"concept_ids": concepts}
+            if name is not None:
+                changes["name"] = check_name("model", name)
+            for key, value in (("mutually_exclusive", mutually_exclusive), ("closed_environment", closed_environment),
+                               ("auto_retrain", auto_retrain)):
+                if value is not None:
+                    changes[key] = bool(value)
+            model = msgspec.structs.replace(model, **changes)
+            tx.put_model(app_id, model)
+        return model
+
+    def delete(self, app_id: str, model_id: str) -> None:
+        with self._store.write() as tx:
+            if tx.get_model(app_id, model_id) is None:
+                raise NotFound(f"model {model_id!r} does not exist")
+            tx.delete_model(app_id, model_id)
+        self.forget(app_id, model_id)
+
+    def delete_all(self, app_id: str) -> int:
+        self._loupe.get_app(app_id)
+        with self._store.write() as tx:
+            models = list(tx.iter_models(app_id))
+            for model in models:
+                tx.delete_model(app_id, model.id)
+        for model in models:
+            self.forget(app_id, model.id)
+        return len(models)
+
+    # ----------------------------------------------------------- versions
+    def versions(self, app_id: str, model_id: str, page: int = 1, per_page: int = 20) -> list[ModelVersion]:
+        self.get(app_id, model_id)
+        offset, limit = page_window(page, per_page)
+        with self._store.read() as tx:
+            return list(tx.iter_versions(app_id, model_id))[offset:offset + limit]
+
+    def version(self, app_id: str, model_id: str, version_id: str | None = None) -> ModelVersion:
+        """A named version, or the newest one (whatever its status)."""
+        self.get(app_id, model_id)
+        with self._store.read() as tx:
+            if version_id is None:
+                version = next(tx.iter_versions(app_id, model_id), None)
+            else:
+                version = tx.get_version(app_id, model_id, version_id)
+        if version is None:
+            raise NotFound(f"model {model_id!r} has no version {version_id!r}")
+        return version
+
+    def delete_version(self, app_id: str, model_id: str, version_id: str) -> None:
+        with self._store.write() as tx:
+            version = tx.get_version(app_id, model_id, version_id)
+            if version is None:
+                raise NotFound(f"model {model_id!r} has no version {version_id!r}")
+            tx.delete_version(app_id, model_id, version)
+        self.forget(app_id, model_id)
+
+    def _new_version(self, model: Model, seq: int, status: str, now: float) -> ModelVersion:
+        return ModelVersion(id=new_id(), seq=seq, model_id=model.id, created_at=now, status=status,
+                            concept_ids=list(model.concept_ids), mutually_exclusive=model.mutually_exclusive,
+                            closed_environment=model.closed_environment)
+
+    def forget(self, app_id: str, model_id: str) -> None:
+        with self._cache_lock:
+            self._latest_trained.pop((app_id, model_id), None)
+            for key in [k for k in self._loaded if k[:2] == (app_id, model_id)]:
+                del self._loaded[key]
+
+    # ------------------------------------------------------------ training
+    def train(self, app_id: str, model_id: str, *, wait: bool | None = None) -> ModelVersion:
+        """Snapshot the model and create a queued version. Small trains finish before this returns
+        (wait=None decides by size); large ones run on the training queue. Returns the version."""
+        app = self._loupe.get_app(app_id)
+        now = time.time()
+        with self._store.write() as tx:
+            model = tx.get_model(app_id, model_id)
+            if model is None:
+                raise NotFound(f"model {model_id!r} does not exist")
+            version = self._new_version(model, model.next_version, "queued", now)
+            tx.put_model(app_id, msgspec.structs.replace(model, next_version=model.next_version + 1))
+            tx.put_version(app_id, version)
+        rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
+        examples = sum(1 for e in self._loupe.labels.get(app_id).entries.values() if rule.relevant(e))
+        if wait is None:
+            wait = examples <= self._loupe.config.sync_train_max_examples
+        future = self._queue.submit(self._run_training, app.id, version)
+        if wait:
+            future.result()
+            return self.version(app_id, model_id, version.id)
+        return version
+
+    def _run_training(self, app_id: str, version: ModelVersion) -> None:
+        key = (app_id, version.model_id)
+        with self._cache_lock:
+            lock = self._train_locks.setdefault(key, threading.Lock())
+        with lock:
+            self._set_status(app_id, version, status="training")
+            try:
+                app = self._loupe.get_app(app_id)
+                backbone = self._loupe.backbone(app)  # BackboneUnavailable: the app cannot be served
+                rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
+                labels = self._loupe.labels.get(app_id)
+                ts = collect(labels, rule)
+                x = self._loupe.embeddings_of(app, ts.seqs)
+                warm = self._warm_start(app_id, version)
+                fitted = fit_version(x, ts, version.concept_ids, version.mutually_exclusive, warm=warm)
+            except TrainingFailed as exc:
+                self._set_status(app_id, version, status="failed", failure=exc.failure, detail=exc.detail)
+                return
+            except Exception as exc:  # noqa: BLE001 - a failed train must be visible, not lost in a thread
+                self._set_status(app_id, version, status="failed", failure="error", detail=str(exc))
+                raise
+            done = msgspec.structs.replace(
+                version, status="trained", detail="", backbone=app.backbone, dim=backbone.dim,
+                weights=fitted.head.weights.astype(np.float32).tobytes(),
+                bias=fitted.head.bias.astype(np.float32).tobytes(), blend=fitted.blend, l2=fitted.l2,
+                train_size=len(ts.seqs), positives=fitted.positives, negatives=fitted.negatives,
+                train_seconds=fitted.seconds, trained_at=time.time())
+            self._write_version(app_id, done)
+
+    def _warm_start(self, app_id: str, version: ModelVersion):
+        try:
+            previous = self._loaded_latest(app_id, version.model_id)
+        except (ModelNotTrained, NotFound):
+            return None
+        same = (previous.version.concept_ids == version.concept_ids
+                and previous.version.mutually_exclusive == version.mutually_exclusive)
+        return previous.head if same else None
+
+    def _set_status(self, app_id: str, version: ModelVersion, **changes) -> None:
+        self._write_version(app_id, msgspec.structs.replace(version, **changes))
+
+    def _write_version(self, app_id: str, version: ModelVersion) -> None:
+        with self._store.write() as tx:
+            if tx.get_model(app_id, version.model_id) is None:
+                return  # deleted while training
+            tx.put_version(app_id, version)
+        self.forget(app_id, version.model_id)
+
+    # --------------------------------------------------------- evaluation
+    def _examples_of(self, app_id: str, version: ModelVersion):
+        app = self._loupe.get_app(app_id)
+        rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
+        ts = collect(self._loupe.labels.get(app_id), rule)
+        return ts, self._loupe.embeddings_of(app, ts.seqs)
+
+    def evaluate(self, app_id: str, model_id: str, version_id: str, *, wait: bool = True) -> ModelVersion:
+        """Cross-validate the version's recipe on the current labels of its concepts; store the result."""
+        version = self.version(app_id, model_id, version_id)
+        if version.status != "trained" or version.blend is None:
+            raise ModelNotTrained(f"version {version_id!r} is {version.status}; only trained versions are evaluated")
+        queued = msgspec.structs.replace(version, evaluation=Evaluation(status="queued", created_at=time.time()))
+        self._write_version(app_id, queued)
+        future = self._queue.submit(self._run_evaluation, app_id, queued)
+        if wait:
+            future.result()
+            return self.version(app_id, model_id, version_id)
+        return queued
+
+    def _run_evaluation(self, app_id: str, version: ModelVersion) -> None:
+        self._write_version(app_id, msgspec.structs.replace(
+            version, evaluation=Evaluation(status="evaluating", created_at=time.time())))
+        try:
+            ts, x = self._examples_of(app_id, version)
+            result = evaluate(x, ts, version.concept_ids, version.mutually_exclusive, version.blend)
+        except Exception as exc:  # noqa: BLE001 - recorded on the version, then re-raised for the log
+            result = Evaluation(status="failed", detail=str(exc), created_at=time.time())
+            self._update_evaluation(app_id, version, result)
+            raise
+        self._update_evaluation(app_id, version, result)
+
+    def _update_evaluation(self, app_id: str, version: ModelVersion, result: Evaluation) -> None:
+        with self._store.write() as tx:
+            current = tx.get_version(app_id, version.model_id, version.id)
+            if current is not None:
+                tx.put_version(app_id, msgspec.structs.replace(current, evaluation=result))
+        self.forget(app_id, version.model_id)
+
+    def advice(self, app_id: str, model_id: str, version_id: str | None = None) -> list[Finding]:
+        """Data-quality findings for the model's current labels (held-out predictions of the version's recipe)."""
+        if version_id is None:
+            version = self._loaded_latest(app_id, model_id).version
+        else:
+            version = self.version(app_id, model_id, version_id)
+        ts, x = self._examples_of(app_id, version)
+        held = None
+        if version.blend is not None and len(ts.seqs):
+            held = evaluate(x, ts, version.concept_ids, version.mutually_exclusive, version.blend)
+        return advise(x, ts, version.concept_ids, version.mutually_exclusive, held)
+
+    # ---------------------------------------------------------- prediction
+    def _loaded_latest(self, app_id: str, model_id: str, version_id: str | None = None) -> LoadedVersion:
+        key = (app_id, model_id)
+        if version_id is None:
+            with self._cache_lock:
+                cached = self._latest_trained.get(key, "")
+            if cached == "":
+                with self._store.read() as tx:
+                    if tx.get_model(app_id, model_id) is None:
+                        raise NotFound(f"model {model_id!r} does not exist")
+                    found = next((v for v in tx.iter_versions(app_id, model_id) if v.status == "trained"), None)
+                cached = found.id if found else None
+                with self._cache_lock:
+                    self._latest_trained[key] = cached
+            if cached is None:
+                raise ModelNotTrained(f"model {model_id!r} has no trained version yet: train it first")
+            version_id = cached
+        loaded = self._loaded.get((app_id, model_id, version_id))
+        if loaded is None:
+            version = self.version(app_id, model_id, version_id)
+            if version.status != "trained":
+                raise ModelNotTrained(f"version {version_id!r} of model {model_id!r} is {version.status}, not trained")
+            loaded = LoadedVersion.of(version)
+            with self._cache_lock:
+                self._loaded[(app_id, model_id, version_id)] = loaded
+        return loaded
+
+    def _allowed(self, app_id: str, rule: LabelRule) -> np.ndarray | None:
+        """The inputs that may vote for a closed-environment model; cached until labels change."""
+        if not rule.closed_environment:
+            return None
+        labels = self._loupe.labels.get(app_id)
+        cached = self._allow.get((app_id, rule))
+        if cached is not None and cached[0] == labels.version:
+            return cached[1]
+        allow = np.fromiter((s for s, e in list(labels.entries.items()) if rule.relevant(e)), np.int64)
+        self._allow[(app_id, rule)] = (labels.version, allow)
+        return allow
+
+    def predict_vectors(self, app_id: str, model_id: str, vectors: np.ndarray,
+                        version_id: str | None = None) -> list[Prediction]:
+        app = self._loupe.get_app(app_id)
+        loaded = self._loaded_latest(app_id, model_id, version_id)
+        if loaded.version.backbone != app.backbone:
+            raise InvalidArgument(f"version {loaded.version.id} was trained on {loaded.version.backbone}, "
+                                  f"the app uses {app.backbone}")
+        index = self._loupe.index(app)
+        labels = self._loupe.labels.get(app_id)
+        return predict(loaded, np.asarray(vectors, np.float32).reshape(len(vectors), -1), labels, index,
+                       self._allowed(app_id, loaded.rule))
+
+    def predict_images(self, app_id: str, model_id: str, images: list[bytes],
+                       version_id: str | None = None) -> list[Prediction]:
+        app = self._loupe.get_app(app_id)
+        self._loaded_latest(app_id, model_id, version_id)  # fail before embedding if untrained
+        decoded = [decode_image(data, self._loupe.config.images) for data in images]
+        vectors = embed_once(self._store, self._loupe.backbone(app), decoded).vectors
+        return self.predict_vectors(app_id, model_id, vectors, version_id)
+
+    def predict_inputs(self, app_id: str, model_id: str, input_ids: list[str],
+                       version_id: str | None = None) -> list[Prediction]:
+        app = self._loupe.get_app(app_id)
+        records = [self._loupe.get_input(app_id, i) for i in input_ids]
+        vectors = self._loupe.embeddings_of(app, np.asarray([r.seq for r in records], np.int64))
+        return self.predict_vectors(app_id, model_id, vectors, version_id)

@@ -1,0 +1,114 @@
+"""Logistic-regression heads over stored embeddings, fitted by full-batch L-BFGS in torch.
+
+One-vs-rest (multi-label): a sigmoid per concept, class-balanced binary cross-entropy, entries
+without a label masked out. Mutually exclusive: one softmax over the concepts, class-balanced
+cross-entropy against soft targets (one-hot for a positive; uniform over the other concepts for an
+input that is only known NOT to be one; uniform for background inputs). L2 penalty on the weights,
+not the biases. Warm starts from a previous head cut the iterations needed after a label edit.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+import torch
+
+
+class Head(msgspec.Struct, frozen=True):
+    weights: np.ndarray  # float32 [c, d]
+    bias: np.ndarray  # float32 [c]
+    mutually_exclusive: bool
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.weights.T + self.bias
+
+    def probabilities(self, x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        return head_probabilities(self.logits(x), self.mutually_exclusive, temperature)
+
+
+def head_probabilities(logits: np.ndarray, mutually_exclusive: bool, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    if mutually_exclusive:
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+class Targets(msgspec.Struct, frozen=True):
+    """Per example and concept: target value and weight (0 = unknown, ignored)."""
+
+    values: np.ndarray  # float32 [n, c]: OvR 0/1; ME a distribution over concepts
+    weights: np.ndarray  # float32 [n, c] (OvR) or [n] (ME)
+
+
+def ovr_targets(positive: np.ndarray, negative: np.ndarray) -> Targets:
+    """positive/negative: bool [n, c]; neither = unknown. Each concept's two classes weigh the same."""
+    known = positive | negative
+    n_pos = positive.sum(axis=0).astype(np.float64)
+    n_neg = negative.sum(axis=0).astype(np.float64)
+    n_known = known.sum(axis=0)
+    w_pos = np.where(n_pos > 0, n_known / (2 * np.maximum(n_pos, 1)), 0.0)
+    w_neg = np.where(n_neg > 0, n_known / (2 * np.maximum(n_neg, 1)), 0.0)
+    weights = positive * w_pos + negative * w_neg
+    return Targets(positive.astype(np.float32), weights.astype(np.float32))
+
+
+def exclusive_targets(positive: np.ndarray, negative: np.ndarray) -> Targets:
+    n, c = positive.shape
+    values = np.zeros((n, c), np.float32)
+    has_pos = positive.any(axis=1)
+    values[has_pos] = positive[has_pos] / positive[has_pos].sum(axis=1, keepdims=True)
+    # Not-X only (or background, with no label in the model): mass spread over what remains possible.
+    allowed = ~negative[~has_pos]
+    allowed[allowed.sum(axis=1) == 0] = True
+    values[~has_pos] = allowed / allowed.sum(axis=1, keepdims=True)
+    # Balance: each concept's positives weigh as much in total as any other concept's.
+    counts = values[has_pos].sum(axis=0)
+    per_class = np.where(counts > 0, has_pos.sum() / (c * np.maximum(counts, 1e-9)), 0.0)
+    weights = np.ones(n, np.float32)
+    weights[has_pos] = (values[has_pos] * per_class).sum(axis=1)
+    return Targets(values, weights.astype(np.float32))
+
+
+def fit_head(x: np.ndarray, targets: Targets, mutually_exclusive: bool, *, l2: float,
+             warm: Head | None = None, max_iter: int = 100, tol: float = 1e-5) -> Head:
+    """Minimise mean weighted loss + l2/2 * ||W||^2."""
+    n, d = x.shape
+    c = targets.values.shape[1]
+    # The two matmuls per step are memory-bound; bfloat16 halves the bytes and runs on native
+    # bf16 units (5x faster than fp32 here). Weights, biases and the loss stay in fp32.
+    xt = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(_matmul_dtype())
+    yt = torch.from_numpy(targets.values)
+    wt = torch.from_numpy(targets.weights)
+    norm = float(wt.sum()) or 1.0
+    if warm is not None and warm.weights.shape == (c, d):
+        w = torch.tensor(warm.weights.T.copy(), requires_grad=True)
+        b = torch.tensor(warm.bias.copy(), requires_grad=True)
+    else:
+        w = torch.zeros((d, c), requires_grad=True)
+        b = torch.zeros(c, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=10,
+                            tolerance_grad=tol, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        z = (xt @ w.to(xt.dtype)).float() + b
+        if mutually_exclusive:
+            per_example = -(yt * torch.log_softmax(z, dim=1)).sum(dim=1)
+            data = (per_example * wt).sum() / norm
+        else:
+            per_entry = torch.nn.functional.binary_cross_entropy_with_logits(z, yt, reduction="none")
+            data = (per_entry * wt).sum() / (norm / c)
+        loss = data + 0.5 * l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return Head(w.detach().numpy().T.copy(), b.detach().numpy().copy(), mutually_exclusive)
+
+
+def _matmul_dtype() -> torch.dtype:
+    from loupe.backbones.torch_runner import cpu_has_fast_bf16
+
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32

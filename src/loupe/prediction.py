@@ -1,0 +1,80 @@
+"""Score embeddings with a trained version: head probabilities blended with current neighbour votes."""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+from loupe.blend import blend
+from loupe.heads import Head, head_probabilities
+from loupe.indexes import VectorIndex
+from loupe.label_mirror import AppLabels
+from loupe.neighbours import evidence, vote_targets
+from loupe.store.records import ModelVersion
+from loupe.training_set import LabelRule
+
+
+class ConceptScore(msgspec.Struct, frozen=True):
+    concept_id: str
+    value: float
+
+
+class Neighbour(msgspec.Struct, frozen=True):
+    input_id: str
+    similarity: float
+    weight: float  # how much its labels counted (exp(sharpness * (similarity - 1)))
+
+
+class Prediction(msgspec.Struct, frozen=True):
+    version_id: str
+    concepts: list[ConceptScore]  # every concept of the version, best first (before top-k/min filters)
+    neighbours: list[Neighbour]
+
+
+class LoadedVersion(msgspec.Struct, frozen=True):
+    version: ModelVersion
+    head: Head
+    rule: LabelRule
+
+    @classmethod
+    def of(cls, version: ModelVersion) -> LoadedVersion:
+        c = len(version.concept_ids)
+        head = Head(np.frombuffer(version.weights, np.float32).reshape(c, version.dim),
+                    np.frombuffer(version.bias, np.float32), version.mutually_exclusive)
+        return cls(version, head, LabelRule(tuple(version.concept_ids), version.closed_environment))
+
+
+def predict(loaded: LoadedVersion, vectors: np.ndarray, labels: AppLabels, index: VectorIndex,
+            allow: np.ndarray | None) -> list[Prediction]:
+    """`allow`: the inputs that count as neighbours for this model (None: all of the app's)."""
+    v, params = loaded.version, loaded.version.blend
+    assert params is not None
+    head_p = head_probabilities(loaded.head.logits(vectors), v.mutually_exclusive, params.temperature)
+    no_neighbours = allow is not None and len(allow) == 0
+    hits = None if no_neighbours else index.search(vectors, params.k, allow=allow)
+    out = []
+    for row in range(len(vectors)):
+        entries, sims = [], []
+        if hits is not None:
+            for seq, sim in zip(hits[row].ids.tolist(), hits[row].scores.tolist()):
+                entry = labels.entries.get(seq)
+                if entry is not None and loaded.rule.relevant(entry):
+                    entries.append(entry)
+                    sims.append(sim)
+        c = len(v.concept_ids)
+        if entries:
+            pos, neg = loaded.rule.matrices(entries)
+            votes, voting = vote_targets(pos, neg, v.mutually_exclusive)
+            sim_arr = np.asarray(sims, np.float32)[None, :]
+            ev = evidence(sim_arr, votes[None], voting[None], sharpness=params.sharpness)
+            scores = blend(head_p[row:row + 1], ev, params.head_weight)[0]
+            weights = np.exp(params.sharpness * (np.clip(sim_arr[0], -1, 1) - 1.0))
+        else:
+            scores, weights = head_p[row], np.zeros(0)
+        scores = np.clip(scores, 0.0, 1.0)
+        order = np.argsort(-scores, kind="stable")
+        out.append(Prediction(
+            version_id=v.id,
+            concepts=[ConceptScore(v.concept_ids[j], float(scores[j])) for j in order[:c]],
+            neighbours=[Neighbour(e.input_id, float(s), float(w)) for e, s, w in zip(entries, sims, weights)]))
+    return out
