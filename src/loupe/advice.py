@@ -10,8 +10,8 @@ from loupe.training_set import TrainingSet
 
 MIN_POSITIVES = 25
 IMBALANCE_RATIO = 5.0
-MISLABEL_CONFIDENCE = 0.8  # held-out confidence in another answer needed to suspect a label
-DUPLICATE_SIMILARITY = 0.95
+NEIGHBOUR_DISAGREEMENT = 0.6  # share of the nearest examples (3 of 5) that must lack the label
+DUPLICATE_SIMILARITY = 0.9  # re-encoded or resized copies score 0.9-0.95 here; distinct photos < 0.75
 MAX_DUPLICATE_ROWS = 5000  # pairwise check is quadratic; larger sets are checked on a sample
 
 
@@ -61,35 +61,34 @@ def imbalance(ts: TrainingSet, concept_ids: list[str]) -> list[Finding]:
 
 def suspected_mislabels(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually_exclusive: bool,
                         evaluation: Evaluation, k: int = 5) -> list[Finding]:
-    """A positive label that both the held-out model and the input's nearest neighbours contradict."""
+    """A positive label that the held-out model does not pick AND most nearest examples do not share."""
     row_of = {input_id: i for i, input_id in enumerate(ts.input_ids)}
+    sims = x @ x.T if len(x) <= MAX_DUPLICATE_ROWS else None
     out = []
-    sims = None
     for held in evaluation.predictions:
         i = row_of.get(held.input_id)
-        if i is None or not held.positives:
+        if i is None:
             continue
         scores = np.asarray(held.scores)
         for concept in held.positives:
             j = concept_ids.index(concept)
-            other = int(np.argmax(np.where(np.arange(len(scores)) == j, -1, scores)))
-            doubt = scores[other] if mutually_exclusive else 1.0 - scores[j]
-            if doubt < MISLABEL_CONFIDENCE or scores[j] > 1 - MISLABEL_CONFIDENCE:
+            contradicted = scores[j] < scores.max() if mutually_exclusive else scores[j] < 0.5
+            if not contradicted:
                 continue
-            if sims is None:
-                sims = x @ x.T if len(x) <= MAX_DUPLICATE_ROWS else None
             row_sims = sims[i] if sims is not None else x @ x[i]
-            nearest = [n for n in np.argsort(-row_sims) if n != i][:k]
-            agree = int(ts.positive[nearest, j].sum())
-            if agree > k // 2:
+            nearest = [n for n in np.argsort(-row_sims)[:k + 1] if n != i][:k]
+            disagree = 1.0 - float(ts.positive[nearest, j].mean())
+            if disagree < NEIGHBOUR_DISAGREEMENT:
                 continue  # the neighbours side with the label: a hard example, not a mislabel
-            suggestion = concept_ids[other] if ts.positive[nearest, other].sum() > k // 2 else None
+            votes = ts.positive[nearest].sum(axis=0)
+            best = int(votes.argmax())
+            suggestion = concept_ids[best] if best != j and votes[best] > k // 2 else None
             out.append(Finding(
-                kind="suspected_mislabel", concept_ids=[concept], input_ids=[held.input_id], score=float(doubt),
-                suggested_concept=suggestion,
-                message=f"input {held.input_id!r} is labeled {concept!r}, but the model (held out) gives it "
-                        f"{scores[j]:.2f} and {k - agree} of its {k} nearest examples are not {concept!r}"
-                        + (f"; it looks like {suggestion!r}" if suggestion else "")))
+                kind="suspected_mislabel", concept_ids=[concept], input_ids=[held.input_id],
+                score=(1.0 - float(scores[j]) + disagree) / 2, suggested_concept=suggestion,
+                message=f"input {held.input_id!r} is labeled {concept!r}, but a model that never saw it gives "
+                        f"{concept!r} only {scores[j]:.2f} and {round(disagree * k)} of its {k} nearest examples "
+                        f"are not {concept!r}" + (f"; it looks like {suggestion!r}" if suggestion else "")))
     return sorted(out, key=lambda f: -f.score)
 
 
