@@ -303,3 +303,43 @@ def test_data_quality_advice_names_the_inputs_to_fix(shop):
     loupe.edit_inputs("adv", "overwrite", [InputEdit(input_id="wrong", concepts=["hat"])])
     after = loupe.models.advice("adv", "m")
     assert "wrong" not in {i for f in after if f.kind == "suspected_mislabel" for i in f.input_ids}
+
+
+def test_general_model_and_workflow_with_clip(clip_weights, tmp_path):
+    """Zero-shot scores from the CLIP text tower (random weights here: shapes and rules, not accuracy)."""
+    from loupe.workflow import WorkflowStep, general_predictions, run_workflow
+
+    config = Config(data_dir=tmp_path / "d", auto_retrain=False, weights={"clip-vit-b-32": str(clip_weights)})
+    with Loupe(config) as loupe:
+        loupe.create_app("clip", "clip-vit-b-32")
+        loupe.add_inputs("clip", _train_items("shoes", 3) + _train_items("hat", 3))
+        loupe.models.create("clip", "m", concept_ids=["shoes", "hat"], closed_environment=True)
+        loupe.models.train("clip", "m")
+        query = dataset_images(CLOTHING / "test" / "hat", 1)[0].read_bytes()
+        calls = []
+        backbone = loupe.backbone(loupe.get_app("clip"))
+        original = backbone.embed
+        backbone.embed = lambda images: calls.append(len(images)) or original(images)
+        try:
+            results = run_workflow(loupe, "clip", [query], [
+                WorkflowStep("general", concepts=("shoe", "hat", "dog")), WorkflowStep("m")])
+        finally:
+            backbone.embed = original
+        assert calls == [1]  # one image, embedded once for both models
+        general, custom = results
+        assert [c.concept_id for c in general.predictions[0].concepts] != []
+        assert {c.concept_id for c in general.predictions[0].concepts} == {"shoe", "hat", "dog"}
+        assert sum(c.value for c in general.predictions[0].concepts) == pytest.approx(1.0, abs=1e-5)
+        assert {c.concept_id for c in custom.predictions[0].concepts} == {"shoes", "hat"}
+        vectors = loupe.embeddings_of(loupe.get_app("clip"), np.array([1], np.int64))
+        by_app_concepts = general_predictions(loupe, "clip", vectors)
+        assert {c.concept_id for c in by_app_concepts[0].concepts} == {"shoes", "hat"}
+
+
+def test_general_model_needs_a_text_tower(shop):
+    from loupe.errors import CapabilityMissing
+    from loupe.workflow import WorkflowStep, run_workflow
+
+    loupe, held_out = shop
+    with pytest.raises(CapabilityMissing, match="text-capable"):
+        run_workflow(loupe, "shop", [held_out[0][0]], [WorkflowStep("general", concepts=("a", "b"))])
