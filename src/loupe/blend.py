@@ -61,7 +61,7 @@ def cross_validate(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, ta
         if len(test) == 0 or len(train) == 0:
             continue
         head = fit_head(x[train], targets_of(positive[train], negative[train]), mutually_exclusive,
-                        l2=l2_of(len(train)), max_iter=60)
+                        l2=l2_of(len(train)), max_iter=40)
         logits[test] = head.logits(x[test])
         s = x[test] @ x[train].T
         top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < len(train) else np.tile(np.arange(len(train)), (len(test), 1))[:, :k]

@@ -1,0 +1,71 @@
+"""Training time of a model version (head fit + cross-validated blend choice), as a user waits for it.
+
+Sizes from the spec: 10,000 labeled inputs x 10 concepts and 100,000 x 100, 1280-d. The vectors are
+real EfficientNet-Lite2 embeddings (Clothing-10 for 10 concepts, Caltech-101 for 100) jittered with
+noise and renormalised to reach the size, so class structure and conditioning are those of real data.
+Also: a retrain warm-started from the previous head after 1% of the labels changed.
+
+    python benchmarks/train_speed.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+from embedded_datasets import embedded  # noqa: E402
+
+from loupe.training import fit_version  # noqa: E402
+from loupe.training_set import TrainingSet  # noqa: E402
+
+
+def synthetic(dataset: str, n: int, c: int, seed: int = 0):
+    data = embedded(dataset)
+    keep = [i for i, name in enumerate(data.classes) if name != "BACKGROUND_Google"][:c]
+    rows = np.flatnonzero(np.isin(data.label, keep))
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(rows, n, replace=True)
+    x = data.x[pick] + 0.02 * rng.standard_normal((n, data.x.shape[1])).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.searchsorted(keep, data.label[pick])
+    positive = np.eye(c, dtype=bool)[y]
+    ts = TrainingSet(np.arange(n, dtype=np.int64), [str(i) for i in range(n)], positive, ~positive,
+                     np.zeros_like(positive))
+    return x, ts, [data.classes[k] for k in keep], y
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    rows = []
+    for dataset, n, c in (("clothing10", 10_000, 10), ("caltech101", 100_000, 100)):
+        x, ts, concepts, y = synthetic(dataset, n, c)
+        for me in (True, False):
+            fit_version(x[:2000], TrainingSet(ts.seqs[:2000], ts.input_ids[:2000], ts.positive[:2000],
+                                              ts.negative[:2000], ts.explicit_negative[:2000]), concepts, me)
+            start = time.perf_counter()
+            fitted = fit_version(x, ts, concepts, me)
+            cold = time.perf_counter() - start
+            flip = np.random.default_rng(1).choice(n, n // 100, replace=False)  # 1% of labels corrected
+            pos = ts.positive.copy()
+            pos[flip] = np.roll(pos[flip], 1, axis=1)
+            edited = TrainingSet(ts.seqs, ts.input_ids, pos, ~pos, ts.explicit_negative)
+            start = time.perf_counter()
+            fit_version(x, edited, concepts, me, warm=fitted.head)
+            warm = time.perf_counter() - start
+            acc = float((fitted.head.logits(x).argmax(1) == y).mean())
+            row = {"examples": n, "concepts": c, "mutually_exclusive": me, "cold_seconds": round(cold, 3),
+                   "warm_retrain_seconds": round(warm, 3), "train_accuracy": round(acc, 4)}
+            rows.append(row)
+            print(row, flush=True)
+    path = write_result("train_speed", {"rows": rows, "targets": {"10000x10": 1.0, "100000x100": 10.0}})
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()
