@@ -10,9 +10,9 @@ from loupe.heads import Head, Targets, fit_head, head_probabilities
 from loupe.neighbours import Evidence, evidence, vote_targets
 from loupe.store.records import BlendParams
 
-# Used when there are too few examples to hold any out: a near duplicate (w ~ 1) counts as much as
-# the head, neighbours at similarity 0.9 count 0.14 each.
-DEFAULT_BLEND = BlendParams(head_weight=1.0, k=10, sharpness=20.0, temperature=0.5)
+# Used when there are too few examples to hold any out: the head leads (it beats kNN at 1-3 shots),
+# a near duplicate (w ~ 1) still moves an answer by a quarter, a neighbour at similarity 0.9 by 0.14/3.
+DEFAULT_BLEND = BlendParams(head_weight=3.0, k=10, sharpness=20.0, temperature=0.5)
 # Capped at 3 so that a near duplicate's label always moves the answer (instant label edits).
 HEAD_WEIGHTS = (0.1, 0.3, 1.0, 3.0)
 KS = (3, 10, 25)
