@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from loupe.api_keys import ApiKeys
 from loupe.app_indexes import AppIndexes
 from loupe.custom_models import CustomModels
 from loupe.label_mirror import LabelMirror
@@ -60,6 +61,7 @@ class Loupe:
         self.backbones = backbones or BackboneCache(config)
         self.indexes = AppIndexes(self.store, config.index_dir, config.approx_index_threshold)
         self.labels = LabelMirror(self.store)
+        self.keys = ApiKeys(self.store)
         self.models = CustomModels(self)
         self.retrainer = Retrainer(config.retrain_delay_seconds, self._retrain) if config.auto_retrain else None
 
@@ -120,6 +122,7 @@ class Loupe:
             self.models.forget(app_id, model.id)
         self.indexes.forget(app_id)
         self.labels.forget(app_id)
+        self.keys.revoke_app(app_id)
 
     def backbone(self, app: App) -> Backbone:
         return self.backbones.get(app.backbone)
@@ -298,6 +301,13 @@ class Loupe:
 
     def _retrain(self, app_id: str, model_id: str) -> None:
         self.models.train(app_id, model_id, wait=True)
+
+    def store_feedback(self, app_id: str, feedback: dict[str, Any]) -> None:
+        """Keep a person's feedback on an answer (Clarifai's feedback routes), one record each."""
+        self.get_app(app_id)
+        record = msgspec.json.encode({"at": time.time(), **feedback})
+        with self.store.write() as tx:
+            tx.put_feedback(app_id, new_id(), record)
 
     # ------------------------------------------------------------ concepts
     def add_concepts(self, app_id: str, concepts: list[tuple[str, str | None]]) -> list[Concept]:

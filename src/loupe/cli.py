@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -70,6 +71,31 @@ def cmd_apps(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    with _open(args) as loupe:
+        key = loupe.keys.create(args.app, args.scope)
+    print(key)
+    print(f"(a new {args.scope}-scope key for app {args.app!r}; it is shown only this once)", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from loupe.demo import ensure_demo, find_demo_photos
+    from loupe.service.app import create_app
+
+    loupe = _open(args)
+    loupe.backbones.get(DEFAULT_BACKBONE)  # ready before the first request, not during it
+    if args.demo:
+        key = ensure_demo(loupe, find_demo_photos(Path.cwd()), Path(loupe.config.data_dir) / "demo-key.txt")
+        print(f"demo app 'demo' (Clothing-10 sample, model 'clothes') - API key: {key}", flush=True)
+        print(f"  try: curl -H 'Authorization: Key {key}' http://{args.host}:{args.port}/v2/models", flush=True)
+    uvicorn.run(create_app(loupe, max_body_bytes=args.max_body_mb * 1024 * 1024), host=args.host,
+                port=args.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loupe", description="Few-shot custom image concepts and visual search.")
     parser.add_argument("--data-dir", help="where the store and indexes live (env LOUPE_DATA_DIR; default ./loupe-data)")
@@ -94,6 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.add_argument("--backbone", choices=BACKBONE_IDS)
     p.set_defaults(func=cmd_apps)
+
+    p = sub.add_parser("keys", help="`keys create --app NAME [--scope all|predict]` prints a new API key once")
+    p.add_argument("action", choices=["create"])
+    p.add_argument("--app", required=True)
+    p.add_argument("--scope", choices=["all", "predict"], default="all")
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("serve", help="run the HTTP API (Clarifai v2 compatible)")
+    p.add_argument("--host", default=os.environ.get("LOUPE_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("LOUPE_PORT", "8080")))
+    p.add_argument("--demo", action="store_true", help="create a demo app from ../shared (once) and print its key")
+    p.add_argument("--max-body-mb", type=int, default=64)
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -29,6 +29,9 @@ class Config(msgspec.Struct, frozen=True):
     # After label edits, models that asked for it retrain once the labels have been quiet this long.
     auto_retrain: bool = True
     retrain_delay_seconds: float = 2.0
+    # URL inputs: hosts that may resolve to private/loopback addresses (empty: none may).
+    url_allow_hosts: tuple[str, ...] = ()
+    url_timeout_seconds: float = 10.0
     # Local weight files per backbone id (e.g. {"clip-vit-b-32": "/models/clip.pt"}).
     weights: dict[str, str] = {}
     clip_pretrained_tag: str = "laion2b_s34b_b79k"

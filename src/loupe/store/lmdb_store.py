@@ -18,7 +18,7 @@ from loupe.store.records import App, Concept, Input, Model, ModelVersion
 T = TypeVar("T", bound=msgspec.Struct)
 
 _DATABASES = ("apps", "inputs", "input_order", "labels", "concepts", "embeddings", "blobs", "blob_refs",
-              "models", "versions")
+              "models", "versions", "feedback", "api_keys")
 MAX_DATABASES = 32
 
 
@@ -185,6 +185,9 @@ class WriteTxn(ReadTxn):
 
     def delete_concept(self, app_id: str, concept_id: str) -> None:
         self._delete("concepts", K.join(app_id, concept_id))
+
+    def put_feedback(self, app_id: str, feedback_id: str, record: bytes) -> None:
+        self._put("feedback", K.join(app_id, feedback_id), record)
 
     def put_model(self, app_id: str, model: Model) -> None:
         self._put("models", K.join(app_id, model.id), msgspec.msgpack.encode(model))

@@ -1,0 +1,40 @@
+"""The Litestar application: Clarifai-v2-compatible routes over one Loupe application object."""
+
+from __future__ import annotations
+
+from litestar import Litestar, Request, get
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+
+from loupe.application import Loupe
+from loupe.service import concepts_routes, inputs_routes, models_routes, searches_routes
+from loupe.service.errors import error_response
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024  # 128 inputs of base64 images fit; anything larger is refused (413)
+
+
+@get("/healthz", sync_to_thread=False)
+def healthz(request: Request) -> dict:
+    """Liveness and readiness: the store answers and the default backbone is loaded."""
+    loupe: Loupe = request.app.state.loupe
+    with loupe.store.read() as tx:
+        apps = len(tx.list_apps())
+    loaded = loupe.backbones.loaded_ids()
+    return {"status": {"code": 10000, "description": "Ok"}, "ready": bool(loaded), "store": "open",
+            "apps": apps, "backbones_loaded": loaded}
+
+
+def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Litestar:
+    handlers = [healthz, *inputs_routes.ROUTES, *concepts_routes.ROUTES, *models_routes.ROUTES,
+                *searches_routes.ROUTES]
+    app = Litestar(
+        route_handlers=handlers,
+        exception_handlers={Exception: error_response},
+        request_max_body_size=max_body_bytes,
+        openapi_config=OpenAPIConfig(title="Loupe", version="0.1.0", path="/schema",
+                                     render_plugins=[JsonRenderPlugin(path="/openapi.json")]),
+        on_shutdown=[lambda: loupe.close()],
+        debug=False,
+    )
+    app.state.loupe = loupe
+    return app

@@ -1,0 +1,145 @@
+"""Core records -> Clarifai v2 JSON objects (the shapes in ../shared/clarifai-v2.md §4). Always snake_case,
+always the fields the official clients index without checking."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from loupe.prediction import Prediction
+from loupe.store.records import Concept, Evaluation, Input, Model, ModelVersion
+
+OK = {"code": 10000, "description": "Ok"}
+
+VERSION_STATUS = {
+    "untrained": (21102, "Model not yet trained"),
+    "queued": (21103, "Model is queued for training"),
+    "training": (21101, "Model is currently training"),
+    "trained": (21100, "Model is trained and ready"),
+}
+FAILURE_STATUS = {"no_positives": 21111, "no_data": 21110}
+EVALUATION_STATUS = {"queued": 21303, "evaluating": 21301, "evaluated": 21300, "failed": 21302}
+
+
+def timestamp(seconds: float) -> str:
+    """RFC 3339 with milliseconds and Z: the only form the Python client parses."""
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def concept_json(concept: Concept, app_id: str) -> dict[str, Any]:
+    return {"id": concept.id, "name": concept.name, "app_id": app_id, "created_at": timestamp(concept.created_at)}
+
+
+def input_json(record: Input, app_id: str, image_url: str, names: dict[str, str]) -> dict[str, Any]:
+    concepts = [{"id": c, "name": names.get(c, c), "value": 1.0, "app_id": app_id} for c in record.concepts]
+    concepts += [{"id": c, "name": names.get(c, c), "value": 0.0, "app_id": app_id} for c in record.not_concepts]
+    return {
+        "id": record.id,
+        "data": {"image": {"url": image_url}, "concepts": concepts, "metadata": record.metadata},
+        "created_at": timestamp(record.created_at),
+        "status": {"code": 30000, "description": "Download complete"},
+    }
+
+
+def version_status(version: ModelVersion) -> dict[str, Any]:
+    if version.status == "failed":
+        return {"code": FAILURE_STATUS.get(version.failure, 21110), "description": "Model training failed",
+                "details": version.detail}
+    code, description = VERSION_STATUS[version.status]
+    return {"code": code, "description": description}
+
+
+def version_json(version: ModelVersion, total_inputs: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": version.id,
+        "created_at": timestamp(version.created_at),
+        "status": version_status(version),
+        "active_concept_count": len(version.concept_ids),
+        "total_input_count": version.train_size if total_inputs is None else total_inputs,
+    }
+    if version.status == "trained":
+        out["train_stats"] = {"seconds": round(version.train_seconds, 4), "positives": version.positives,
+                              "negatives": version.negatives}
+    if version.evaluation is not None:
+        out["metrics"] = metrics_json(version.evaluation, version)
+    return out
+
+
+def model_json(model: Model, app_id: str, version: ModelVersion | None, concepts: list[Concept]) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "name": model.name,
+        "created_at": timestamp(model.created_at),
+        "app_id": app_id,
+        "model_version": version_json(version) if version is not None else None,
+        "output_info": {
+            "output_config": {"concepts_mutually_exclusive": model.mutually_exclusive,
+                              "closed_environment": model.closed_environment},
+            "type": "concept",
+            "type_ext": "concept",
+            "message": "Show output_info with: GET /models/{model_id}/output_info",
+            "data": {"concepts": [concept_json(c, app_id) for c in concepts]},
+        },
+    }
+
+
+def prediction_concepts(prediction: Prediction, app_id: str, names: dict[str, str], *, max_concepts: int,
+                        min_value: float, select: set[str] | None) -> list[dict[str, Any]]:
+    out = []
+    for score in prediction.concepts:
+        if select is not None and score.concept_id not in select:
+            continue
+        if score.value < min_value:
+            continue
+        out.append({"id": score.concept_id, "name": names.get(score.concept_id, score.concept_id),
+                    "value": round(score.value, 6), "app_id": app_id})
+    return out[:max_concepts]
+
+
+def metrics_json(evaluation: Evaluation, version: ModelVersion) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": {"code": EVALUATION_STATUS.get(evaluation.status, 21302),
+                                      "description": evaluation.status, "details": evaluation.detail}}
+    if evaluation.status != "evaluated":
+        return out
+    aucs = [m.roc_auc for m in evaluation.concepts if m.roc_auc is not None]
+    f1s = [m.f1 for m in evaluation.concepts]
+
+    def mean(values):
+        return sum(values) / len(values) if values else 0.0
+
+    def std(values):
+        mu = mean(values)
+        return (sum((v - mu) ** 2 for v in values) / len(values)) ** 0.5 if values else 0.0
+
+    top5 = None
+    if evaluation.predictions and version.mutually_exclusive:
+        hits = [1 for p in evaluation.predictions if p.positives and
+                version.concept_ids.index(p.positives[0]) in
+                sorted(range(len(p.scores)), key=lambda j: -p.scores[j])[:5]]
+        top5 = len(hits) / len(evaluation.predictions)
+    out["summary"] = {
+        "top1_accuracy": evaluation.top1_accuracy, "top5_accuracy": top5,
+        "macro_avg_roc_auc": mean(aucs), "macro_std_roc_auc": std(aucs),
+        "macro_avg_f1_score": mean(f1s), "macro_std_f1_score": std(f1s),
+        "macro_avg_precision": mean([m.precision for m in evaluation.concepts]),
+        "macro_avg_recall": mean([m.recall for m in evaluation.concepts]),
+    }
+    out["binary_metrics"] = [{
+        "concept": {"id": m.concept_id, "name": m.concept_id},
+        "num_pos": m.num_pos, "num_neg": m.num_neg, "num_tot": m.num_pos + m.num_neg,
+        "roc_auc": m.roc_auc, "f1": m.f1, "precision": m.precision, "recall": m.recall,
+        "average_precision": m.average_precision, "threshold": m.threshold,
+        "roc_curve": {"fpr": m.roc_curve[0], "tpr": m.roc_curve[1], "thresholds": m.roc_curve[2]} if m.roc_curve else None,
+        "precision_recall_curve": {"precision": m.pr_curve[0], "recall": m.pr_curve[1],
+                                   "thresholds": m.pr_curve[2]} if m.pr_curve else None,
+    } for m in evaluation.concepts]
+    if evaluation.confusion:
+        cids = evaluation.confusion_concepts
+        out["confusion_matrix"] = {"concept_ids": cids, "matrix": [
+            {"actual": cids[a], "predicted": cids[p], "value": n}
+            for a, row in enumerate(evaluation.confusion) for p, n in enumerate(row) if n]}
+    out["test_set"] = [{"id": p.input_id, "fold": p.fold,
+                        "predicted_concepts": [{"id": c, "value": round(v, 6)} for c, v in zip(version.concept_ids, p.scores)],
+                        "ground_truth_concepts": [{"id": c, "value": 1.0} for c in p.positives]}
+                       for p in evaluation.misclassified]
+    return out

@@ -1,0 +1,70 @@
+"""/v2/concepts: list, get, create, rename, search by name."""
+
+from __future__ import annotations
+
+from litestar import Request, get, patch, post
+
+from loupe.service.threads import in_thread
+from loupe.service.auth import caller, writer
+from loupe.service.clarifai_json import concept_json
+from loupe.service.common import ok, page_args
+from loupe.service.errors import ApiError
+from loupe.service.wire import PatchConcepts, PostConcepts, PostConceptSearches, decode
+
+
+@get("/v2/concepts")
+@in_thread
+def list_concepts(request: Request, page: int = 1, per_page: int = 20) -> dict:
+    loupe, key = caller(request)
+    page, per_page = page_args(page, per_page)
+    concepts = loupe.list_concepts(key.app_id, page=page, per_page=per_page)
+    return ok(concepts=[concept_json(c, key.app_id) for c in concepts])
+
+
+@get("/v2/concepts/{concept_id:str}")
+@in_thread
+def get_concept(request: Request, concept_id: str) -> dict:
+    loupe, key = caller(request)
+    return ok(concept=concept_json(loupe.get_concept(key.app_id, concept_id), key.app_id))
+
+
+@post("/v2/concepts", status_code=200)
+@in_thread
+def add_concepts(request: Request, body: bytes) -> dict:
+    loupe, key = writer(request)
+    req = decode(body, PostConcepts)
+    if not req.concepts:
+        raise ApiError(400, 11102, "no concepts given")
+    pairs = []
+    for c in req.concepts:
+        if not (c.id or c.name):
+            raise ApiError(400, 11102, "each concept needs an id (or a name)")
+        pairs.append((c.id or c.name, c.name))
+    created = loupe.add_concepts(key.app_id, pairs)
+    return ok(concepts=[concept_json(c, key.app_id) for c in created])
+
+
+@patch("/v2/concepts")
+@in_thread
+def patch_concepts(request: Request, body: bytes) -> dict:
+    loupe, key = writer(request)
+    req = decode(body, PatchConcepts)
+    if req.action not in ("overwrite", "merge"):
+        raise ApiError(400, 11102, f"concepts can only be renamed (action overwrite), got {req.action!r}")
+    for c in req.concepts:
+        if not c.id or not c.name:
+            raise ApiError(400, 11102, "each concept to patch needs its id and a new name")
+    renamed = loupe.rename_concepts(key.app_id, [(c.id, c.name) for c in req.concepts])
+    return ok(concepts=[concept_json(c, key.app_id) for c in renamed])
+
+
+@post("/v2/concepts/searches", status_code=200)
+@in_thread
+def search_concepts(request: Request, body: bytes) -> dict:
+    loupe, key = caller(request)
+    req = decode(body, PostConceptSearches)
+    found = loupe.search_concepts(key.app_id, req.concept_query.name or "*")
+    return ok(concepts=[concept_json(c, key.app_id) for c in found])
+
+
+ROUTES = [list_concepts, get_concept, add_concepts, patch_concepts, search_concepts]

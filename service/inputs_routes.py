@@ -1,0 +1,142 @@
+"""/v2/inputs: add, list, get, patch labels and metadata, delete; /v2/inputs/status."""
+
+from __future__ import annotations
+
+import mimetypes
+
+from litestar import Request, Response, delete, get, patch, post
+
+from loupe.application import NewInput
+from loupe.labels import InputEdit
+from loupe.url_fetch import UrlFetchError
+from loupe.service.threads import in_thread
+from loupe.service.auth import caller, writer
+from loupe.service.common import image_bytes, inputs_json, ok, page_args, split_concepts
+from loupe.service.errors import ApiError
+from loupe.service.wire import DeleteMany, PatchInputs, PostInputs, decode
+
+MAX_BATCH = 128  # as Clarifai and its clients
+
+
+@post("/v2/inputs", status_code=200)
+@in_thread
+def add_inputs(request: Request, body: bytes) -> dict:
+    loupe, key = writer(request)
+    req = decode(body, PostInputs)
+    if not req.inputs:
+        raise ApiError(400, 11102, "no inputs given")
+    if len(req.inputs) > MAX_BATCH:
+        raise ApiError(400, 11102, f"at most {MAX_BATCH} inputs per request, got {len(req.inputs)}")
+    items, failures = [], {}
+    for position, wire_input in enumerate(req.inputs):
+        data = wire_input.data
+        try:
+            raw = image_bytes(loupe, data.image, position)
+        except UrlFetchError as exc:
+            failures[position] = exc.message
+            continue
+        positive, negative = split_concepts(loupe, key.app_id, data.concepts)
+        source = data.image.url if data.image and data.image.url else ""
+        items.append(NewInput(image=raw, id=wire_input.id, source=source, metadata=data.metadata or {},
+                              concepts=positive, not_concepts=negative))
+    if failures:
+        # A batch is all or nothing: nothing was stored; each input says how it fared.
+        statuses = [{"id": w.id or "", "data": {"image": {"url": (w.data.image.url if w.data.image else "") or ""}},
+                     "status": ({"code": 30002, "description": "Download failed", "details": failures[i]}
+                                if i in failures else {"code": 30001, "description": "Not stored: another input failed"})}
+                    for i, w in enumerate(req.inputs)]
+        return Response({"status": {"code": 30002, "description": "Download failed",
+                                    "details": "; ".join(f"input {i}: {m}" for i, m in failures.items())},
+                         "inputs": statuses}, status_code=400)
+    added = loupe.add_inputs(key.app_id, items)
+    return ok(inputs=inputs_json(request, loupe, key.app_id, added.inputs))
+
+
+@get("/v2/inputs")
+@in_thread
+def list_inputs(request: Request, page: int = 1, per_page: int = 20) -> dict:
+    loupe, key = caller(request)
+    page, per_page = page_args(page, per_page)
+    records = loupe.list_inputs(key.app_id, page=page, per_page=per_page)
+    return ok(inputs=inputs_json(request, loupe, key.app_id, records))
+
+
+@get("/v2/inputs/status")
+@in_thread
+def input_counts(request: Request) -> dict:
+    loupe, key = caller(request)
+    n = loupe.count_inputs(key.app_id)
+    return ok(counts={"processed": n, "to_process": 0, "errors": 0, "processing": 0})
+
+
+@get("/v2/inputs/{input_id:str}")
+@in_thread
+def get_input(request: Request, input_id: str) -> dict:
+    loupe, key = caller(request)
+    record = loupe.get_input(key.app_id, input_id)
+    return ok(input=inputs_json(request, loupe, key.app_id, [record])[0])
+
+
+@get("/v2/inputs/{input_id:str}/image")
+@in_thread
+def get_input_image(request: Request, input_id: str) -> Response:
+    loupe, key = caller(request)
+    data = loupe.input_image(key.app_id, input_id)
+    kind = _image_type(data)
+    return Response(data, media_type=kind, headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _image_type(data: bytes) -> str:
+    for magic, kind in ((b"\xff\xd8", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
+                        (b"RIFF", "image/webp"), (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"),
+                        (b"MM\x00*", "image/tiff")):
+        if data.startswith(magic):
+            return kind
+    return mimetypes.types_map.get(".bin", "application/octet-stream")
+
+
+@patch("/v2/inputs")
+@in_thread
+def patch_inputs(request: Request, body: bytes) -> dict:
+    loupe, key = writer(request)
+    req = decode(body, PatchInputs)
+    edits = []
+    for wire_input in req.inputs:
+        if not wire_input.id:
+            raise ApiError(400, 11102, "each input to patch needs its id")
+        data = wire_input.data
+        if req.action == "remove":
+            # Clients send value 1.0 with remove: match by id, whatever the value says.
+            positive, negative = split_concepts(loupe, key.app_id, data.concepts)
+            edits.append(InputEdit(input_id=wire_input.id, concepts=positive + negative, metadata=data.metadata))
+        else:
+            positive, negative = split_concepts(loupe, key.app_id, data.concepts)
+            edits.append(InputEdit(input_id=wire_input.id, concepts=positive, not_concepts=negative,
+                                   metadata=data.metadata))
+    records = loupe.edit_inputs(key.app_id, req.action, edits)
+    return ok(inputs=inputs_json(request, loupe, key.app_id, records))
+
+
+@delete("/v2/inputs/{input_id:str}", status_code=200)
+@in_thread
+def delete_input(request: Request, input_id: str) -> dict:
+    loupe, key = writer(request)
+    loupe.delete_inputs(key.app_id, [input_id])
+    return ok()
+
+
+@delete("/v2/inputs", status_code=200)
+@in_thread
+def delete_inputs(request: Request, body: bytes) -> dict:
+    loupe, key = writer(request)
+    req = decode(body, DeleteMany)
+    if req.delete_all:
+        loupe.delete_all_inputs(key.app_id)
+    elif req.ids:
+        loupe.delete_inputs(key.app_id, req.ids)
+    else:
+        raise ApiError(400, 11102, "give ids to delete, or delete_all: true")
+    return ok()
+
+
+ROUTES = [add_inputs, list_inputs, input_counts, get_input, get_input_image, patch_inputs, delete_input, delete_inputs]

@@ -1,0 +1,274 @@
+"""/v2/models: models, versions (train), outputs (predict), metrics (evaluate), feedback, advice."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+
+import msgspec
+import numpy as np
+from litestar import Request, delete, get, patch, post
+
+from loupe.ids import new_id
+from loupe.search import SearchFilter
+from loupe.store.records import Model, ModelVersion
+from loupe.service.threads import in_thread
+from loupe.service.auth import caller, writer
+from loupe.service.clarifai_json import model_json, prediction_concepts, timestamp, version_json
+from loupe.service.common import concept_names, concept_ref, image_bytes, inputs_json, ok, page_args
+from loupe.service.errors import ApiError
+from loupe.service.wire import DeleteMany, PatchModels, PostModel, PostModelSearches, PostOutputs, decode
+
+DEFAULT_MAX_CONCEPTS = 20  # Clarifai's default
+
+
+def _model_out(loupe, app_id: str, model: Model, version: ModelVersion | None = None) -> dict:
+    if version is None:
+        version = loupe.models.version(app_id, model.id)
+    with loupe.store.read() as tx:
+        concepts = [c for cid in model.concept_ids if (c := tx.get_concept(app_id, cid)) is not None]
+    return model_json(model, app_id, version, concepts)
+
+
+@get("/v2/models")
+@in_thread
+def list_models(request: Request, page: int = 1, per_page: int = 20) -> dict:
+    loupe, key = caller(request)
+    page, per_page = page_args(page, per_page)
+    models = loupe.models.list(key.app_id, page=page, per_page=per_page)
+    return ok(models=[_model_out(loupe, key.app_id, m) for m in models])
+
+
+@post("/v2/models", status_code=200)
+@in_thread
+def create_model(request: Request, body: bytes) -> dict:
+    loupe, key = writer(request)
+    req = decode(body, PostModel).model
+    if not req.id:
+        raise ApiError(400, 11102, "model.id is required")
+    info = req.output_info
+    concepts = [concept_ref(loupe, key.app_id, c) for c in (info.data.concepts if info else [])]
+    config = info.output_config if info else None
+    model, version = loupe.models.create(
+        key.app_id, req.id, name=req.name, concept_ids=concepts,
+        mutually_exclusive=bool(config and config.concepts_mutually_exclusive),
+        closed_environment=bool(config and config.closed_environment))
+    return ok(model=_model_out(loupe, key.app_id, model, version))
+
+
+@post("/v2/models/searches", status_code=200)
+@in_thread
+def search_models(request: Request, body: bytes) -> dict:
+    loupe, key = caller(request)
+    query = decode(body, PostModelSearches).model_query
+    pattern = (query.name or "*").lower()
+    found = [m for m in loupe.models.list(key.app_id, per_page=1000)
+             if fnmatch.fnmatchcase(m.name.lower(), pattern) or fnmatch.fnmatchcase(m.id.lower(), pattern)]
+    if query.type and query.type != "concept":
+        found = []
+    return ok(models=[_model_out(loupe, key.app_id, m) for m in found])
+
+
+@patch("/v2/models")
+@in_thread
+def patch_models(request: Request, body: bytes) -> dict:
+    loupe, key = writer(request)
+    req = decode(body, PatchModels)
+    out = []
+    for wire_model in req.models:
+        if not wire_model.id:
+            raise ApiError(400, 11102, "each model to patch needs its id")
+        info = wire_model.output_info
+        concepts = None
+        if info is not None and (info.data.concepts or req.action == "overwrite"):
+            concepts = [concept_ref(loupe, key.app_id, c) for c in info.data.concepts]
+        config = info.output_config if info is not None else None
+        model = loupe.models.update(
+            key.app_id, wire_model.id, req.action, name=wire_model.name, concept_ids=concepts,
+            mutually_exclusive=config.concepts_mutually_exclusive if config else None,
+            closed_environment=config.closed_environment if config else None)
+        out.append(_model_out(loupe, key.app_id, model))
+    return ok(models=out)
+
+
+@delete("/v2/models", status_code=200)
+@in_thread
+def delete_models(request: Request, body: bytes) -> dict:
+    loupe, key = writer(request)
+    req = decode(body, DeleteMany)
+    if req.delete_all:
+        loupe.models.delete_all(key.app_id)
+    elif req.ids:
+        for model_id in req.ids:
+            loupe.models.get(key.app_id, model_id)  # all exist, or nothing is deleted
+        for model_id in req.ids:
+            loupe.models.delete(key.app_id, model_id)
+    else:
+        raise ApiError(400, 11102, "give ids to delete, or delete_all: true")
+    return ok()
+
+
+@get("/v2/models/{model_id:str}")
+@in_thread
+def get_model(request: Request, model_id: str, version_id: str | None = None) -> dict:
+    return _model_answer(request, model_id, version_id)
+
+
+def _model_answer(request: Request, model_id: str, version_id: str | None) -> dict:
+    loupe, key = caller(request)
+    model = loupe.models.get(key.app_id, model_id)
+    version = loupe.models.version(key.app_id, model_id, version_id)
+    return ok(model=_model_out(loupe, key.app_id, model, version))
+
+
+@delete("/v2/models/{model_id:str}", status_code=200)
+@in_thread
+def delete_model(request: Request, model_id: str) -> dict:
+    loupe, key = writer(request)
+    loupe.models.delete(key.app_id, model_id)
+    return ok()
+
+
+@get(["/v2/models/{model_id:str}/output_info", "/v2/models/{model_id:str}/versions/{version_id:str}/output_info"],)
+@in_thread
+def output_info(request: Request, model_id: str, version_id: str | None = None) -> dict:
+    return _model_answer(request, model_id, version_id)
+
+
+@get("/v2/models/{model_id:str}/versions")
+@in_thread
+def list_versions(request: Request, model_id: str, page: int = 1, per_page: int = 20) -> dict:
+    loupe, key = caller(request)
+    page, per_page = page_args(page, per_page)
+    versions = loupe.models.versions(key.app_id, model_id, page=page, per_page=per_page)
+    return ok(model_versions=[version_json(v) for v in versions])
+
+
+@post("/v2/models/{model_id:str}/versions", status_code=200)
+@in_thread
+def train(request: Request, model_id: str) -> dict:
+    """Small trains finish before the answer (status 21100); large ones answer 21103 and go on."""
+    loupe, key = writer(request)
+    version = loupe.models.train(key.app_id, model_id)
+    model = loupe.models.get(key.app_id, model_id)
+    return ok(model=_model_out(loupe, key.app_id, model, version))
+
+
+@get("/v2/models/{model_id:str}/versions/{version_id:str}")
+@in_thread
+def get_version(request: Request, model_id: str, version_id: str) -> dict:
+    loupe, key = caller(request)
+    return ok(model_version=version_json(loupe.models.version(key.app_id, model_id, version_id)))
+
+
+@delete("/v2/models/{model_id:str}/versions/{version_id:str}", status_code=200)
+@in_thread
+def delete_version(request: Request, model_id: str, version_id: str) -> dict:
+    loupe, key = writer(request)
+    loupe.models.delete_version(key.app_id, model_id, version_id)
+    return ok()
+
+
+@post("/v2/models/{model_id:str}/versions/{version_id:str}/metrics", status_code=200)
+@in_thread
+def evaluate(request: Request, model_id: str, version_id: str) -> dict:
+    loupe, key = writer(request)
+    version = loupe.models.evaluate(key.app_id, model_id, version_id, wait=False)
+    return ok(model_version=version_json(version))
+
+
+@get("/v2/models/{model_id:str}/versions/{version_id:str}/metrics")
+@in_thread
+def get_metrics(request: Request, model_id: str, version_id: str) -> dict:
+    loupe, key = caller(request)
+    version = loupe.models.version(key.app_id, model_id, version_id)
+    out = version_json(version)
+    if version.evaluation is None:
+        out["metrics"] = {"status": {"code": 21302, "description": "Model not yet evaluated"}}
+    return ok(model_version=out)
+
+
+@post(["/v2/models/{model_id:str}/outputs", "/v2/models/{model_id:str}/versions/{version_id:str}/outputs"],
+      status_code=200)
+@in_thread
+def predict(request: Request, model_id: str, body: bytes, version_id: str | None = None) -> dict:
+    loupe, key = caller(request)
+    req = decode(body, PostOutputs)
+    if not req.inputs:
+        raise ApiError(400, 11102, "no inputs to predict")
+    if len(req.inputs) > 128:
+        raise ApiError(400, 11102, f"at most 128 inputs per request, got {len(req.inputs)}")
+    config = req.model.output_info.output_config if req.model and req.model.output_info else None
+    max_concepts = config.max_concepts if config and config.max_concepts > 0 else DEFAULT_MAX_CONCEPTS
+    min_value = config.min_value if config else 0.0
+    select = ({concept_ref(loupe, key.app_id, c) for c in config.select_concepts}
+              if config and config.select_concepts else None)
+    stored = [w.id for w in req.inputs if w.id and not (w.data.image and (w.data.image.base64 or w.data.image.url))]
+    if stored and len(stored) == len(req.inputs):
+        predictions = loupe.models.predict_inputs(key.app_id, model_id, stored, version_id)
+    else:
+        images = [image_bytes(loupe, w.data.image, i) for i, w in enumerate(req.inputs)]
+        predictions = loupe.models.predict_images(key.app_id, model_id, images, version_id)
+    model = loupe.models.get(key.app_id, model_id)
+    version = loupe.models.version(key.app_id, model_id, predictions[0].version_id)
+    model_out = _model_out(loupe, key.app_id, model, version)
+    names = concept_names(loupe, key.app_id)
+    outputs = []
+    for wire_input, prediction in zip(req.inputs, predictions):
+        image = wire_input.data.image
+        outputs.append({
+            "id": new_id(), "status": {"code": 10000, "description": "Ok"}, "created_at": timestamp(time.time()),
+            "model": model_out,
+            "input": {"id": wire_input.id or new_id(),
+                      "data": {"image": {"url": image.url} if image and image.url else {"base64": "true"}}},
+            "data": {"concepts": prediction_concepts(prediction, key.app_id, names, max_concepts=max_concepts,
+                                                     min_value=min_value, select=select),
+                     # Loupe's addition (clients ignore it): the labeled neighbours that voted.
+                     "neighbours": [{"input_id": n.input_id, "similarity": round(n.similarity, 5),
+                                     "weight": round(n.weight, 5)} for n in prediction.neighbours]},
+        })
+    return ok(outputs=outputs)
+
+
+@get(["/v2/models/{model_id:str}/inputs", "/v2/models/{model_id:str}/versions/{version_id:str}/inputs"],)
+@in_thread
+def model_inputs(request: Request, model_id: str, page: int = 1, per_page: int = 20,
+                 version_id: str | None = None) -> dict:
+    """The inputs annotated (positively) with the model's (or the version's) concepts."""
+    loupe, key = caller(request)
+    page, per_page = page_args(page, per_page)
+    concepts = (loupe.models.version(key.app_id, model_id, version_id).concept_ids if version_id
+                else loupe.models.get(key.app_id, model_id).concept_ids)
+    with loupe.store.read() as tx:
+        seqs = np.unique(np.concatenate([tx.labelled_seqs(key.app_id, c) for c in concepts] or [np.zeros(0, np.int64)]))
+    hits = loupe.search_by_filter(key.app_id, SearchFilter(seqs=tuple(int(s) for s in seqs)), page=page,
+                                  per_page=per_page) if len(seqs) else []
+    return ok(inputs=inputs_json(request, loupe, key.app_id, [h.input for h in hits]))
+
+
+@post(["/v2/models/{model_id:str}/feedback", "/v2/models/{model_id:str}/versions/{version_id:str}/feedback",
+       "/v2/searches/feedback"], status_code=200)
+@in_thread
+def feedback(request: Request, body: bytes, model_id: str | None = None, version_id: str | None = None) -> dict:
+    """Accepted and stored with the app (a person's verdict on an answer), for later review."""
+    loupe, key = caller(request)
+    payload = msgspec.json.decode(body or b"{}") if body.strip() else {}
+    if not isinstance(payload, dict):
+        raise ApiError(400, 11102, "feedback must be a JSON object")
+    loupe.store_feedback(key.app_id, {"model_id": model_id, "version_id": version_id, "path": request.url.path,
+                                      "body": payload})
+    return ok()
+
+
+@get("/v2/models/{model_id:str}/advice")
+@in_thread
+def advice(request: Request, model_id: str) -> dict:
+    """Loupe's data-quality findings for the model (not a Clarifai route; the web page uses it)."""
+    loupe, key = caller(request)
+    findings = loupe.models.advice(key.app_id, model_id)
+    return ok(findings=[msgspec.to_builtins(f) for f in findings])
+
+
+ROUTES = [list_models, create_model, search_models, patch_models, delete_models, get_model, delete_model,
+          output_info, list_versions, train, get_version, delete_version, evaluate, get_metrics, predict,
+          model_inputs, feedback, advice]

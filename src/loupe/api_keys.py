@@ -1,0 +1,76 @@
+"""API keys: shown once at creation, stored only as a hash; each key belongs to one app and one scope."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from enum import Enum
+
+import msgspec
+
+from loupe.errors import InvalidArgument, NotFound
+from loupe.store import Store
+
+_DB = "api_keys"
+_PREFIX = "lk_"
+
+
+class Scope(str, Enum):
+    ALL = "all"  # read and write everything of the app
+    PREDICT = "predict"  # predict and search only
+
+
+class KeyRecord(msgspec.Struct, kw_only=True):
+    digest: str  # sha256 of the key
+    app_id: str
+    scope: Scope
+    created_at: float
+    hint: str  # the key's first characters, to tell keys apart in listings
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class ApiKeys:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def create(self, app_id: str, scope: Scope | str = Scope.ALL) -> str:
+        """A new key for the app; the only time the plain key exists is in this return value."""
+        try:
+            scope = Scope(scope)
+        except ValueError:
+            raise InvalidArgument(f"scope must be 'all' or 'predict', got {scope!r}") from None
+        key = _PREFIX + secrets.token_urlsafe(32)
+        record = KeyRecord(digest=_digest(key), app_id=app_id, scope=scope, created_at=time.time(), hint=key[:7])
+        with self._store.write() as tx:
+            if tx.get_app(app_id) is None:
+                raise NotFound(f"app {app_id!r} does not exist")
+            tx.txn.put(record.digest.encode(), msgspec.msgpack.encode(record), db=self._store.db(_DB))
+        return key
+
+    def verify(self, key: str) -> KeyRecord | None:
+        """The key's record, or None. Looked up by hash, then compared in constant time, so a wrong
+        key costs the same as a right one and timing says nothing about stored keys."""
+        digest = _digest(key)
+        with self._store.read() as tx:
+            raw = tx.txn.get(digest.encode(), db=self._store.db(_DB))
+        stored = msgspec.msgpack.decode(raw, type=KeyRecord) if raw is not None else None
+        expected = stored.digest if stored is not None else "0" * 64
+        if hmac.compare_digest(expected, digest) and stored is not None:
+            return stored
+        return None
+
+    def list(self, app_id: str) -> list[KeyRecord]:
+        with self._store.read() as tx:
+            cur = tx.txn.cursor(db=self._store.db(_DB))
+            records = [msgspec.msgpack.decode(v, type=KeyRecord) for _, v in cur]
+        return [r for r in records if r.app_id == app_id]
+
+    def revoke_app(self, app_id: str) -> None:
+        for record in self.list(app_id):
+            with self._store.write() as tx:
+                tx.txn.delete(record.digest.encode(), db=self._store.db(_DB))
