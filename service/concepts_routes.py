@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from litestar.params import RawBody
 from litestar import Request, get, patch, post
 
 from loupe.service.threads import in_thread
@@ -30,7 +31,7 @@ def get_concept(request: Request, concept_id: str) -> dict:
 
 @post("/v2/concepts", status_code=200)
 @in_thread
-def add_concepts(request: Request, body: bytes) -> dict:
+def add_concepts(request: Request, body: RawBody) -> dict:
     loupe, key = writer(request)
     req = decode(body, PostConcepts)
     if not req.concepts:
@@ -46,7 +47,7 @@ def add_concepts(request: Request, body: bytes) -> dict:
 
 @patch("/v2/concepts")
 @in_thread
-def patch_concepts(request: Request, body: bytes) -> dict:
+def patch_concepts(request: Request, body: RawBody) -> dict:
     loupe, key = writer(request)
     req = decode(body, PatchConcepts)
     if req.action not in ("overwrite", "merge"):
@@ -60,7 +61,7 @@ def patch_concepts(request: Request, body: bytes) -> dict:
 
 @post("/v2/concepts/searches", status_code=200)
 @in_thread
-def search_concepts(request: Request, body: bytes) -> dict:
+def search_concepts(request: Request, body: RawBody) -> dict:
     loupe, key = caller(request)
     req = decode(body, PostConceptSearches)
     found = loupe.search_concepts(key.app_id, req.concept_query.name or "*")

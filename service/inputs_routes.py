@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 
+from litestar.params import RawBody
 from litestar import Request, Response, delete, get, patch, post
 
 from loupe.application import NewInput
@@ -20,7 +21,7 @@ MAX_BATCH = 128  # as Clarifai and its clients
 
 @post("/v2/inputs", status_code=200)
 @in_thread
-def add_inputs(request: Request, body: bytes) -> dict:
+def add_inputs(request: Request, body: RawBody) -> dict:
     loupe, key = writer(request)
     req = decode(body, PostInputs)
     if not req.inputs:
@@ -97,7 +98,7 @@ def _image_type(data: bytes) -> str:
 
 @patch("/v2/inputs")
 @in_thread
-def patch_inputs(request: Request, body: bytes) -> dict:
+def patch_inputs(request: Request, body: RawBody) -> dict:
     loupe, key = writer(request)
     req = decode(body, PatchInputs)
     edits = []
@@ -127,7 +128,7 @@ def delete_input(request: Request, input_id: str) -> dict:
 
 @delete("/v2/inputs", status_code=200)
 @in_thread
-def delete_inputs(request: Request, body: bytes) -> dict:
+def delete_inputs(request: Request, body: RawBody) -> dict:
     loupe, key = writer(request)
     req = decode(body, DeleteMany)
     if req.delete_all:

@@ -7,6 +7,7 @@ import time
 
 import msgspec
 import numpy as np
+from litestar.params import RawBody
 from litestar import Request, delete, get, patch, post
 
 from loupe.ids import new_id
@@ -41,7 +42,7 @@ def list_models(request: Request, page: int = 1, per_page: int = 20) -> dict:
 
 @post("/v2/models", status_code=200)
 @in_thread
-def create_model(request: Request, body: bytes) -> dict:
+def create_model(request: Request, body: RawBody) -> dict:
     loupe, key = writer(request)
     req = decode(body, PostModel).model
     if not req.id:
@@ -58,7 +59,7 @@ def create_model(request: Request, body: bytes) -> dict:
 
 @post("/v2/models/searches", status_code=200)
 @in_thread
-def search_models(request: Request, body: bytes) -> dict:
+def search_models(request: Request, body: RawBody) -> dict:
     loupe, key = caller(request)
     query = decode(body, PostModelSearches).model_query
     pattern = (query.name or "*").lower()
@@ -71,7 +72,7 @@ def search_models(request: Request, body: bytes) -> dict:
 
 @patch("/v2/models")
 @in_thread
-def patch_models(request: Request, body: bytes) -> dict:
+def patch_models(request: Request, body: RawBody) -> dict:
     loupe, key = writer(request)
     req = decode(body, PatchModels)
     out = []
@@ -93,7 +94,7 @@ def patch_models(request: Request, body: bytes) -> dict:
 
 @delete("/v2/models", status_code=200)
 @in_thread
-def delete_models(request: Request, body: bytes) -> dict:
+def delete_models(request: Request, body: RawBody) -> dict:
     loupe, key = writer(request)
     req = decode(body, DeleteMany)
     if req.delete_all:
@@ -191,7 +192,7 @@ def get_metrics(request: Request, model_id: str, version_id: str) -> dict:
 @post(["/v2/models/{model_id:str}/outputs", "/v2/models/{model_id:str}/versions/{version_id:str}/outputs"],
       status_code=200)
 @in_thread
-def predict(request: Request, model_id: str, body: bytes, version_id: str | None = None) -> dict:
+def predict(request: Request, model_id: str, body: RawBody, version_id: str | None = None) -> dict:
     loupe, key = caller(request)
     req = decode(body, PostOutputs)
     if not req.inputs:
@@ -249,7 +250,7 @@ def model_inputs(request: Request, model_id: str, page: int = 1, per_page: int =
 @post(["/v2/models/{model_id:str}/feedback", "/v2/models/{model_id:str}/versions/{version_id:str}/feedback",
        "/v2/searches/feedback"], status_code=200)
 @in_thread
-def feedback(request: Request, body: bytes, model_id: str | None = None, version_id: str | None = None) -> dict:
+def feedback(request: Request, body: RawBody, model_id: str | None = None, version_id: str | None = None) -> dict:
     """Accepted and stored with the app (a person's verdict on an answer), for later review."""
     loupe, key = caller(request)
     payload = msgspec.json.decode(body or b"{}") if body.strip() else {}

@@ -4,6 +4,7 @@ predicted concepts and metadata."""
 from __future__ import annotations
 
 import numpy as np
+from litestar.params import RawBody
 from litestar import Request, post
 
 from loupe.application import Loupe
@@ -22,7 +23,7 @@ PREDICTED_THRESHOLD = 0.5
 
 @post("/v2/searches", status_code=200)
 @in_thread
-def search(request: Request, body: bytes) -> dict:
+def search(request: Request, body: RawBody) -> dict:
     loupe, key = caller(request)
     req = decode(body, PostSearches)
     app = loupe.get_app(key.app_id)
