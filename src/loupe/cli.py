@@ -92,7 +92,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"demo app 'demo' (Clothing-10 sample, model 'clothes') - API key: {key}", flush=True)
         print(f"  try: curl -H 'Authorization: Key {key}' http://{args.host}:{args.port}/v2/models", flush=True)
     uvicorn.run(create_app(loupe, max_body_bytes=args.max_body_mb * 1024 * 1024), host=args.host,
-                port=args.port, log_level="warning")
+                port=args.port, log_level="warning", access_log=False)
     return 0
 
 
