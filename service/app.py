@@ -7,7 +7,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
 from loupe.application import Loupe
-from loupe.service import concepts_routes, inputs_routes, models_routes, searches_routes
+from loupe.service import concepts_routes, inputs_routes, models_routes, searches_routes, workflows_routes
 from loupe.service.errors import error_response
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024  # 128 inputs of base64 images fit; anything larger is refused (413)
@@ -26,7 +26,7 @@ def healthz(request: Request) -> dict:
 
 def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Litestar:
     handlers = [healthz, *inputs_routes.ROUTES, *concepts_routes.ROUTES, *models_routes.ROUTES,
-                *searches_routes.ROUTES]
+                *searches_routes.ROUTES, *workflows_routes.ROUTES]
     app = Litestar(
         route_handlers=handlers,
         exception_handlers={Exception: error_response},

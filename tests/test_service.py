@@ -199,3 +199,26 @@ def test_url_inputs_are_fetched_safely(api, image_server, tmp_path, shared_backb
             r = c.post("/v2/inputs", headers=h(key), json={"inputs": [{"data": {"image": {"url": url}}}]})
             assert r.status_code == 400 and r.json().get("inputs", [{}])[0].get("status", {}).get("code") == 30002, (url, r.text)
     assert loupe.count_inputs("a") == 1
+
+
+def test_workflow_runs_several_models_on_one_image(api):
+    client, keys, _ = api
+    k = h(keys["a"])
+    _add(client, keys["a"], "shoes", 4)
+    _add(client, keys["a"], "hat", 4)
+    # "is-hat" has one concept: with closed_environment false the shoes are its negatives.
+    for model_id, concepts, closed in (("kind", ["shoes", "hat"], True), ("is-hat", ["hat"], False)):
+        client.post("/v2/models", headers=k, json={"model": {"id": model_id, "output_info": {
+            "data": {"concepts": [{"id": c} for c in concepts]}, "output_config": {"closed_environment": closed}}}})
+        assert client.post(f"/v2/models/{model_id}/versions", headers=k).json()["model"]["model_version"]["status"]["code"] == 21100
+    r = client.post("/v2/workflows", headers=k, json={"workflows": [{"id": "both", "nodes": [
+        {"id": "n1", "model": {"id": "kind"}}, {"id": "n2", "model": {"id": "is-hat"}}]}]})
+    assert r.status_code == 200, r.text
+    query = b64(dataset_images(CLOTHING / "test" / "hat", 1)[0])
+    r = client.post("/v2/workflows/both/results", headers=k, json={"inputs": [{"data": {"image": {"base64": query}}}]})
+    outputs = r.json()["results"][0]["outputs"]
+    assert [o["model"]["id"] for o in outputs] == ["kind", "is-hat"]
+    assert outputs[0]["data"]["concepts"][0]["id"] == "hat"
+    assert client.post("/v2/workflows", headers=k, json={"workflows": [{"id": "bad", "nodes": [
+        {"model": {"id": "missing"}}]}]}).status_code == 404
+    assert client.post("/v2/workflows/nope/results", headers=k, json={"inputs": [{"data": {"image": {"base64": query}}}]}).status_code == 404

@@ -13,7 +13,6 @@ import msgspec
 from loupe.errors import InvalidArgument, NotFound
 from loupe.store import Store
 
-_DB = "api_keys"
 _PREFIX = "lk_"
 
 
@@ -49,7 +48,7 @@ class ApiKeys:
         with self._store.write() as tx:
             if tx.get_app(app_id) is None:
                 raise NotFound(f"app {app_id!r} does not exist")
-            tx.txn.put(record.digest.encode(), msgspec.msgpack.encode(record), db=self._store.db(_DB))
+            tx.put_api_key(record.digest, msgspec.msgpack.encode(record))
         return key
 
     def verify(self, key: str) -> KeyRecord | None:
@@ -57,7 +56,7 @@ class ApiKeys:
         key costs the same as a right one and timing says nothing about stored keys."""
         digest = _digest(key)
         with self._store.read() as tx:
-            raw = tx.txn.get(digest.encode(), db=self._store.db(_DB))
+            raw = tx.get_api_key(digest)
         stored = msgspec.msgpack.decode(raw, type=KeyRecord) if raw is not None else None
         expected = stored.digest if stored is not None else "0" * 64
         if hmac.compare_digest(expected, digest) and stored is not None:
@@ -66,11 +65,11 @@ class ApiKeys:
 
     def list(self, app_id: str) -> list[KeyRecord]:
         with self._store.read() as tx:
-            cur = tx.txn.cursor(db=self._store.db(_DB))
-            records = [msgspec.msgpack.decode(v, type=KeyRecord) for _, v in cur]
+            records = [msgspec.msgpack.decode(v, type=KeyRecord) for v in tx.iter_api_keys()]
         return [r for r in records if r.app_id == app_id]
 
     def revoke_app(self, app_id: str) -> None:
-        for record in self.list(app_id):
-            with self._store.write() as tx:
-                tx.txn.delete(record.digest.encode(), db=self._store.db(_DB))
+        records = self.list(app_id)
+        with self._store.write() as tx:
+            for record in records:
+                tx.delete_api_key(record.digest)

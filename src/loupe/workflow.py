@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 
 from loupe.embedding_cache import embed_once
-from loupe.errors import CapabilityMissing, InvalidArgument
+from loupe.errors import CapabilityMissing, Conflict, InvalidArgument, NotFound
+from loupe.ids import check_id
 from loupe.heads import head_probabilities
 from loupe.imaging import decode_image
 from loupe.prediction import ConceptScore, Prediction
@@ -26,6 +28,43 @@ class WorkflowStep(msgspec.Struct, frozen=True):
     model_id: str  # a custom model's id, or "general"
     version_id: str | None = None
     concepts: tuple[str, ...] = ()  # for "general": names to score (default: the app's concepts)
+
+
+class Workflow(msgspec.Struct, frozen=True):
+    id: str
+    steps: tuple[WorkflowStep, ...]
+    created_at: float
+
+
+def save_workflow(loupe: Loupe, app_id: str, workflow_id: str, steps: list[WorkflowStep]) -> Workflow:
+    """Name a list of models to run together; custom models must exist (the general one always does)."""
+    check_id("workflow", workflow_id)
+    if not steps:
+        raise InvalidArgument("a workflow needs at least one model")
+    for step in steps:
+        if step.model_id != GENERAL_MODEL_ID:
+            loupe.models.get(app_id, step.model_id)
+    workflow = Workflow(id=workflow_id, steps=tuple(steps), created_at=time.time())
+    with loupe.store.write() as tx:
+        if tx.get_workflow(app_id, workflow_id) is not None:
+            raise Conflict(f"workflow {workflow_id!r} already exists")
+        tx.put_workflow(app_id, workflow_id, msgspec.msgpack.encode(workflow))
+    return workflow
+
+
+def get_workflow(loupe: Loupe, app_id: str, workflow_id: str) -> Workflow:
+    loupe.get_app(app_id)
+    with loupe.store.read() as tx:
+        raw = tx.get_workflow(app_id, workflow_id)
+    if raw is None:
+        raise NotFound(f"workflow {workflow_id!r} does not exist")
+    return msgspec.msgpack.decode(raw, type=Workflow)
+
+
+def list_workflows(loupe: Loupe, app_id: str) -> list[Workflow]:
+    loupe.get_app(app_id)
+    with loupe.store.read() as tx:
+        return [msgspec.msgpack.decode(raw, type=Workflow) for raw in tx.iter_workflows(app_id)]
 
 
 class WorkflowResult(msgspec.Struct, frozen=True):

@@ -18,7 +18,7 @@ from loupe.store.records import App, Concept, Input, Model, ModelVersion
 T = TypeVar("T", bound=msgspec.Struct)
 
 _DATABASES = ("apps", "inputs", "input_order", "labels", "concepts", "embeddings", "blobs", "blob_refs",
-              "models", "versions", "feedback", "api_keys")
+              "models", "versions", "feedback", "api_keys", "workflows")
 MAX_DATABASES = 32
 
 
@@ -132,6 +132,20 @@ class ReadTxn:
     def get_blob(self, sha256: str) -> bytes | None:
         return self._get("blobs", sha256.encode())
 
+    def get_api_key(self, digest: str) -> bytes | None:
+        return self._get("api_keys", digest.encode())
+
+    def iter_api_keys(self) -> Iterator[bytes]:
+        for _, value in self.txn.cursor(db=self.store.db("api_keys")):
+            yield value
+
+    def get_workflow(self, app_id: str, workflow_id: str) -> bytes | None:
+        return self._get("workflows", K.join(app_id, workflow_id))
+
+    def iter_workflows(self, app_id: str) -> Iterator[bytes]:
+        for _, value in self.iter_prefix("workflows", K.prefix(app_id)):
+            yield value
+
     # models and their versions
     def get_model(self, app_id: str, model_id: str) -> Model | None:
         return _decode(self._get("models", K.join(app_id, model_id)), Model)
@@ -185,6 +199,15 @@ class WriteTxn(ReadTxn):
 
     def delete_concept(self, app_id: str, concept_id: str) -> None:
         self._delete("concepts", K.join(app_id, concept_id))
+
+    def put_api_key(self, digest: str, record: bytes) -> None:
+        self._put("api_keys", digest.encode(), record)
+
+    def delete_api_key(self, digest: str) -> None:
+        self._delete("api_keys", digest.encode())
+
+    def put_workflow(self, app_id: str, workflow_id: str, record: bytes) -> None:
+        self._put("workflows", K.join(app_id, workflow_id), record)
 
     def put_feedback(self, app_id: str, feedback_id: str, record: bytes) -> None:
         self._put("feedback", K.join(app_id, feedback_id), record)
