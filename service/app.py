@@ -7,10 +7,25 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
 from loupe.application import Loupe
-from loupe.service import concepts_routes, inputs_routes, models_routes, searches_routes, workflows_routes
+from pathlib import Path
+
+from litestar.response import File
+from litestar.static_files import create_static_files_router
+
+from loupe.service import (app_routes, concepts_routes, inputs_routes, models_routes, searches_routes,
+                           workflows_routes)
 from loupe.service.errors import error_response
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024  # 128 inputs of base64 images fit; anything larger is refused (413)
+
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+@get("/", sync_to_thread=False, include_in_schema=False)
+def index_page() -> File:
+    """The web page: one HTML file and its script, calling the same API the clients use."""
+    return File(STATIC / "index.html", content_disposition_type="inline", media_type="text/html")
 
 
 @get("/healthz", sync_to_thread=False)
@@ -26,7 +41,8 @@ def healthz(request: Request) -> dict:
 
 def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Litestar:
     handlers = [healthz, *inputs_routes.ROUTES, *concepts_routes.ROUTES, *models_routes.ROUTES,
-                *searches_routes.ROUTES, *workflows_routes.ROUTES]
+                *searches_routes.ROUTES, *workflows_routes.ROUTES, *app_routes.ROUTES, index_page,
+                create_static_files_router(path="/static", directories=[STATIC])]
     app = Litestar(
         route_handlers=handlers,
         exception_handlers={Exception: error_response},

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import mimetypes
-
 from litestar.params import RawBody
 from litestar import Request, Response, delete, get, patch, post
 
 from loupe.application import NewInput
 from loupe.labels import InputEdit
+from loupe.search import ConceptFilter, SearchFilter
 from loupe.url_fetch import UrlFetchError
 from loupe.service.threads import in_thread
 from loupe.service.auth import caller, writer
@@ -55,10 +54,13 @@ def add_inputs(request: Request, body: RawBody) -> dict:
 
 @get("/v2/inputs")
 @in_thread
-def list_inputs(request: Request, page: int = 1, per_page: int = 20) -> dict:
+def list_inputs(request: Request, page: int = 1, per_page: int = 20, concept: str | None = None,
+                negative: bool = False) -> dict:
+    """Newest first. `concept` (Loupe's addition) keeps inputs annotated with it (as not-it with `negative`)."""
     loupe, key = caller(request)
     page, per_page = page_args(page, per_page)
-    records = loupe.list_inputs(key.app_id, page=page, per_page=per_page)
+    flt = SearchFilter(concepts=(ConceptFilter(concept, not negative),)) if concept else None
+    records = loupe.list_inputs(key.app_id, page=page, per_page=per_page, flt=flt)
     return ok(inputs=inputs_json(request, loupe, key.app_id, records))
 
 
@@ -87,13 +89,22 @@ def get_input_image(request: Request, input_id: str) -> Response:
     return Response(data, media_type=kind, headers={"Cache-Control": "private, max-age=3600"})
 
 
+@get("/v2/inputs/{input_id:str}/thumbnail")
+@in_thread
+def get_input_thumbnail(request: Request, input_id: str) -> Response:
+    """A small JPEG, made once per image (Loupe's addition, for the web page)."""
+    loupe, key = caller(request)
+    return Response(loupe.input_thumbnail(key.app_id, input_id), media_type="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=86400"})
+
+
 def _image_type(data: bytes) -> str:
     for magic, kind in ((b"\xff\xd8", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
                         (b"RIFF", "image/webp"), (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"),
                         (b"MM\x00*", "image/tiff")):
         if data.startswith(magic):
             return kind
-    return mimetypes.types_map.get(".bin", "application/octet-stream")
+    return "application/octet-stream"
 
 
 @patch("/v2/inputs")
@@ -140,4 +151,4 @@ def delete_inputs(request: Request, body: RawBody) -> dict:
     return ok()
 
 
-ROUTES = [add_inputs, list_inputs, input_counts, get_input, get_input_image, patch_inputs, delete_input, delete_inputs]
+ROUTES = [add_inputs, list_inputs, input_counts, get_input, get_input_image, get_input_thumbnail, patch_inputs, delete_input, delete_inputs]

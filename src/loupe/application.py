@@ -31,6 +31,7 @@ from loupe.pagination import page_window
 from loupe.search import SearchFilter, SearchHit, allowed_seqs, filtered_inputs, hits_for
 from loupe.store import Store, WriteTxn
 from loupe.store.records import App, Concept, Input
+from loupe.thumbnails import thumbnail
 
 
 class NewInput(msgspec.Struct, kw_only=True):
@@ -205,6 +206,10 @@ class Loupe:
         if data is None:
             raise NotFound(f"input {input_id!r} has no stored image")
         return data
+
+    def input_thumbnail(self, app_id: str, input_id: str) -> bytes:
+        record = self.get_input(app_id, input_id)
+        return thumbnail(self.store, record.sha256, self.input_image(app_id, input_id))
 
     def list_inputs(self, app_id: str, page: int = 1, per_page: int = 20,
                     flt: SearchFilter | None = None) -> list[Input]:

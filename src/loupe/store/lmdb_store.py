@@ -18,7 +18,7 @@ from loupe.store.records import App, Concept, Input, Model, ModelVersion
 T = TypeVar("T", bound=msgspec.Struct)
 
 _DATABASES = ("apps", "inputs", "input_order", "labels", "concepts", "embeddings", "blobs", "blob_refs",
-              "models", "versions", "feedback", "api_keys", "workflows")
+              "models", "versions", "feedback", "api_keys", "workflows", "thumbnails")
 MAX_DATABASES = 32
 
 
@@ -132,6 +132,9 @@ class ReadTxn:
     def get_blob(self, sha256: str) -> bytes | None:
         return self._get("blobs", sha256.encode())
 
+    def get_thumbnail(self, sha256: str) -> bytes | None:
+        return self._get("thumbnails", sha256.encode())
+
     def get_api_key(self, digest: str) -> bytes | None:
         return self._get("api_keys", digest.encode())
 
@@ -200,6 +203,9 @@ class WriteTxn(ReadTxn):
     def delete_concept(self, app_id: str, concept_id: str) -> None:
         self._delete("concepts", K.join(app_id, concept_id))
 
+    def put_thumbnail(self, sha256: str, data: bytes) -> None:
+        self._put("thumbnails", sha256.encode(), data)
+
     def put_api_key(self, digest: str, record: bytes) -> None:
         self._put("api_keys", digest.encode(), record)
 
@@ -249,6 +255,8 @@ class WriteTxn(ReadTxn):
         if count <= 1:
             self._delete("blob_refs", key)
             self._delete("blobs", key)
+            if self._get("thumbnails", key) is not None:
+                self._delete("thumbnails", key)
         else:
             self._put("blob_refs", key, struct.pack(">Q", count - 1))
 

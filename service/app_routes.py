@@ -1,0 +1,37 @@
+"""Loupe's own read-only view of the caller's app (for the web page): backbone, counts, models."""
+
+from __future__ import annotations
+
+from litestar import Request, get
+
+from loupe.service.auth import caller
+from loupe.service.clarifai_json import timestamp, version_status
+from loupe.service.common import ok
+from loupe.service.threads import in_thread
+
+
+@get("/v2/loupe/app")
+@in_thread
+def overview(request: Request) -> dict:
+    loupe, key = caller(request)
+    app = loupe.get_app(key.app_id)
+    concepts = []
+    for concept in loupe.list_concepts(app.id, per_page=1000):
+        positives, negatives = loupe.concept_counts(app.id, concept.id)
+        concepts.append({"id": concept.id, "name": concept.name, "positives": positives, "negatives": negatives})
+    models = []
+    for model in loupe.models.list(app.id, per_page=1000):
+        version = loupe.models.version(app.id, model.id)
+        models.append({"id": model.id, "name": model.name, "concept_ids": model.concept_ids,
+                       "mutually_exclusive": model.mutually_exclusive,
+                       "closed_environment": model.closed_environment,
+                       "latest_version": {"id": version.id, "status": version.status, "detail": version.detail,
+                                          "status_code": version_status(version)["code"],
+                                          "train_seconds": round(version.train_seconds, 3),
+                                          "created_at": timestamp(version.created_at)}})
+    return ok(app={"id": app.id, "backbone": app.backbone, "scope": key.scope.value,
+                   "supports_text": loupe.backbone(app).supports_text, "input_count": loupe.count_inputs(app.id),
+                   "concepts": concepts, "models": models})
+
+
+ROUTES = [overview]

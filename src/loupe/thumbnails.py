@@ -1,0 +1,31 @@
+"""Thumbnails for the web page: made once per image content, kept in LMDB next to the original."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from loupe.imaging import to_rgb
+from loupe.store import Store
+
+SIZE = 160
+
+
+def thumbnail(store: Store, sha256: str, original: bytes) -> bytes:
+    with store.read() as tx:
+        cached = tx.get_thumbnail(sha256)
+    if cached is not None:
+        return cached
+    img = Image.open(io.BytesIO(original))
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)
+    img.draft("RGB", (SIZE * 2, SIZE * 2))  # JPEG: decode at a fraction of full size
+    img = to_rgb(img)
+    img.thumbnail((SIZE, SIZE))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=80)
+    data = out.getvalue()
+    with store.write() as tx:
+        tx.put_thumbnail(sha256, data)
+    return data
