@@ -1,0 +1,154 @@
+"""The web page in real headless Chromium (Debian's, driven by Playwright) against a real `loupe serve`:
+upload labeled images of two concepts, train, predict a held-out image, fix a label from the advice
+view. Screenshots of each view go to artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import CLOTHING, REPO, dataset_images
+from loupe.application import Loupe
+from loupe.config import Config
+from test_clarifai_client import free_port
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = REPO / "artifacts" / "screenshots"
+# Flags for a closed network: no background connections, no first-run, no sandbox (CI runs as root).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+@pytest.fixture
+def served(tmp_path):
+    data = tmp_path / "data"
+    with Loupe(Config(data_dir=data)) as loupe:
+        loupe.create_app("web")
+        key = loupe.keys.create("web")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "loupe.cli", "serve", "--port", str(port)],
+                            env={**os.environ, "LOUPE_DATA_DIR": str(data)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1).read()
+            break
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.time() < deadline
+            time.sleep(0.2)
+    yield base, key
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium package is needed (.ci/run installs it)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        yield context.new_page()
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def upload(page, concepts: str, files: list[Path], done_before: int) -> None:
+    page.fill("#up-concepts", concepts)
+    page.set_input_files("#files", [str(f) for f in files])
+    page.wait_for_function(
+        f"document.querySelectorAll('#upload-list .state.ok, #upload-list .state.failed').length >= {done_before + len(files)}",
+        timeout=120_000)
+
+
+def test_label_train_predict_and_fix_in_the_browser(served, page, tmp_path):
+    base, key = served
+    shoes = dataset_images(CLOTHING / "train" / "shoes", 8)
+    hats = dataset_images(CLOTHING / "train" / "hat", 9)
+    wrong = tmp_path / "actually-a-hat.jpg"
+    shutil.copy(hats[8], wrong)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"this is not a picture")
+    held_out = dataset_images(CLOTHING / "test" / "hat", 2)[1]
+
+    page.goto(base + "/")
+    page.fill("#key", key)
+    page.click("#signin-form button")
+    page.wait_for_selector("#main:not([hidden])")
+    assert "App web" in page.inner_text("#app-summary")
+
+    page.click("nav [data-view=inputs]")
+    upload(page, "shoes", shoes + [wrong], 0)
+    upload(page, "hat", hats[:8] + [broken], 9)
+    failed = page.inner_text("#upload-list li[data-file='broken.jpg']")
+    assert "failed" in failed and "not an image" in failed
+    wrong_id = page.inner_text("#upload-list li[data-file='actually-a-hat.jpg'] .state").split("stored as ")[1]
+    page.wait_for_function("document.querySelectorAll('#grid figure').length === 17")
+    page.wait_for_function("[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)")
+    shot(page, "1-inputs")
+
+    page.click("nav [data-view=overview]")
+    assert "17 inputs" in page.inner_text("#app-summary")
+    shot(page, "0-overview")
+
+    page.click("nav [data-view=models]")
+    page.fill("#model-id", "garments")
+    page.check("#model-concepts input[value=shoes]")
+    page.check("#model-concepts input[value=hat]")
+    page.check("#model-me")
+    page.click("#model-form button[type=submit]")
+    page.click("text=Train garments")
+    page.wait_for_function("document.querySelector('#train-status').textContent.includes('trained')", timeout=60_000)
+    assert "trained" in page.inner_text("#models-table tr[data-model=garments] .version")
+    shot(page, "2-models")
+
+    page.click("nav [data-view=predict]")
+    page.select_option("#predict-model", "garments")
+    page.set_input_files("#predict-file", str(held_out))
+    page.wait_for_selector("#top-concept")
+    assert page.inner_text("#top-concept") == "hat"
+    assert page.locator("#predict-result .bar-row").count() == 2
+    shot(page, "3-predict")
+
+    page.click("nav [data-view=search]")
+    page.set_input_files("#search-file", str(held_out))
+    page.wait_for_selector("#search-results figure")
+    shot(page, "4-search")
+
+    page.click("nav [data-view=evaluate]")
+    page.select_option("#eval-model", "garments")
+    page.click("#eval-go")
+    page.wait_for_selector("#eval-table", timeout=60_000)
+    assert page.locator("#confusion").count() == 1 and page.locator("#eval-result svg polyline").count() == 2
+    shot(page, "5-evaluate")
+
+    page.click("nav [data-view=advice]")
+    page.select_option("#advice-model", "garments")
+    page.click("#advice-go")
+    fix = page.locator(f".finding.suspected_mislabel[data-inputs='{wrong_id}'] button.fix")
+    fix.wait_for(timeout=60_000)
+    assert "as hat" in fix.inner_text()
+    shot(page, "6-advice")
+    fix.click()  # one click fixes the label
+    page.wait_for_selector(".relabel-status")
+    status = page.inner_text(".relabel-status")
+    before, after = (float(s) for s in status.split("hat ")[1].split(", shoes")[0].split(" → "))
+    assert after > before + 0.1, status  # the answer moved at once, same version
+    page.wait_for_selector(".retrain-status.ok", timeout=120_000)
+    assert "Retrained" in page.inner_text(".retrain-status")
+    shot(page, "7-advice-fixed")
