@@ -100,10 +100,20 @@ def test_label_train_predict_and_fix_in_the_browser(served, page, tmp_path):
     wrong_id = page.inner_text("#upload-list li[data-file='actually-a-hat.jpg'] .state").split("stored as ")[1]
     page.wait_for_function("document.querySelectorAll('#grid figure').length === 17")
     page.wait_for_function("[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)")
+    # Label a selection at once, then browse by that concept.
+    page.check("#grid figure:nth-child(1) input[type=checkbox]")
+    page.check("#grid figure:nth-child(2) input[type=checkbox]")
+    page.fill("#label-concept", "favourite")
+    page.click("#apply-label")
+    page.wait_for_function("document.querySelector('#label-status').textContent.includes('2 input(s) labeled favourite')")
+    page.select_option("#filter", "favourite")
+    page.wait_for_function("document.querySelectorAll('#grid figure').length === 2")
     shot(page, "1-inputs")
+    page.select_option("#filter", "")
 
     page.click("nav [data-view=overview]")
     assert "17 inputs" in page.inner_text("#app-summary")
+    assert "favourite\t2\t0" in page.inner_text("#concepts-table")
     shot(page, "0-overview")
 
     page.click("nav [data-view=models]")
