@@ -60,6 +60,17 @@ class FaissIndex:
     def count(self) -> int:
         return int(self.index.ntotal)
 
+    def ids(self) -> np.ndarray:
+        """Every stored id, sorted (for consistency checks against the source of truth)."""
+        with self._lock:
+            if self.kind == "exact":
+                found = faiss.vector_to_array(self.index.id_map)
+            else:
+                invlists = self.index.invlists
+                found = np.concatenate([faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
+                                        for i in range(self.index.nlist)] or [np.zeros(0, np.int64)])
+        return np.sort(found.astype(np.int64))
+
     def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None = None) -> list[SearchHits]:
         queries = _as_vectors(queries, self.dim)
         with self._lock:

@@ -86,6 +86,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from loupe.service.app import create_app
 
     loupe = _open(args)
+    # The server owns the data dir: trains a crash cut short are failed now (other commands that open
+    # the store, e.g. `loupe keys`, must not touch trains a running server is doing).
+    interrupted = loupe.models.recover_interrupted()
+    if interrupted:
+        print(f"{interrupted} interrupted train(s)/evaluation(s) marked failed", flush=True)
     loupe.backbones.get(DEFAULT_BACKBONE)  # ready before the first request, not during it
     if args.demo:
         key = ensure_demo(loupe, find_demo_photos(Path.cwd()), Path(loupe.config.data_dir) / "demo-key.txt")

@@ -50,6 +50,26 @@ class CustomModels:
     def close(self) -> None:
         self._queue.shutdown(wait=True, cancel_futures=True)
 
+    def recover_interrupted(self) -> int:
+        """At start-up: trains and evaluations that a crash or kill cut short are marked failed (with a
+        reason) instead of staying 'training' forever. Returns how many were found."""
+        found = 0
+        with self._store.write() as tx:
+            for app in tx.list_apps():
+                for model in list(tx.iter_models(app.id)):
+                    for version in list(tx.iter_versions(app.id, model.id)):
+                        changes = {}
+                        if version.status in ("queued", "training"):
+                            changes.update(status="failed", failure="error",
+                                           detail="interrupted: the server stopped while this version was training; train again")
+                        if version.evaluation is not None and version.evaluation.status in ("queued", "evaluating"):
+                            changes["evaluation"] = Evaluation(status="failed", created_at=time.time(),
+                                                               detail="interrupted by a server stop; evaluate again")
+                        if changes:
+                            tx.put_version(app.id, msgspec.structs.replace(version, **changes))
+                            found += 1
+        return found
+
     # ------------------------------------------------------------- models
     def create(self, app_id: str, model_id: str, *, name: str | None = None, concept_ids: list[str] = (),
                mutually_exclusive: bool = False, closed_environment: bool = False,
