@@ -40,6 +40,7 @@ def healthz(request: Request) -> dict:
 
 
 def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Litestar:
+    """The caller owns `loupe` and closes it (an ASGI lifespan may run more than once per app)."""
     handlers = [healthz, *inputs_routes.ROUTES, *concepts_routes.ROUTES, *models_routes.ROUTES,
                 *searches_routes.ROUTES, *workflows_routes.ROUTES, *app_routes.ROUTES, index_page,
                 create_static_files_router(path="/static", directories=[STATIC])]
@@ -49,7 +50,6 @@ def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) ->
         request_max_body_size=max_body_bytes,
         openapi_config=OpenAPIConfig(title="Loupe", version="0.1.0", path="/schema",
                                      render_plugins=[JsonRenderPlugin(path="/openapi.json")]),
-        on_shutdown=[lambda: loupe.close()],
         debug=False,
     )
     app.state.loupe = loupe

@@ -55,7 +55,7 @@ def test_pagination_newest_first_and_stable(loupe, app):
     assert pages[2] == ["shoes-0"]
     assert pages[3] == []
     assert loupe.count_inputs("shop") == 7
-    with pytest.raises(InvalidArgument, match="page must be"):
+    with pytest.raises(InvalidArgument, match="page must be between"):
         loupe.list_inputs("shop", page=0)
     with pytest.raises(InvalidArgument, match="per_page"):
         loupe.list_inputs("shop", per_page=100_000)

@@ -58,6 +58,7 @@ class Loupe:
     def __init__(self, config: Config, backbones: BackboneCache | None = None) -> None:
         """`backbones` lets several application objects (tests, tools) share loaded models."""
         self.config = config
+        self._closed = False
         self.store = Store(config.lmdb_path, config.lmdb_map_size)
         self.backbones = backbones or BackboneCache(config)
         self.indexes = AppIndexes(self.store, config.index_dir, config.approx_index_threshold)
@@ -67,7 +68,10 @@ class Loupe:
         self.retrainer = Retrainer(config.retrain_delay_seconds, self._retrain) if config.auto_retrain else None
 
     def close(self) -> None:
-        """Stop background work, save changed indexes (so the next start is fast), close LMDB."""
+        """Stop background work, save changed indexes (so the next start is fast), close LMDB. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         if self.retrainer is not None:
             self.retrainer.stop()
         self.models.close()

@@ -73,7 +73,10 @@ def fetch_image(url: str, policy: UrlPolicy) -> bytes:
                 continue
             raise UrlFetchError(f"URL answered HTTP {exc.code}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise UrlFetchError(f"cannot fetch URL: {getattr(exc, 'reason', exc)}") from None
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
+                raise UrlFetchError(f"URL took longer than {policy.timeout_seconds:.0f} s") from None
+            raise UrlFetchError(f"cannot fetch URL: {reason}") from None
         with response:
             kind = response.headers.get_content_type()
             if not kind.startswith("image/") and kind != "application/octet-stream":
