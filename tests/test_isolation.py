@@ -77,16 +77,15 @@ def test_wrong_key_costs_what_a_right_key_costs(two_apps):
     wrong_same_prefix = right[:-4] + ("AAAA" if not right.endswith("AAAA") else "BBBB")
     wrong_random = "lk_" + "x" * (len(right) - 3)
 
-    def timed(key, n=3000):
-        samples = []
-        for _ in range(n):
+    candidates = {"right": right, "near": wrong_same_prefix, "random": wrong_random}
+    samples: dict[str, list[int]] = {name: [] for name in candidates}
+    for round_ in range(4000):  # interleaved, so drift and noise hit every candidate alike
+        for name, key in candidates.items():
             start = time.perf_counter_ns()
             loupe.keys.verify(key)
-            samples.append(time.perf_counter_ns() - start)
-        return statistics.median(samples)
-
-    timed(right, 300)
-    medians = {name: timed(k) for name, k in (("right", right), ("near", wrong_same_prefix), ("random", wrong_random))}
+            if round_ >= 200:
+                samples[name].append(time.perf_counter_ns() - start)
+    medians = {name: statistics.median(s) for name, s in samples.items()}
     assert loupe.keys.verify(right) is not None and loupe.keys.verify(wrong_same_prefix) is None
-    # One hash, one lookup, one constant-time compare either way: medians within a factor of two.
-    assert max(medians.values()) < 2 * min(medians.values()), medians
+    # One hash, one lookup, one decode, one constant-time compare either way.
+    assert max(medians.values()) < 1.5 * min(medians.values()), medians
