@@ -4,19 +4,15 @@ against a real `loupe serve` on 127.0.0.1."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import CLOTHING, dataset_images
-from loupe.application import Loupe
-from loupe.config import Config
+from real_server import Server, new_app
 
 CLIENT_PACKAGES = ["clarifai==2.6.2", "protobuf==3.19.6", "googleapis-common-protos==1.56.4"]
 VENV = Path(tempfile.gettempdir()) / "loupe-test-clarifai-2.6.2"
@@ -35,36 +31,13 @@ def client_python() -> Path:
     return python
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
     """A real `loupe serve` process with an empty app and an API key."""
-    data = tmp_path / "data"
-    with Loupe(Config(data_dir=data)) as loupe:
-        loupe.create_app("quickstart")
-        key = loupe.keys.create("quickstart")
-    port = free_port()
-    env = {**os.environ, "LOUPE_DATA_DIR": str(data)}
-    proc = subprocess.Popen([sys.executable, "-m", "loupe.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1).read()
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.2)
-    yield base, key
-    proc.terminate()
-    proc.wait(timeout=30)
+    key = new_app(tmp_path / "data", "quickstart")
+    running = Server(tmp_path / "data").start()
+    yield running.base, key
+    running.stop()
 
 
 def test_official_client_quickstart(client_python, server):

@@ -12,10 +12,8 @@ import httpx
 import numpy as np
 
 from conftest import CLOTHING, dataset_images
-from loupe.application import Loupe
-from loupe.config import Config
-from test_clarifai_client import free_port
-from test_crash_safety import CLASSES, Server
+from real_server import Server, new_app
+from test_crash_safety import CLASSES
 
 CLIENTS = 16
 SECONDS = 10.0
@@ -23,12 +21,10 @@ SECONDS = 10.0
 
 def test_sixteen_clients_mixed_traffic(tmp_path):
     data = tmp_path / "data"
-    with Loupe(Config(data_dir=data)) as loupe:
-        loupe.create_app("load")
-        key = loupe.keys.create("load")
+    key = new_app(data, "load")
     images = [base64.b64encode(p.read_bytes()).decode()
               for cls in CLASSES for p in dataset_images(CLOTHING / "train" / cls, 10)]
-    server = Server(data, free_port())
+    server = Server(data)
     server.start()
     headers = {"Authorization": f"Key {key}"}
     with httpx.Client(base_url=server.base, headers=headers, timeout=120) as c:  # a trained model to start from

@@ -5,53 +5,19 @@ index agrees with the store, and the server started without manual repair."""
 from __future__ import annotations
 
 import base64
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 
 import httpx
 import numpy as np
-import pytest
 
 from conftest import CLOTHING, dataset_images
 from loupe.application import Loupe
 from loupe.config import Config
-from test_clarifai_client import free_port
+from real_server import Server, new_app
 
 CLASSES = ("shoes", "hat", "dress")
-
-
-class Server:
-    def __init__(self, data, port):
-        self.data, self.port = data, port
-        self.base = f"http://127.0.0.1:{port}"
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "loupe.cli", "serve", "--port", str(self.port)],
-                                     env={**os.environ, "LOUPE_DATA_DIR": str(self.data)},
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(self.base + "/healthz", timeout=1).read()
-                return
-            except OSError:
-                assert self.proc.poll() is None, "server exited during start-up"
-                assert time.time() < deadline, "server did not start"
-                time.sleep(0.1)
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
 
 
 class Ledger:
@@ -147,12 +113,10 @@ def index_matches_store(data):
 
 def test_kill_minus_nine_loses_nothing_acknowledged(tmp_path):
     data = tmp_path / "data"
-    with Loupe(Config(data_dir=data)) as loupe:
-        loupe.create_app("crash")
-        key = loupe.keys.create("crash")
+    key = new_app(data, "crash")
     images = [base64.b64encode(p.read_bytes()).decode()
               for cls in CLASSES for p in dataset_images(CLOTHING / "train" / cls, 12)]
-    server = Server(data, free_port())
+    server = Server(data)
     ledger = Ledger()
 
     # 1. Killed in the middle of concurrent ingest and label edits.

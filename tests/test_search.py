@@ -7,7 +7,6 @@ import pytest
 
 from conftest import CLOTHING, dataset_images
 from loupe.application import Loupe, NewInput
-from loupe.backbones.registry import BackboneCache
 from loupe.config import Config
 from loupe.errors import CapabilityMissing
 from loupe.search import ConceptFilter, SearchFilter

@@ -4,20 +4,13 @@ view. Screenshots of each view go to artifacts/screenshots/."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import CLOTHING, REPO, dataset_images
-from loupe.application import Loupe
-from loupe.config import Config
-from test_clarifai_client import free_port
+from real_server import Server, new_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = REPO / "artifacts" / "screenshots"
@@ -28,27 +21,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 @pytest.fixture
 def served(tmp_path):
-    data = tmp_path / "data"
-    with Loupe(Config(data_dir=data)) as loupe:
-        loupe.create_app("web")
-        key = loupe.keys.create("web")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "loupe.cli", "serve", "--port", str(port)],
-                            env={**os.environ, "LOUPE_DATA_DIR": str(data)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1).read()
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.time() < deadline
-            time.sleep(0.2)
-    yield base, key
-    proc.terminate()
-    proc.wait(timeout=30)
+    key = new_app(tmp_path / "data", "web")
+    running = Server(tmp_path / "data").start()
+    yield running.base, key
+    running.stop()
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ class Loupe:
                     for app in tx.list_apps()]
 
     def delete_app(self, app_id: str) -> None:
-        app = self.get_app(app_id)
+        self.get_app(app_id)
         with self.indexes.lock(app_id), self.store.write() as tx:
             for record in list(tx.iter_inputs(app_id)):
                 tx.delete_input(app_id, record)

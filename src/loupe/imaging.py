@@ -42,6 +42,7 @@ def decode_image(data: bytes, limits: ImageLimits) -> DecodedImage:
     # pre-empt it with a different message (or a warning) for sizes between the two.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on damaged metadata: not the user's log
         try:
             img = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError:
