@@ -125,6 +125,12 @@ class AppIndexes:
             if app.id in self._dirty:
                 self.save(app)
 
+    def drop_cached(self, app_id: str) -> None:
+        """Forget the in-memory index (another process changed the app); the next use reloads or rebuilds."""
+        with self.lock(app_id):
+            self._loaded.pop(app_id, None)
+            self._dirty.discard(app_id)
+
     def forget(self, app_id: str) -> None:
         with self.lock(app_id):
             self._loaded.pop(app_id, None)

@@ -63,6 +63,7 @@ class Loupe:
         self.backbones = backbones or BackboneCache(config)
         self.indexes = AppIndexes(self.store, config.index_dir, config.approx_index_threshold)
         self.labels = LabelMirror(self.store)
+        self._generations: dict[str, int] = {}  # per app: the generation our caches reflect
         self.keys = ApiKeys(self.store)
         self.models = CustomModels(self)
         self.retrainer = Retrainer(config.retrain_delay_seconds, self._retrain) if config.auto_retrain else None
@@ -105,7 +106,27 @@ class Loupe:
             app = tx.get_app(app_id)
         if app is None:
             raise NotFound(f"app {app_id!r} does not exist")
+        if self._generations.setdefault(app.id, app.generation) != app.generation:
+            self._resync(app.id, app.generation)
         return app
+
+    def _resync(self, app_id: str, generation: int) -> None:
+        """Another process wrote to the app: drop what we mirror of it; it reloads from LMDB on use."""
+        with self.indexes.lock(app_id):
+            if self._generations.get(app_id) == generation:
+                return
+            self.indexes.drop_cached(app_id)
+            self.labels.forget(app_id)
+            self.models.forget_labels(app_id)
+            self._generations[app_id] = generation
+
+    def _wrote(self, app_id: str, previous: int, new: int) -> None:
+        """After our own commit (under the app's lock): caches stay valid unless someone else wrote
+        between our last sync and this write."""
+        if self._generations.get(app_id, previous) == previous:
+            self._generations[app_id] = new
+        else:
+            self._resync(app_id, new)
 
     def list_apps(self) -> list[AppSummary]:
         with self.store.read() as tx:
@@ -173,9 +194,11 @@ class Loupe:
                     records.append(record)
                 for sha, vector in embedded.new.items():
                     tx.put_embedding(backbone.id, sha, vector)
-                app = msgspec.structs.replace(app, next_seq=app.next_seq + len(records))
+                previous = app.generation
+                app = msgspec.structs.replace(app, next_seq=app.next_seq + len(records), generation=previous + 1)
                 tx.put_app(app)
             # Committed. Now the cache follows (an index not loaded yet is built from LMDB when needed).
+            self._wrote(app_id, previous, app.generation)
             seqs = np.asarray([r.seq for r in records], np.int64)
             self.indexes.add(app, backbone.dim, seqs, embedded.vectors)
             self.labels.put(app_id, records)
@@ -251,6 +274,8 @@ class Loupe:
                     tx.put_input(app_id, new, previous=record)
                     before.append(record)
                     after.append(new)
+                generations = tx.bump_generation(app_id)
+            self._wrote(app_id, *generations)
             self.labels.put(app_id, after)
         self._labels_changed(app_id, before + after)
         return after
@@ -273,6 +298,8 @@ class Loupe:
                 records = [r for r in select(tx) if r is not None]  # None: deleted meanwhile
                 for record in records:
                     tx.delete_input(app_id, record)
+                generations = tx.bump_generation(app_id)
+            self._wrote(app_id, *generations)
             seqs = [r.seq for r in records]
             self.indexes.remove(app, np.asarray(seqs, np.int64))
             self.labels.remove(app_id, seqs)

@@ -191,6 +191,11 @@ class CustomModels:
                             concept_ids=list(model.concept_ids), mutually_exclusive=model.mutually_exclusive,
                             closed_environment=model.closed_environment)
 
+    def forget_labels(self, app_id: str) -> None:
+        """The app's labels were reloaded: allow-lists derived from them are void."""
+        for key in [k for k in self._allow if k[0] == app_id]:
+            self._allow.pop(key, None)
+
     def forget(self, app_id: str, model_id: str) -> None:
         with self._cache_lock:
             self._latest_trained.pop((app_id, model_id), None)

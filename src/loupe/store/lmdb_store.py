@@ -176,6 +176,13 @@ class WriteTxn(ReadTxn):
     def _delete(self, db: str, key: bytes) -> None:
         self.txn.delete(key, db=self.store.db(db))
 
+    def bump_generation(self, app_id: str) -> tuple[int, int]:
+        """(previous, new) generation of the app's inputs and labels."""
+        app = self.get_app(app_id)
+        assert app is not None
+        self.put_app(msgspec.structs.replace(app, generation=app.generation + 1))
+        return app.generation, app.generation + 1
+
     def put_app(self, app: App) -> None:
         self._put("apps", K.join(app.id), msgspec.msgpack.encode(app))
 

@@ -13,6 +13,9 @@ class App(msgspec.Struct, kw_only=True):
     created_at: float
     # Input sequence numbers are never reused: they are the vector-index ids and the list order.
     next_seq: int = 1
+    # Bumped by every write to the app's inputs or labels, so a process can tell that another one
+    # (e.g. `loupe import` next to `loupe serve`) changed what its in-memory caches mirror.
+    generation: int = 0
 
 
 class Input(msgspec.Struct, kw_only=True):
