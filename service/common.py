@@ -9,6 +9,7 @@ from typing import Any
 from litestar import Request
 
 from loupe.application import Loupe
+from loupe.imaging import crop_fraction
 from loupe.url_fetch import UrlPolicy, fetch_image
 from loupe.service.clarifai_json import OK, input_json
 from loupe.service.errors import ApiError
@@ -46,13 +47,15 @@ def image_bytes(loupe: Loupe, image: WImage | None, position: int = 0) -> bytes:
         raise ApiError(400, 11102, f"input {position} has no image: give data.image.base64 or data.image.url")
     if image.base64:
         try:
-            return base64.b64decode(image.base64, validate=True)
+            data = base64.b64decode(image.base64, validate=True)
         except (binascii.Error, ValueError):
             raise ApiError(400, 11102, f"input {position}: data.image.base64 is not valid base64") from None
-    cfg = loupe.config
-    policy = UrlPolicy(timeout_seconds=cfg.url_timeout_seconds, max_bytes=cfg.images.max_bytes,
-                       allow_hosts=tuple(cfg.url_allow_hosts))
-    return fetch_image(image.url, policy)
+    else:
+        cfg = loupe.config
+        policy = UrlPolicy(timeout_seconds=cfg.url_timeout_seconds, max_bytes=cfg.images.max_bytes,
+                           allow_hosts=tuple(cfg.url_allow_hosts))
+        data = fetch_image(image.url, policy)
+    return crop_fraction(data, image.crop, loupe.config.images) if image.crop else data
 
 
 def concept_ref(loupe: Loupe, app_id: str, concept: WConcept) -> str:

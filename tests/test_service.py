@@ -222,3 +222,23 @@ def test_workflow_runs_several_models_on_one_image(api):
     assert client.post("/v2/workflows", headers=k, json={"workflows": [{"id": "bad", "nodes": [
         {"model": {"id": "missing"}}]}]}).status_code == 404
     assert client.post("/v2/workflows/nope/results", headers=k, json={"inputs": [{"data": {"image": {"base64": query}}}]}).status_code == 404
+
+
+def test_crop_is_applied(api):
+    """Clarifai's crop [top, left, bottom, right]: the left half of a photo is a different image."""
+    import io
+
+    from PIL import Image
+
+    client, keys, loupe = api
+    k = h(keys["a"])
+    photo = dataset_images(CLOTHING / "train" / "dress", 1)[0]
+    body = {"inputs": [{"id": "half", "data": {"image": {"base64": b64(photo), "crop": [0.0, 0.0, 1.0, 0.5]}}},
+                       {"id": "whole", "data": {"image": {"base64": b64(photo)}}}]}
+    assert client.post("/v2/inputs", headers=k, json=body).status_code == 200
+    full = Image.open(photo)
+    half = Image.open(io.BytesIO(loupe.input_image("a", "half")))
+    assert half.size == (round(full.width * 0.5), full.height)
+    assert loupe.get_input("a", "half").sha256 != loupe.get_input("a", "whole").sha256
+    r = client.post("/v2/inputs", headers=k, json={"inputs": [{"data": {"image": {"base64": b64(photo), "crop": [0.5, 0, 0.2, 1]}}}]})
+    assert r.status_code == 400 and "bottom > top" in r.json()["status"]["description"]

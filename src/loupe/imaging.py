@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from loupe.config import ImageLimits
-from loupe.errors import CorruptImage, ImageTooLarge, NotAnImage, UnsupportedFormat
+from loupe.errors import CorruptImage, ImageTooLarge, InvalidArgument, NotAnImage, UnsupportedFormat
 
 
 class DecodedImage(msgspec.Struct, frozen=True):
@@ -96,3 +96,19 @@ def to_rgb(img: Image.Image) -> Image.Image:
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
     return img.convert("RGB")
+
+
+def crop_fraction(data: bytes, crop: list[float], limits: ImageLimits) -> bytes:
+    """Clarifai's crop [top, left, bottom, right] as fractions of the height/width: the cropped image,
+    re-encoded losslessly (PNG), so it is stored, embedded and hashed as the image the user meant."""
+    if len(crop) != 4 or not all(0.0 <= v <= 1.0 for v in crop):
+        raise InvalidArgument("crop must be four fractions [top, left, bottom, right] between 0 and 1")
+    top, left, bottom, right = crop
+    if bottom <= top or right <= left:
+        raise InvalidArgument("crop must have bottom > top and right > left")
+    image = decode_image(data, limits).image
+    w, h = image.size
+    box = (int(left * w), int(top * h), max(int(left * w) + 1, round(right * w)), max(int(top * h) + 1, round(bottom * h)))
+    out = io.BytesIO()
+    image.crop(box).save(out, "PNG")
+    return out.getvalue()
