@@ -10,7 +10,6 @@ from pathlib import Path
 
 import msgspec
 import numpy as np
-
 from common import DATASETS, HERE
 
 from loupe.application import Loupe

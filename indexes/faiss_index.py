@@ -6,7 +6,6 @@ import threading
 
 import faiss
 import numpy as np
-
 from loupe.indexes.base import SearchHits
 
 

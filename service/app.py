@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from litestar import Litestar, Request, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-
-from loupe.application import Loupe
-from pathlib import Path
-
 from litestar.response import File
 from litestar.static_files import create_static_files_router
-
-from loupe.service import (app_routes, concepts_routes, inputs_routes, models_routes, searches_routes,
-                           workflows_routes)
+from loupe.service import (
+    app_routes,
+    concepts_routes,
+    inputs_routes,
+    models_routes,
+    searches_routes,
+    workflows_routes,
+)
 from loupe.service.errors import error_response
+
+from loupe.application import Loupe
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024  # 128 inputs of base64 images fit; anything larger is refused (413)
 
@@ -32,11 +37,8 @@ def index_page() -> File:
 def healthz(request: Request) -> dict:
     """Liveness and readiness: the store answers and the default backbone is loaded."""
     loupe: Loupe = request.app.state.loupe
-    with loupe.store.read() as tx:
-        apps = len(tx.list_apps())
-    loaded = loupe.backbones.loaded_ids()
-    return {"status": {"code": 10000, "description": "Ok"}, "ready": bool(loaded), "store": "open",
-            "apps": apps, "backbones_loaded": loaded}
+    facts = loupe.ready()
+    return {"status": {"code": 10000, "description": "Ok"}, "ready": bool(facts["backbones_loaded"]), **facts}
 
 
 def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Litestar:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from litestar import Request, get
-
 from loupe.service.auth import caller
 from loupe.service.clarifai_json import timestamp, version_status
 from loupe.service.common import ok

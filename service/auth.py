@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from litestar import Request
+from loupe.service.errors import ApiError
 
 from loupe.api_keys import KeyRecord, Scope
 from loupe.application import Loupe
-from loupe.service.errors import ApiError
 
 
 def caller(request: Request) -> tuple[Loupe, KeyRecord]:

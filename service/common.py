@@ -7,13 +7,13 @@ import binascii
 from typing import Any
 
 from litestar import Request
+from loupe.service.clarifai_json import OK, input_json
+from loupe.service.errors import ApiError
+from loupe.service.wire import WConcept, WImage
 
 from loupe.application import Loupe
 from loupe.imaging import crop_fraction
 from loupe.url_fetch import UrlPolicy, fetch_image
-from loupe.service.clarifai_json import OK, input_json
-from loupe.service.errors import ApiError
-from loupe.service.wire import WConcept, WImage
 
 
 def ok(**fields: Any) -> dict[str, Any]:
@@ -27,8 +27,7 @@ def page_args(page: int, per_page: int) -> tuple[int, int]:
 
 
 def concept_names(loupe: Loupe, app_id: str) -> dict[str, str]:
-    with loupe.store.read() as tx:
-        return {c.id: c.name for c in tx.iter_concepts(app_id)}
+    return loupe.concept_names(app_id)
 
 
 def image_url(request: Request, input_id: str) -> str:

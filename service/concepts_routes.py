@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from litestar.params import RawBody
 from litestar import Request, get, patch, post
-
-from loupe.service.threads import in_thread
+from litestar.params import RawBody
 from loupe.service.auth import caller, writer
 from loupe.service.clarifai_json import concept_json
 from loupe.service.common import ok, page_args
 from loupe.service.errors import ApiError
+from loupe.service.threads import in_thread
 from loupe.service.wire import PatchConcepts, PostConcepts, PostConceptSearches, decode
 
 

@@ -8,8 +8,15 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from loupe.custom_models import ModelNotTrained
-from loupe.errors import (BackboneUnavailable, CapabilityMissing, Conflict, ImageError, InvalidArgument, LoupeError,
-                          NotFound)
+from loupe.errors import (
+    BackboneUnavailable,
+    CapabilityMissing,
+    Conflict,
+    ImageError,
+    InvalidArgument,
+    LoupeError,
+    NotFound,
+)
 
 log = logging.getLogger(__name__)
 

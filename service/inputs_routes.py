@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from litestar.params import RawBody
 from litestar import Request, Response, delete, get, patch, post
+from litestar.params import RawBody
+from loupe.service.auth import caller, writer
+from loupe.service.common import image_bytes, inputs_json, ok, page_args, split_concepts
+from loupe.service.errors import ApiError
+from loupe.service.threads import in_thread
+from loupe.service.wire import DeleteMany, PatchInputs, PostInputs, decode
 
 from loupe.application import NewInput
 from loupe.labels import InputEdit
 from loupe.search import ConceptFilter, SearchFilter
 from loupe.url_fetch import UrlFetchError
-from loupe.service.threads import in_thread
-from loupe.service.auth import caller, writer
-from loupe.service.common import image_bytes, inputs_json, ok, page_args, split_concepts
-from loupe.service.errors import ApiError
-from loupe.service.wire import DeleteMany, PatchInputs, PostInputs, decode
 
 MAX_BATCH = 128  # as Clarifai and its clients
 

@@ -6,19 +6,36 @@ import fnmatch
 import time
 
 import msgspec
-import numpy as np
-from litestar.params import RawBody
 from litestar import Request, delete, get, patch, post
+from litestar.params import RawBody
+from loupe.service.auth import caller, writer
+from loupe.service.clarifai_json import (
+    model_json,
+    prediction_concepts,
+    timestamp,
+    version_json,
+)
+from loupe.service.common import (
+    concept_names,
+    concept_ref,
+    image_bytes,
+    inputs_json,
+    ok,
+    page_args,
+)
+from loupe.service.errors import ApiError
+from loupe.service.threads import in_thread
+from loupe.service.wire import (
+    DeleteMany,
+    PatchModels,
+    PostModel,
+    PostModelSearches,
+    PostOutputs,
+    decode,
+)
 
 from loupe.ids import new_id
-from loupe.search import SearchFilter
 from loupe.store.records import Model, ModelVersion
-from loupe.service.threads import in_thread
-from loupe.service.auth import caller, writer
-from loupe.service.clarifai_json import model_json, prediction_concepts, timestamp, version_json
-from loupe.service.common import concept_names, concept_ref, image_bytes, inputs_json, ok, page_args
-from loupe.service.errors import ApiError
-from loupe.service.wire import DeleteMany, PatchModels, PostModel, PostModelSearches, PostOutputs, decode
 
 DEFAULT_MAX_CONCEPTS = 20  # Clarifai's default
 
@@ -26,9 +43,7 @@ DEFAULT_MAX_CONCEPTS = 20  # Clarifai's default
 def _model_out(loupe, app_id: str, model: Model, version: ModelVersion | None = None) -> dict:
     if version is None:
         version = loupe.models.version(app_id, model.id)
-    with loupe.store.read() as tx:
-        concepts = [c for cid in model.concept_ids if (c := tx.get_concept(app_id, cid)) is not None]
-    return model_json(model, app_id, version, concepts)
+    return model_json(model, app_id, version, loupe.concepts_by_id(app_id, model.concept_ids))
 
 
 @get("/v2/models")
@@ -240,11 +255,8 @@ def model_inputs(request: Request, model_id: str, page: int = 1, per_page: int =
     page, per_page = page_args(page, per_page)
     concepts = (loupe.models.version(key.app_id, model_id, version_id).concept_ids if version_id
                 else loupe.models.get(key.app_id, model_id).concept_ids)
-    with loupe.store.read() as tx:
-        seqs = np.unique(np.concatenate([tx.labelled_seqs(key.app_id, c) for c in concepts] or [np.zeros(0, np.int64)]))
-    hits = loupe.search_by_filter(key.app_id, SearchFilter(seqs=tuple(int(s) for s in seqs)), page=page,
-                                  per_page=per_page) if len(seqs) else []
-    return ok(inputs=inputs_json(request, loupe, key.app_id, [h.input for h in hits]))
+    records = loupe.inputs_labeled_with(key.app_id, concepts, page=page, per_page=per_page)
+    return ok(inputs=inputs_json(request, loupe, key.app_id, records))
 
 
 @post(["/v2/models/{model_id:str}/feedback", "/v2/models/{model_id:str}/versions/{version_id:str}/feedback",

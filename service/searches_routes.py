@@ -4,19 +4,19 @@ predicted concepts and metadata."""
 from __future__ import annotations
 
 import numpy as np
-from litestar.params import RawBody
 from litestar import Request, post
+from litestar.params import RawBody
+from loupe.service.auth import caller
+from loupe.service.common import concept_ref, image_bytes, inputs_json, ok
+from loupe.service.errors import ApiError
+from loupe.service.threads import in_thread
+from loupe.service.wire import PostSearches, WConcept, decode
 
 from loupe.application import Loupe
 from loupe.embedding_cache import embed_once
 from loupe.ids import new_id
 from loupe.imaging import decode_image
 from loupe.search import ConceptFilter, SearchFilter
-from loupe.service.threads import in_thread
-from loupe.service.auth import caller
-from loupe.service.common import concept_ref, image_bytes, inputs_json, ok
-from loupe.service.errors import ApiError
-from loupe.service.wire import PostSearches, WConcept, decode
 
 PREDICTED_THRESHOLD = 0.5
 

@@ -8,16 +8,21 @@ import time
 import msgspec
 from litestar import Request, get, post
 from litestar.params import RawBody
-
-from loupe.ids import new_id
 from loupe.service.auth import caller, writer
 from loupe.service.clarifai_json import timestamp
 from loupe.service.common import concept_names, image_bytes, ok
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import WConcept, WInput, decode
-from loupe.workflow import (WorkflowStep, get_workflow, list_workflows, run_workflow,
-                            save_workflow)
+
+from loupe.ids import new_id
+from loupe.workflow import (
+    WorkflowStep,
+    get_workflow,
+    list_workflows,
+    run_workflow,
+    save_workflow,
+)
 
 
 class WModelRef(msgspec.Struct):

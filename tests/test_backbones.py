@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import skimage.data
+from conftest import CLOTHING, dataset_images
 from PIL import Image
 
-from conftest import CLOTHING, dataset_images
 from loupe.backbones.registry import load_backbone
 from loupe.config import Config
 from loupe.errors import BackboneUnavailable, CapabilityMissing

@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import CLOTHING, dataset_images
 from real_server import Server, new_app
 

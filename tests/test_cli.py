@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import CLOTHING, dataset_images
+
 from loupe.cli import main
 
 

@@ -10,7 +10,6 @@ import time
 
 import httpx
 import numpy as np
-
 from conftest import CLOTHING, dataset_images
 from real_server import Server, new_app
 from test_crash_safety import CLASSES

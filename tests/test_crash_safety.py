@@ -11,11 +11,11 @@ import time
 
 import httpx
 import numpy as np
-
 from conftest import CLOTHING, dataset_images
+from real_server import Server, new_app
+
 from loupe.application import Loupe
 from loupe.config import Config
-from real_server import Server, new_app
 
 CLASSES = ("shoes", "hat", "dress")
 

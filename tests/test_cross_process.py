@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import httpx
-
 from conftest import CLOTHING, dataset_images
 from real_server import Server, new_app
 

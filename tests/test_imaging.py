@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import CLOTHING, dataset_images, image_bytes
 from PIL import Image
 
-from conftest import CLOTHING, dataset_images, image_bytes
 from loupe.config import ImageLimits
 from loupe.errors import CorruptImage, ImageTooLarge, NotAnImage, UnsupportedFormat
 from loupe.imaging import decode_image

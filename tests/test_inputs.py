@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import CLOTHING, dataset_images
+
 from loupe.application import NewInput
-from loupe.imaging import content_hash
 from loupe.errors import Conflict, InvalidArgument, NotAnImage, NotFound
+from loupe.imaging import content_hash
 from loupe.labels import InputEdit
 from loupe.search import ConceptFilter, SearchFilter
 

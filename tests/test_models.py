@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import CLOTHING, dataset_images
 from PIL import Image
 
-from conftest import CLOTHING, dataset_images
 from loupe.application import Loupe, NewInput
 from loupe.config import Config
 from loupe.custom_models import ModelNotTrained
@@ -230,8 +230,13 @@ def test_solver_matches_scikit_learn(shop):
 
 
 def test_evaluation_matches_scikit_learn_on_the_same_folds(shop):
-    from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix,
-                                 precision_recall_fscore_support, roc_auc_score)
+    from sklearn.metrics import (
+        accuracy_score,
+        average_precision_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
 
     loupe, _ = shop
     loupe.models.create("shop", "eval", concept_ids=CLASSES, mutually_exclusive=True, closed_environment=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import CLOTHING, dataset_images
+
 from loupe.application import Loupe, NewInput
 from loupe.config import Config
 from loupe.errors import CapabilityMissing

@@ -7,12 +7,12 @@ import http.server
 import threading
 
 import pytest
-from litestar.testing import TestClient
-
 from conftest import CLOTHING, dataset_images
+from litestar.testing import TestClient
+from loupe.service.app import create_app
+
 from loupe.application import Loupe
 from loupe.config import Config, ImageLimits
-from loupe.service.app import create_app
 
 
 def b64(path) -> str:

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import CLOTHING, REPO, dataset_images
 from real_server import Server, new_app
 

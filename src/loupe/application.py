@@ -16,19 +16,25 @@ import numpy as np
 
 from loupe.api_keys import ApiKeys
 from loupe.app_indexes import AppIndexes
-from loupe.custom_models import CustomModels
-from loupe.label_mirror import LabelMirror
-from loupe.retrainer import Retrainer
 from loupe.backbones.base import Backbone
 from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE, BackboneCache
 from loupe.config import Config
+from loupe.custom_models import CustomModels
 from loupe.embedding_cache import embed_once
 from loupe.errors import Conflict, ImageError, InvalidArgument, NotFound
 from loupe.ids import check_id, check_name, new_id
 from loupe.imaging import DecodedImage, decode_image
+from loupe.label_mirror import LabelMirror
 from loupe.labels import EditAction, InputEdit, apply_edit, check_labels
 from loupe.pagination import page_window
-from loupe.search import SearchFilter, SearchHit, allowed_seqs, filtered_inputs, hits_for
+from loupe.retrainer import Retrainer
+from loupe.search import (
+    SearchFilter,
+    SearchHit,
+    allowed_seqs,
+    filtered_inputs,
+    hits_for,
+)
 from loupe.store import Store, WriteTxn
 from loupe.store.records import App, Concept, Input
 from loupe.thumbnails import thumbnail
@@ -392,6 +398,34 @@ class Loupe:
         with self.store.read() as tx:
             return [c for c in tx.iter_concepts(app_id)
                     if fnmatch.fnmatchcase(c.name.lower(), pattern) or fnmatch.fnmatchcase(c.id.lower(), pattern)]
+
+    def concept_names(self, app_id: str) -> dict[str, str]:
+        """Every concept id of the app with its display name."""
+        with self.store.read() as tx:
+            return {c.id: c.name for c in tx.iter_concepts(app_id)}
+
+    def concepts_by_id(self, app_id: str, concept_ids: list[str]) -> list[Concept]:
+        """The named concepts that exist, in the order given."""
+        with self.store.read() as tx:
+            return [c for cid in concept_ids if (c := tx.get_concept(app_id, cid)) is not None]
+
+    def inputs_labeled_with(self, app_id: str, concept_ids: list[str], *, page: int = 1,
+                            per_page: int = 20) -> list[Input]:
+        """Inputs annotated (positively) with any of the concepts, newest first."""
+        self.get_app(app_id)
+        with self.store.read() as tx:
+            found = [tx.labelled_seqs(app_id, c) for c in concept_ids]
+        seqs = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        if not len(seqs):
+            return []
+        flt = SearchFilter(seqs=tuple(int(s) for s in seqs))
+        return [hit.input for hit in self.search_by_filter(app_id, flt, page=page, per_page=per_page)]
+
+    def ready(self) -> dict[str, Any]:
+        """Readiness facts for health checks: the store answers; which backbones are loaded."""
+        with self.store.read() as tx:
+            apps = len(tx.list_apps())
+        return {"store": "open", "apps": apps, "backbones_loaded": self.backbones.loaded_ids()}
 
     def concept_counts(self, app_id: str, concept_id: str) -> tuple[int, int]:
         """(positive, negative) annotation counts."""

@@ -8,9 +8,20 @@ import numpy as np
 
 from loupe.blend import blend, stratified_folds
 from loupe.heads import fit_head, head_probabilities
-from loupe.metrics import average_precision, pr_curve, precision_recall_f1, roc_auc, roc_curve
+from loupe.metrics import (
+    average_precision,
+    pr_curve,
+    precision_recall_f1,
+    roc_auc,
+    roc_curve,
+)
 from loupe.neighbours import evidence, vote_targets
-from loupe.store.records import BlendParams, ConceptMetrics, Evaluation, HeldOutPrediction
+from loupe.store.records import (
+    BlendParams,
+    ConceptMetrics,
+    Evaluation,
+    HeldOutPrediction,
+)
 from loupe.training import l2_for, targets_for
 from loupe.training_set import TrainingSet
 

@@ -11,7 +11,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from loupe.config import ImageLimits
-from loupe.errors import CorruptImage, ImageTooLarge, InvalidArgument, NotAnImage, UnsupportedFormat
+from loupe.errors import (
+    CorruptImage,
+    ImageTooLarge,
+    InvalidArgument,
+    NotAnImage,
+    UnsupportedFormat,
+)
 
 
 class DecodedImage(msgspec.Struct, frozen=True):

@@ -7,6 +7,7 @@ import numpy as np
 
 from loupe.heads import exclusive_targets
 
+
 def vote_targets(positive: np.ndarray, negative: np.ndarray, mutually_exclusive: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per neighbour and concept: vote value in [0, 1] and whether it votes at all."""
     if mutually_exclusive:

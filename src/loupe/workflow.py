@@ -10,8 +10,8 @@ import numpy as np
 
 from loupe.embedding_cache import embed_once
 from loupe.errors import CapabilityMissing, Conflict, InvalidArgument, NotFound
-from loupe.ids import check_id
 from loupe.heads import head_probabilities
+from loupe.ids import check_id
 from loupe.imaging import decode_image
 from loupe.prediction import ConceptScore, Prediction
 
