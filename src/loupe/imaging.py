@@ -8,7 +8,7 @@ import warnings
 
 import msgspec
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from loupe.config import ImageLimits
 from loupe.errors import (
@@ -55,7 +55,7 @@ def decode_image(data: bytes, limits: ImageLimits) -> DecodedImage:
             raise ImageTooLarge(
                 f"image has too many pixels, limit is {_megapixels(limits.max_pixels)}"
             ) from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        except Exception:  # noqa: BLE001 - on malformed files Pillow raises TypeError, KeyError, ... too
             raise NotAnImage("not an image: the bytes are not in any known image format") from None
         fmt = (img.format or "").upper()
         if fmt not in limits.formats:
@@ -76,8 +76,8 @@ def decode_image(data: bytes, limits: ImageLimits) -> DecodedImage:
             img.load()
             img = ImageOps.exif_transpose(img) or img
             rgb = to_rgb(img)
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise CorruptImage(f"image data is truncated or corrupt ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - same: any failure inside Pillow means a damaged file
+            raise CorruptImage(f"image data is truncated or corrupt ({type(exc).__name__}: {exc})") from None
     return DecodedImage(rgb, content_hash(data), fmt, rgb.width, rgb.height)
 
 
