@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ DATASETS = HERE.parent.parent / "shared" / "datasets"
 
 
 def machine() -> dict:
-    return {"cpu_count": torch.get_num_threads(), "python": platform.python_version(),
+    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "torch": torch.__version__, "processor": platform.processor() or platform.machine()}
 
 

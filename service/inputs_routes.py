@@ -117,12 +117,11 @@ def patch_inputs(request: Request, body: RawBody) -> dict:
         if not wire_input.id:
             raise ApiError(400, 11102, "each input to patch needs its id")
         data = wire_input.data
+        positive, negative = split_concepts(loupe, key.app_id, data.concepts)
         if req.action == "remove":
             # Clients send value 1.0 with remove: match by id, whatever the value says.
-            positive, negative = split_concepts(loupe, key.app_id, data.concepts)
             edits.append(InputEdit(input_id=wire_input.id, concepts=positive + negative, metadata=data.metadata))
         else:
-            positive, negative = split_concepts(loupe, key.app_id, data.concepts)
             edits.append(InputEdit(input_id=wire_input.id, concepts=positive, not_concepts=negative,
                                    metadata=data.metadata))
     records = loupe.edit_inputs(key.app_id, req.action, edits)
