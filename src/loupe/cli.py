@@ -95,7 +95,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.demo:
         key = ensure_demo(loupe, find_demo_photos(Path.cwd()), Path(loupe.config.data_dir) / "demo-key.txt")
         print(f"demo app 'demo' (Clothing-10 sample, model 'clothes') - API key: {key}", flush=True)
-        print(f"  try: curl -H 'Authorization: Key {key}' http://{args.host}:{args.port}/v2/models", flush=True)
+        print(f"  web page: http://{args.host}:{args.port}/ (sign in with the key)", flush=True)
+        print(f"  API:      curl -H 'Authorization: Key {key}' http://{args.host}:{args.port}/v2/models", flush=True)
     try:
         uvicorn.run(create_app(loupe, max_body_bytes=args.max_body_mb * 1024 * 1024), host=args.host,
                     port=args.port, log_level="warning", access_log=False)
