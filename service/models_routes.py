@@ -265,9 +265,7 @@ def model_inputs(request: Request, model_id: str, page: int = 1, per_page: int =
 def feedback(request: Request, body: RawBody, model_id: str | None = None, version_id: str | None = None) -> dict:
     """Accepted and stored with the app (a person's verdict on an answer), for later review."""
     loupe, key = caller(request)
-    payload = msgspec.json.decode(body or b"{}") if body.strip() else {}
-    if not isinstance(payload, dict):
-        raise ApiError(400, 11102, "feedback must be a JSON object")
+    payload = decode(body, dict)
     loupe.store_feedback(key.app_id, {"model_id": model_id, "version_id": version_id, "path": request.url.path,
                                       "body": payload})
     return ok()

@@ -97,6 +97,8 @@ def test_client_mistakes_are_4xx_with_a_reason(api):
         client.post("/v2/inputs", content=b"[" * 1000 + b"]" * 1000, headers=k),
         client.post("/v2/inputs", content=b"x" * (3 * 1024 * 1024), headers=k),
         client.patch("/v2/inputs", json={"action": "explode", "inputs": [{"id": "x"}]}, headers=k),
+        client.post("/v2/searches/feedback", content=b"{broken", headers=k),
+        client.post("/v2/models/m/feedback", json=[1, 2], headers=k),
     ]
     for r in cases:
         assert 400 <= r.status_code < 500, (r.status_code, r.text)
