@@ -20,12 +20,6 @@ def ok(**fields: Any) -> dict[str, Any]:
     return {"status": OK, **fields}
 
 
-def page_args(page: int, per_page: int) -> tuple[int, int]:
-    if page < 1 or per_page < 1:
-        raise ApiError(400, 11102, "page and per_page must be positive integers")
-    return page, per_page
-
-
 def concept_names(loupe: Loupe, app_id: str) -> dict[str, str]:
     return loupe.concept_names(app_id)
 

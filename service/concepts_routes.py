@@ -6,7 +6,7 @@ from litestar import Request, get, patch, post
 from litestar.params import RawBody
 from loupe.service.auth import caller, writer
 from loupe.service.clarifai_json import concept_json
-from loupe.service.common import ok, page_args
+from loupe.service.common import ok
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import PatchConcepts, PostConcepts, PostConceptSearches, decode
@@ -16,7 +16,6 @@ from loupe.service.wire import PatchConcepts, PostConcepts, PostConceptSearches,
 @in_thread
 def list_concepts(request: Request, page: int = 1, per_page: int = 20) -> dict:
     loupe, key = caller(request)
-    page, per_page = page_args(page, per_page)
     concepts = loupe.list_concepts(key.app_id, page=page, per_page=per_page)
     return ok(concepts=[concept_json(c, key.app_id) for c in concepts])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Request, Response, delete, get, patch, post
 from litestar.params import RawBody
 from loupe.service.auth import caller, writer
-from loupe.service.common import image_bytes, inputs_json, ok, page_args, split_concepts
+from loupe.service.common import image_bytes, inputs_json, ok, split_concepts
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import DeleteMany, PatchInputs, PostInputs, decode
@@ -58,7 +58,6 @@ def list_inputs(request: Request, page: int = 1, per_page: int = 20, concept: st
                 negative: bool = False) -> dict:
     """Newest first. `concept` (Loupe's addition) keeps inputs annotated with it (as not-it with `negative`)."""
     loupe, key = caller(request)
-    page, per_page = page_args(page, per_page)
     flt = SearchFilter(concepts=(ConceptFilter(concept, not negative),)) if concept else None
     records = loupe.list_inputs(key.app_id, page=page, per_page=per_page, flt=flt)
     return ok(inputs=inputs_json(request, loupe, key.app_id, records))

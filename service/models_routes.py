@@ -21,7 +21,6 @@ from loupe.service.common import (
     image_bytes,
     inputs_json,
     ok,
-    page_args,
 )
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
@@ -50,7 +49,6 @@ def _model_out(loupe, app_id: str, model: Model, version: ModelVersion | None = 
 @in_thread
 def list_models(request: Request, page: int = 1, per_page: int = 20) -> dict:
     loupe, key = caller(request)
-    page, per_page = page_args(page, per_page)
     models = loupe.models.list(key.app_id, page=page, per_page=per_page)
     return ok(models=[_model_out(loupe, key.app_id, m) for m in models])
 
@@ -155,7 +153,6 @@ def output_info(request: Request, model_id: str, version_id: str | None = None) 
 @in_thread
 def list_versions(request: Request, model_id: str, page: int = 1, per_page: int = 20) -> dict:
     loupe, key = caller(request)
-    page, per_page = page_args(page, per_page)
     versions = loupe.models.versions(key.app_id, model_id, page=page, per_page=per_page)
     return ok(model_versions=[version_json(v) for v in versions])
 
@@ -226,7 +223,7 @@ def predict(request: Request, model_id: str, body: RawBody, version_id: str | No
         images = [image_bytes(loupe, w.data.image, i) for i, w in enumerate(req.inputs)]
         predictions = loupe.models.predict_images(key.app_id, model_id, images, version_id)
     model = loupe.models.get(key.app_id, model_id)
-    version = loupe.models.version(key.app_id, model_id, predictions[0].version_id)
+    version = loupe.models.trained_version(key.app_id, model_id, predictions[0].version_id)
     model_out = _model_out(loupe, key.app_id, model, version)
     names = concept_names(loupe, key.app_id)
     outputs = []
@@ -252,7 +249,6 @@ def model_inputs(request: Request, model_id: str, page: int = 1, per_page: int =
                  version_id: str | None = None) -> dict:
     """The inputs annotated (positively) with the model's (or the version's) concepts."""
     loupe, key = caller(request)
-    page, per_page = page_args(page, per_page)
     concepts = (loupe.models.version(key.app_id, model_id, version_id).concept_ids if version_id
                 else loupe.models.get(key.app_id, model_id).concept_ids)
     records = loupe.inputs_labeled_with(key.app_id, concepts, page=page, per_page=per_page)

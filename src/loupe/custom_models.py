@@ -351,6 +351,10 @@ class CustomModels:
                 self._loaded[(app_id, model_id, version_id)] = loaded
         return loaded
 
+    def trained_version(self, app_id: str, model_id: str, version_id: str | None = None) -> ModelVersion:
+        """The version predictions use (the latest trained one, or the named one), from the cache."""
+        return self._loaded_latest(app_id, model_id, version_id).version
+
     def _allowed(self, app_id: str, rule: LabelRule) -> np.ndarray | None:
         """The inputs that may vote for a closed-environment model; cached until labels change."""
         if not rule.closed_environment:

@@ -13,7 +13,6 @@ import msgspec
 import numpy as np
 import torch
 
-
 BF16_MIN_ELEMENTS = 4_000_000  # ~3,000 examples of 1,280-d
 
 
