@@ -9,6 +9,7 @@ import numpy as np
 from loupe.heads import Head, Targets, fit_head, head_probabilities
 from loupe.neighbours import Evidence, evidence, vote_targets
 from loupe.store.records import BlendParams
+from loupe.training_set import example_groups
 
 # Used when there are too few examples to hold any out: the head leads (it beats kNN at 1-3 shots),
 # a near duplicate (w ~ 1) still moves an answer by a quarter, a neighbour at similarity 0.9 by 0.14/3.
@@ -29,7 +30,7 @@ def blend(head_probs: np.ndarray, ev: Evidence, head_weight: float) -> np.ndarra
 def stratified_folds(positive: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
     """Fold number per row, spreading each concept's positives (and background rows) evenly."""
     rng = np.random.default_rng(seed)
-    group = np.where(positive.any(axis=1), positive.argmax(axis=1), positive.shape[1])
+    group = example_groups(positive)
     fold = np.empty(len(group), np.int64)
     for g in np.unique(group):
         rows = rng.permutation(np.flatnonzero(group == g))

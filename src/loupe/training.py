@@ -10,7 +10,7 @@ import numpy as np
 from loupe.blend import DEFAULT_BLEND, choose_blend, cross_validate
 from loupe.heads import Head, Targets, exclusive_targets, fit_head, ovr_targets
 from loupe.store.records import BlendParams
-from loupe.training_set import TrainingSet
+from loupe.training_set import TrainingSet, example_groups
 
 # sklearn's C: mean loss + ||W||^2 / (2 C n). Accuracy on few-shot embeddings is flat for C in 0.3-10.
 REGULARISATION_C = 2.0
@@ -94,19 +94,14 @@ def fit_coarse_to_fine(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool,
     n, c = ts.positive.shape
     coarse_rows = max(COARSE_MIN_ROWS, COARSE_ROWS_PER_CONCEPT * c)
     if warm is None and n > 2 * coarse_rows:
-        rows = np.sort(np.concatenate([_sample(np.flatnonzero(g), coarse_rows // (c + 1) + 1, seed)
-                                       for g in _groups(ts.positive)]))
+        groups = example_groups(ts.positive)
+        rows = np.sort(np.concatenate([_sample(np.flatnonzero(groups == g), coarse_rows // (c + 1) + 1, seed)
+                                       for g in range(c + 1)]))
         warm = fit_head(x[rows], make_targets(ts.positive[rows], ts.negative[rows]), mutually_exclusive, l2=l2)
         return fit_head(x, targets, mutually_exclusive, l2=l2, warm=warm, max_iter=REFINE_ITERATIONS)
     if warm is not None and n > 2 * coarse_rows:
         return fit_head(x, targets, mutually_exclusive, l2=l2, warm=warm, max_iter=REFINE_ITERATIONS)
     return fit_head(x, targets, mutually_exclusive, l2=l2, warm=warm)
-
-
-def _groups(positive: np.ndarray) -> list[np.ndarray]:
-    """Row masks per concept (first positive) plus one for rows with no positive."""
-    first = np.where(positive.any(axis=1), positive.argmax(axis=1), positive.shape[1])
-    return [first == g for g in range(positive.shape[1] + 1)]
 
 
 def _sample(rows: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -49,3 +49,9 @@ def collect(labels: AppLabels, rule: LabelRule) -> TrainingSet:
     explicit = np.array([[c in e.negatives for c in rule.concept_ids] for e in entries], bool).reshape(
         len(entries), len(rule.concept_ids))
     return TrainingSet(np.asarray([s for s, _ in items], np.int64), [e.input_id for e in entries], pos, neg, explicit)
+
+
+def example_groups(positive: np.ndarray) -> np.ndarray:
+    """Per example: its first positive concept's index, or len(concepts) for one with no positive.
+    Stratified folds and subsamples draw from each group alike."""
+    return np.where(positive.any(axis=1), positive.argmax(axis=1), positive.shape[1])
