@@ -25,6 +25,14 @@ def dataset_images(folder: Path, n: int, start: int = 0) -> list[Path]:
     return files
 
 
+def base64_photos(classes, per_class: int, split: str = "train") -> list[str]:
+    """Clothing-10 photos as the base64 strings the API takes, per_class of each class in order."""
+    import base64
+
+    return [base64.b64encode(p.read_bytes()).decode()
+            for cls in classes for p in dataset_images(CLOTHING / split / cls, per_class)]
+
+
 def image_bytes(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt, **kwargs)
@@ -62,3 +70,14 @@ def clip_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("clip") / "vit-b-32-random.pt"
     torch.save(model.state_dict(), path)
     return path
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    """A real `loupe serve` process with one empty app, 'live'; yields (base URL, its API key)."""
+    from real_server import Server, new_app
+
+    key = new_app(tmp_path / "live-data", "live")
+    running = Server(tmp_path / "live-data").start()
+    yield running.base, key
+    running.stop()

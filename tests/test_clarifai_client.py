@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from conftest import CLOTHING, dataset_images
-from real_server import Server, new_app
 
 CLIENT_PACKAGES = ["clarifai==2.6.2", "protobuf==3.19.6", "googleapis-common-protos==1.56.4"]
 VENV = Path(tempfile.gettempdir()) / "loupe-test-clarifai-2.6.2"
@@ -30,17 +29,8 @@ def client_python() -> Path:
     return python
 
 
-@pytest.fixture
-def server(tmp_path):
-    """A real `loupe serve` process with an empty app and an API key."""
-    key = new_app(tmp_path / "data", "quickstart")
-    running = Server(tmp_path / "data").start()
-    yield running.base, key
-    running.stop()
-
-
-def test_official_client_quickstart(client_python, server):
-    base, key = server
+def test_official_client_quickstart(client_python, live_server):
+    base, key = live_server
     shoes = [str(p) for p in dataset_images(CLOTHING / "train" / "shoes", 5)]
     hats = [str(p) for p in dataset_images(CLOTHING / "train" / "hat", 5)]
     query = str(dataset_images(CLOTHING / "test" / "hat", 1)[0])

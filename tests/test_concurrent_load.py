@@ -3,14 +3,13 @@ server for a bounded time: no 5xx, no lost write, no deadlock, no half-built ver
 
 from __future__ import annotations
 
-import base64
 import random
 import threading
 import time
 
 import httpx
 import numpy as np
-from conftest import CLOTHING, dataset_images
+from conftest import base64_photos
 from real_server import Server, new_app
 from test_crash_safety import CLASSES
 
@@ -21,8 +20,7 @@ SECONDS = 10.0
 def test_sixteen_clients_mixed_traffic(tmp_path):
     data = tmp_path / "data"
     key = new_app(data, "load")
-    images = [base64.b64encode(p.read_bytes()).decode()
-              for cls in CLASSES for p in dataset_images(CLOTHING / "train" / cls, 10)]
+    images = base64_photos(CLASSES, 10)
     server = Server(data)
     server.start()
     headers = {"Authorization": f"Key {key}"}

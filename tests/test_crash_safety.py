@@ -4,14 +4,13 @@ index agrees with the store, and the server started without manual repair."""
 
 from __future__ import annotations
 
-import base64
 import signal
 import threading
 import time
 
 import httpx
 import numpy as np
-from conftest import CLOTHING, dataset_images
+from conftest import base64_photos
 from real_server import Server, new_app
 
 from loupe.application import Loupe
@@ -114,8 +113,7 @@ def index_matches_store(data):
 def test_kill_minus_nine_loses_nothing_acknowledged(tmp_path):
     data = tmp_path / "data"
     key = new_app(data, "crash")
-    images = [base64.b64encode(p.read_bytes()).decode()
-              for cls in CLASSES for p in dataset_images(CLOTHING / "train" / cls, 12)]
+    images = base64_photos(CLASSES, 12)
     server = Server(data)
     ledger = Ledger()
 

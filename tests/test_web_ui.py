@@ -9,21 +9,12 @@ from pathlib import Path
 
 import pytest
 from conftest import CLOTHING, REPO, dataset_images
-from real_server import Server, new_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = REPO / "artifacts" / "screenshots"
 # Flags for a closed network: no background connections, no first-run, no sandbox (CI runs as root).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]
-
-
-@pytest.fixture
-def served(tmp_path):
-    key = new_app(tmp_path / "data", "web")
-    running = Server(tmp_path / "data").start()
-    yield running.base, key
-    running.stop()
 
 
 @pytest.fixture
@@ -51,8 +42,8 @@ def upload(page, concepts: str, files: list[Path], done_before: int) -> None:
         timeout=120_000)
 
 
-def test_label_train_predict_and_fix_in_the_browser(served, page, tmp_path):
-    base, key = served
+def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path):
+    base, key = live_server
     shoes = dataset_images(CLOTHING / "train" / "shoes", 8)
     hats = dataset_images(CLOTHING / "train" / "hat", 9)
     wrong = tmp_path / "actually-a-hat.jpg"
@@ -65,7 +56,7 @@ def test_label_train_predict_and_fix_in_the_browser(served, page, tmp_path):
     page.fill("#key", key)
     page.click("#signin-form button")
     page.wait_for_selector("#main:not([hidden])")
-    assert "App web" in page.inner_text("#app-summary")
+    assert "App live" in page.inner_text("#app-summary")
 
     page.click("nav [data-view=inputs]")
     upload(page, "shoes", shoes + [wrong], 0)
