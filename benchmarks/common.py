@@ -16,8 +16,21 @@ DATASETS = HERE.parent.parent / "shared" / "datasets"
 
 
 def machine() -> dict:
+    from loupe.backbones.torch_runner import cpu_has_fast_bf16
+
+    # Native bfloat16 decides which matmul dtype the backbone and large head fits use, so timings from
+    # CPUs with and without it are not comparable.
     return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__, "processor": platform.processor() or platform.machine()}
+            "torch": torch.__version__, "processor": platform.processor() or platform.machine(),
+            "cpu_model": _cpu_model(), "native_bf16": cpu_has_fast_bf16()}
+
+
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
 
 
 def write_result(name: str, payload: dict) -> Path:

@@ -10,7 +10,8 @@ Methods
 - NCM: nearest class mean (cosine)
 - Tip-Adapter-style cache: linear-probe logits + alpha * exp(-beta (1 - sim)) @ one-hot labels, with
   Tip-Adapter's default alpha = 1, beta = 5.5 (the cache over the training shots)
-- Loupe: the version Loupe trains (head + cross-validated neighbour blend), predicting as in production
+- Loupe: the version Loupe trains (head + cross-validated neighbour blend), predicting as in production;
+  also its expected calibration error (do its confidences mean what they say?)
 
     python benchmarks/few_shot.py                      # seeds 0-2, the table in README.md
     python benchmarks/few_shot.py --seeds 40 --first-seed 100 --name few_shot_heldout_seeds
@@ -104,6 +105,14 @@ def loupe_predictor(xtr, ytr, xte, c):
     return blend(head, ev, p.head_weight)
 
 
+def calibration_error(confidences: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of the top confidence: |mean confidence - accuracy| per equal-width
+    bin, weighted by the bin's share of test images. 0 = a confidence of 0.8 is right 80 % of the time."""
+    which = np.minimum((confidences * bins).astype(int), bins - 1)
+    return float(sum(abs(confidences[which == b].mean() - correct[which == b].mean()) * (which == b).mean()
+                     for b in np.unique(which)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -116,6 +125,7 @@ def main() -> None:
     for dataset in ("clothing10", "caltech101"):
         for shots in SHOTS:
             accs: dict[str, list[float]] = {}
+            eces: list[float] = []
             for seed in seeds:
                 xtr, ytr, xte, yte, c = splits(dataset, shots, seed)
                 probe = linear_probe(xtr, ytr, xte)
@@ -123,14 +133,17 @@ def main() -> None:
                           "tip_adapter": tip_adapter(xtr, ytr, xte, c, probe), "loupe": loupe_predictor(xtr, ytr, xte, c)}
                 for name, s in scores.items():
                     accs.setdefault(name, []).append(float((s.argmax(1) == yte).mean()))
+                eces.append(calibration_error(scores["loupe"].max(1), scores["loupe"].argmax(1) == yte))
             row = {"dataset": dataset, "shots": shots, "test_images": int(len(yte))}
             row.update({name: {"mean": round(float(np.mean(a)), 4), "std": round(float(np.std(a)), 4)}
                         for name, a in accs.items()})
             best_baseline = max(np.mean(a) for name, a in accs.items() if name != "loupe")
             row["loupe_minus_best_baseline"] = round(float(np.mean(accs["loupe"]) - best_baseline), 4)
+            row["loupe_calibration_error"] = round(float(np.mean(eces)), 4)
             rows.append(row)
             print(dataset, shots, {k: v["mean"] for k, v in row.items() if isinstance(v, dict)},
-                  "loupe - best:", row["loupe_minus_best_baseline"], flush=True)
+                  "loupe - best:", row["loupe_minus_best_baseline"], "ECE:", row["loupe_calibration_error"],
+                  flush=True)
     path = write_result(args.name, {"seeds": seeds, "backbone": "effnet-lite2", "rows": rows})
     print(f"written to {path}")
 

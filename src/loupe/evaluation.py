@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from loupe.blend import blend, stratified_folds
-from loupe.heads import fit_head, head_probabilities
+from loupe.blend import blend, scaled_to, stratified_folds
+from loupe.heads import fit_head, head_probabilities, logit_spread
 from loupe.metrics import (
     average_precision,
     pr_curve,
@@ -39,7 +39,8 @@ def held_out_scores(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, pa
         test, train = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
         head = fit_head(x[train], make_targets(ts.positive[train], ts.negative[train]), mutually_exclusive,
                         l2=l2_for(len(train)))
-        hp = head_probabilities(head.logits(x[test]), mutually_exclusive, params.temperature)
+        fold_params = scaled_to(params, logit_spread(head, x[train]))
+        hp = head_probabilities(head.logits(x[test]), mutually_exclusive, fold_params.temperature)
         k = min(params.k, len(train))
         sims = x[test] @ x[train].T
         nearest = np.argsort(-sims, axis=1)[:, :k]

@@ -28,6 +28,13 @@ class Head(msgspec.Struct, frozen=True):
         return head_probabilities(self.logits(x), self.mutually_exclusive, temperature)
 
 
+def logit_spread(head: Head, x: np.ndarray, max_rows: int = 2000) -> float:
+    """Standard deviation of the head's logits on (up to max_rows of) its training rows. The scale of
+    logits shrinks with the penalty, which is strong for tiny sets; temperatures are set relative to it."""
+    rows = x if len(x) <= max_rows else x[np.linspace(0, len(x) - 1, max_rows).astype(np.int64)]
+    return max(float(np.std(head.logits(rows))), 1e-6)
+
+
 def head_probabilities(logits: np.ndarray, mutually_exclusive: bool, temperature: float = 1.0) -> np.ndarray:
     z = logits / temperature
     if mutually_exclusive:
@@ -96,6 +103,7 @@ def fit_head(x: np.ndarray, targets: Targets, mutually_exclusive: bool, *, l2: f
     opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=10,
                             tolerance_grad=tol, tolerance_change=1e-9, line_search_fn="strong_wolfe")
     # Loss and gradient by hand: autograd's bookkeeping cost more than the two small matmuls per step.
+    # The weight gradient as grad_z.T @ x, then transposed: 2-4x faster here than x.T @ grad_z.
     row_mass = yt.sum(dim=1, keepdim=True)
 
     def closure() -> torch.Tensor:
@@ -108,7 +116,7 @@ def fit_head(x: np.ndarray, targets: Targets, mutually_exclusive: bool, *, l2: f
             per_entry = torch.nn.functional.binary_cross_entropy_with_logits(z, yt, reduction="none")
             data = (per_entry * wt).sum() / (norm / c)
             grad_z = (torch.sigmoid(z) - yt) * wt * (c / norm)
-        w.grad.copy_((xt.T @ grad_z.to(xt.dtype)).float()).add_(w, alpha=l2)
+        w.grad.copy_((grad_z.T.to(xt.dtype) @ xt).float().T).add_(w, alpha=l2)
         b.grad.copy_(grad_z.sum(dim=0))
         return data + 0.5 * l2 * (w * w).sum()
 

@@ -7,8 +7,8 @@ import time
 import msgspec
 import numpy as np
 
-from loupe.blend import DEFAULT_BLEND, choose_blend, cross_validate
-from loupe.heads import Head, Targets, exclusive_targets, fit_head, ovr_targets
+from loupe.blend import DEFAULT_BLEND, choose_blend, cross_validate, scaled_to
+from loupe.heads import Head, Targets, exclusive_targets, fit_head, logit_spread, ovr_targets
 from loupe.store.records import BlendParams
 from loupe.training_set import TrainingSet, example_groups
 
@@ -88,7 +88,7 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
     l2 = l2_for(len(ts.seqs))
     head = fit_coarse_to_fine(x, ts, mutually_exclusive, make_targets, l2, warm, seed)
     return FittedVersion(
-        head=head, blend=blend, l2=l2,
+        head=head, blend=scaled_to(blend, logit_spread(head, x)), l2=l2,
         positives={c: int(n) for c, n in zip(concept_ids, ts.positive.sum(axis=0))},
         negatives={c: int(n) for c, n in zip(concept_ids, ts.negative.sum(axis=0))},
         seconds=time.perf_counter() - started)

@@ -60,6 +60,9 @@ class BlendParams(msgspec.Struct, frozen=True, kw_only=True):
     k: int  # neighbours consulted
     sharpness: float  # neighbour weight w = exp(sharpness * (similarity - 1))
     temperature: float = 1.0  # head logits are divided by this
+    # The same as a multiple of the head's logit spread on its training rows (None in versions made
+    # before it existed): a head fitted on other rows, as in evaluation folds, derives its own from it.
+    relative_temperature: float | None = None
 
 
 class ConceptMetrics(msgspec.Struct, kw_only=True):
