@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from loupe.blas_threads import numpy_blas_on_caller_thread
 from loupe.blend import blend, scaled_to, stratified_folds
 from loupe.heads import fit_head, head_probabilities, logit_spread
 from loupe.metrics import (
@@ -35,19 +36,27 @@ def held_out_scores(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, pa
     make_targets = targets_for(mutually_exclusive)
     votes, voting = vote_targets(ts.positive, ts.negative, mutually_exclusive)
     scores = np.zeros(ts.positive.shape, np.float32)
-    for f in np.unique(fold):
-        test, train = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
-        head = fit_head(x[train], make_targets(ts.positive[train], ts.negative[train]), mutually_exclusive,
-                        l2=l2_for(len(train)))
-        fold_params = scaled_to(params, logit_spread(head, x[train]))
-        hp = head_probabilities(head.logits(x[test]), mutually_exclusive, fold_params.temperature)
-        k = min(params.k, len(train))
-        sims = x[test] @ x[train].T
-        nearest = np.argsort(-sims, axis=1)[:, :k]
-        nb = train[nearest]
-        ev = evidence(np.take_along_axis(sims, nearest, axis=1), votes[nb], voting[nb], sharpness=params.sharpness)
-        scores[test] = blend(hp, ev, params.head_weight)
+    with numpy_blas_on_caller_thread():
+        for f in np.unique(fold):
+            scores[fold == f] = _fold_scores(x, ts, fold == f, mutually_exclusive, params, make_targets, votes,
+                                             voting)
     return scores
+
+
+def _fold_scores(x: np.ndarray, ts: TrainingSet, in_fold: np.ndarray, mutually_exclusive: bool,
+                 params: BlendParams, make_targets, votes: np.ndarray, voting: np.ndarray) -> np.ndarray:
+    """Blended confidences for the fold's rows from a head and neighbours of the other rows."""
+    test, train = np.flatnonzero(in_fold), np.flatnonzero(~in_fold)
+    head = fit_head(x[train], make_targets(ts.positive[train], ts.negative[train]), mutually_exclusive,
+                    l2=l2_for(len(train)))
+    fold_params = scaled_to(params, logit_spread(head, x[train]))
+    hp = head_probabilities(head.logits(x[test]), mutually_exclusive, fold_params.temperature)
+    k = min(params.k, len(train))
+    sims = x[test] @ x[train].T
+    nearest = np.argsort(-sims, axis=1)[:, :k]
+    nb = train[nearest]
+    ev = evidence(np.take_along_axis(sims, nearest, axis=1), votes[nb], voting[nb], sharpness=params.sharpness)
+    return blend(hp, ev, params.head_weight)
 
 
 def evaluate(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually_exclusive: bool,
