@@ -5,16 +5,19 @@ from __future__ import annotations
 import io
 import time
 
+import msgspec
 import numpy as np
 import pytest
 from conftest import CLOTHING, dataset_images
 from PIL import Image
 
 from loupe.application import Loupe, NewInput
+from loupe.blend import scaled_to
 from loupe.config import Config
 from loupe.custom_models import ModelNotTrained
 from loupe.errors import Conflict, NotFound
 from loupe.labels import InputEdit
+from loupe.store.records import BlendParams
 
 CLASSES = sorted(p.name for p in (CLOTHING / "train").iterdir())
 # Measured: 0.81 top-1 on these 100 held-out photos (10 per class) from 20 training photos per class
@@ -366,3 +369,12 @@ def test_few_shot_confidences_mean_what_they_say(shop):
     print(f"2 shots: top-1 {accuracy:.2f}, mean top confidence {confidence:.2f}")
     assert accuracy > 0.3  # chance is 0.1
     assert abs(confidence - accuracy) < 0.15
+
+
+def test_versions_stored_before_relative_temperatures_keep_their_temperature():
+    """Blend parameters written before relative_temperature existed decode, and are not rescaled."""
+    stored = msgspec.msgpack.encode({"head_weight": 3.0, "k": 10, "sharpness": 20.0, "temperature": 0.5})
+    params = msgspec.msgpack.decode(stored, type=BlendParams)
+    assert params.relative_temperature is None
+    assert scaled_to(params, 0.05).temperature == 0.5
+    assert scaled_to(msgspec.structs.replace(params, relative_temperature=0.4), 0.05).temperature == pytest.approx(0.02)
