@@ -7,6 +7,7 @@ import itertools
 import msgspec
 import numpy as np
 
+from loupe.dot_products import pairwise_dots
 from loupe.heads import Head, Targets, fit_head, head_probabilities, logit_spread
 from loupe.neighbours import Evidence, evidence, vote_targets
 from loupe.store.records import BlendParams
@@ -74,7 +75,7 @@ def cross_validate(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, ta
         head = fit_head(x[train], targets_of(positive[train], negative[train]), mutually_exclusive,
                         l2=l2_of(len(train)), max_iter=40)
         logits[test] = head.logits(x[test]) / logit_spread(head, x[train])
-        s = x[test] @ x[train].T
+        s = pairwise_dots(x[test], x[train])
         top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < len(train) else np.tile(np.arange(len(train)), (len(test), 1))[:, :k]
         top_s = np.take_along_axis(s, top, axis=1)
         order = np.argsort(-top_s, axis=1)

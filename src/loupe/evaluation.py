@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from loupe.blas_threads import numpy_blas_on_caller_thread
 from loupe.blend import blend, scaled_to, stratified_folds
+from loupe.dot_products import pairwise_dots
 from loupe.heads import fit_head, head_probabilities, logit_spread
 from loupe.metrics import (
     average_precision,
@@ -36,10 +36,8 @@ def held_out_scores(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, pa
     make_targets = targets_for(mutually_exclusive)
     votes, voting = vote_targets(ts.positive, ts.negative, mutually_exclusive)
     scores = np.zeros(ts.positive.shape, np.float32)
-    with numpy_blas_on_caller_thread():
-        for f in np.unique(fold):
-            scores[fold == f] = _fold_scores(x, ts, fold == f, mutually_exclusive, params, make_targets, votes,
-                                             voting)
+    for f in np.unique(fold):
+        scores[fold == f] = _fold_scores(x, ts, fold == f, mutually_exclusive, params, make_targets, votes, voting)
     return scores
 
 
@@ -52,7 +50,7 @@ def _fold_scores(x: np.ndarray, ts: TrainingSet, in_fold: np.ndarray, mutually_e
     fold_params = scaled_to(params, logit_spread(head, x[train]))
     hp = head_probabilities(head.logits(x[test]), mutually_exclusive, fold_params.temperature)
     k = min(params.k, len(train))
-    sims = x[test] @ x[train].T
+    sims = pairwise_dots(x[test], x[train])
     nearest = np.argsort(-sims, axis=1)[:, :k]
     nb = train[nearest]
     ev = evidence(np.take_along_axis(sims, nearest, axis=1), votes[nb], voting[nb], sharpness=params.sharpness)

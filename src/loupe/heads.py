@@ -13,6 +13,7 @@ import msgspec
 import numpy as np
 import torch
 
+from loupe.dot_products import pairwise_dots
 BF16_MIN_ELEMENTS = 500_000  # ~400 examples of 1,280-d: few-shot fits exact, CV and big fits fast
 
 
@@ -22,7 +23,7 @@ class Head(msgspec.Struct, frozen=True):
     mutually_exclusive: bool
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.weights.T + self.bias
+        return pairwise_dots(x, self.weights) + self.bias
 
     def probabilities(self, x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
         return head_probabilities(self.logits(x), self.mutually_exclusive, temperature)

@@ -7,7 +7,6 @@ import time
 import msgspec
 import numpy as np
 
-from loupe.blas_threads import numpy_blas_on_caller_thread
 from loupe.blend import DEFAULT_BLEND, choose_blend, cross_validate, scaled_to
 from loupe.heads import Head, Targets, exclusive_targets, fit_head, logit_spread, ovr_targets
 from loupe.store.records import BlendParams
@@ -85,13 +84,11 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
     started = time.perf_counter()
     check_examples(ts, concept_ids, mutually_exclusive)
     make_targets = targets_for(mutually_exclusive)
-    with numpy_blas_on_caller_thread():
-        blend = select_blend(x, ts, mutually_exclusive, make_targets, seed)
-        l2 = l2_for(len(ts.seqs))
-        head = fit_coarse_to_fine(x, ts, mutually_exclusive, make_targets, l2, warm, seed)
-        spread = logit_spread(head, x)
+    blend = select_blend(x, ts, mutually_exclusive, make_targets, seed)
+    l2 = l2_for(len(ts.seqs))
+    head = fit_coarse_to_fine(x, ts, mutually_exclusive, make_targets, l2, warm, seed)
     return FittedVersion(
-        head=head, blend=scaled_to(blend, spread), l2=l2,
+        head=head, blend=scaled_to(blend, logit_spread(head, x)), l2=l2,
         positives={c: int(n) for c, n in zip(concept_ids, ts.positive.sum(axis=0))},
         negatives={c: int(n) for c, n in zip(concept_ids, ts.negative.sum(axis=0))},
         seconds=time.perf_counter() - started)
