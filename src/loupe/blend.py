@@ -52,36 +52,55 @@ def scaled_to(params: BlendParams, spread: float) -> BlendParams:
 class HeldOut:
     """Held-out head logits and neighbour lists for every row, from k-fold cross-validation."""
 
-    def __init__(self, logits: np.ndarray, sims: np.ndarray, neighbour_rows: np.ndarray, fold: np.ndarray) -> None:
-        self.logits = logits  # [n, c], each fold's divided by its head's logit spread
+    def __init__(self, logits: np.ndarray, spread: np.ndarray, sims: np.ndarray, neighbour_rows: np.ndarray,
+                 fold: np.ndarray) -> None:
+        self.logits = logits  # [n, c]
+        self.spread = spread  # [n, 1] logit spread of the head that scored the row (its fold's)
         self.sims = sims  # [n, K] similarities of each row's K nearest training-fold rows
         self.neighbour_rows = neighbour_rows  # [n, K] row indices into the training set
         self.fold = fold
 
+    def evidence(self, k: int, sharpness: float, votes: np.ndarray, voting: np.ndarray) -> Evidence:
+        """Votes of each row's k nearest training-fold rows (slots a small fold left empty do not vote)."""
+        k = min(k, self.sims.shape[1])
+        nb = self.neighbour_rows[:, :k]
+        return evidence(self.sims[:, :k], votes[nb], voting[nb] & (self.sims[:, :k, None] > -1), sharpness=sharpness)
+
 
 def cross_validate(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, targets_of, *,
-                   mutually_exclusive: bool, l2_of, folds: int, max_k: int = max(KS), seed: int = 0) -> HeldOut:
+                   mutually_exclusive: bool, l2_of, fold: np.ndarray, max_k: int = max(KS),
+                   max_iter: int = 100) -> HeldOut:
     """Fit a head per fold on the other folds; record held-out logits and nearest training rows."""
     n, c = positive.shape
-    fold = stratified_folds(positive, folds, seed)
     logits = np.zeros((n, c), np.float32)
+    spread = np.ones((n, 1), np.float32)
     k = min(max_k, n - int(np.bincount(fold).max()))
     sims = np.full((n, max(k, 1)), -1.0, np.float32)
     rows = np.zeros((n, max(k, 1)), np.int64)
-    for f in range(folds):
+    for f in np.unique(fold):
         test, train = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
-        if len(test) == 0 or len(train) == 0:
+        if len(train) == 0:
             continue
         head = fit_head(x[train], targets_of(positive[train], negative[train]), mutually_exclusive,
-                        l2=l2_of(len(train)), max_iter=40)
-        logits[test] = head.logits(x[test]) / logit_spread(head, x[train])
+                        l2=l2_of(len(train)), max_iter=max_iter)
+        logits[test] = head.logits(x[test])
+        spread[test] = logit_spread(head, x[train])
         s = pairwise_dots(x[test], x[train])
         top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < len(train) else np.tile(np.arange(len(train)), (len(test), 1))[:, :k]
         top_s = np.take_along_axis(s, top, axis=1)
         order = np.argsort(-top_s, axis=1)
         sims[test, :k] = np.take_along_axis(top_s, order, axis=1)
         rows[test, :k] = train[np.take_along_axis(top, order, axis=1)]
-    return HeldOut(logits, sims, rows, fold)
+    return HeldOut(logits, spread, sims, rows, fold)
+
+
+def held_out_blend(held: HeldOut, params: BlendParams, votes: np.ndarray, voting: np.ndarray,
+                   mutually_exclusive: bool) -> np.ndarray:
+    """Blended confidences for every held-out row, each fold's head at its own temperature."""
+    relative = params.relative_temperature
+    head = head_probabilities(held.logits, mutually_exclusive,
+                              params.temperature if relative is None else relative * held.spread)
+    return blend(head, held.evidence(params.k, params.sharpness, votes, voting), params.head_weight)
 
 
 def held_out_loss(probs: np.ndarray, positive: np.ndarray, negative: np.ndarray, targets: Targets,
@@ -100,21 +119,19 @@ def choose_blend(held: HeldOut, positive: np.ndarray, negative: np.ndarray, targ
     """The grid point with the lowest held-out loss (a proper score: it rewards calibrated confidences)."""
     votes, voting = vote_targets(positive, negative, mutually_exclusive)
     best: tuple[float, BlendParams] | None = None
-    head_by_t = {t: head_probabilities(held.logits, mutually_exclusive, t) for t in RELATIVE_TEMPERATURES}
+    head_by_t = {t: head_probabilities(held.logits, mutually_exclusive, t * held.spread) for t in RELATIVE_TEMPERATURES}
     for k, sharpness in itertools.product(KS, SHARPNESS):
-        kk = min(k, held.sims.shape[1])
-        nb = held.neighbour_rows[:, :kk]
-        ev = evidence(held.sims[:, :kk], votes[nb], voting[nb] & (held.sims[:, :kk, None] > -1),
-                      sharpness=sharpness)
+        k = min(k, held.sims.shape[1])
+        ev = held.evidence(k, sharpness, votes, voting)
         for t, hp in head_by_t.items():
             for head_weight in HEAD_WEIGHTS:
                 loss = held_out_loss(blend(hp, ev, head_weight), positive, negative, targets, mutually_exclusive)
                 if best is None or loss < best[0] - 1e-9:
-                    best = (loss, BlendParams(head_weight=head_weight, k=kk, sharpness=sharpness,
-                                                     relative_temperature=t))
+                    best = (loss, BlendParams(head_weight=head_weight, k=k, sharpness=sharpness,
+                                              relative_temperature=t))
     assert best is not None
     return best[1], best[0]
 
 
-__all__ = ["DEFAULT_BLEND", "Head", "HeldOut", "blend", "choose_blend", "cross_validate", "scaled_to",
-           "stratified_folds"]
+__all__ = ["DEFAULT_BLEND", "Head", "HeldOut", "blend", "choose_blend", "cross_validate", "held_out_blend",
+           "scaled_to", "stratified_folds"]

@@ -6,9 +6,7 @@ import time
 
 import numpy as np
 
-from loupe.blend import blend, scaled_to, stratified_folds
-from loupe.dot_products import pairwise_dots
-from loupe.heads import fit_head, head_probabilities, logit_spread
+from loupe.blend import cross_validate, held_out_blend, stratified_folds
 from loupe.metrics import (
     average_precision,
     pr_curve,
@@ -16,7 +14,7 @@ from loupe.metrics import (
     roc_auc,
     roc_curve,
 )
-from loupe.neighbours import evidence, vote_targets
+from loupe.neighbours import vote_targets
 from loupe.store.records import (
     BlendParams,
     ConceptMetrics,
@@ -33,28 +31,10 @@ MAX_STORED_SCORES = 500_000  # held-out scores kept with the version (rows x con
 def held_out_scores(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, params: BlendParams,
                     fold: np.ndarray) -> np.ndarray:
     """Blended confidences for every row from a model that never saw that row's fold."""
-    make_targets = targets_for(mutually_exclusive)
+    held = cross_validate(x, ts.positive, ts.negative, targets_for(mutually_exclusive),
+                          mutually_exclusive=mutually_exclusive, l2_of=l2_for, fold=fold, max_k=params.k)
     votes, voting = vote_targets(ts.positive, ts.negative, mutually_exclusive)
-    scores = np.zeros(ts.positive.shape, np.float32)
-    for f in np.unique(fold):
-        scores[fold == f] = _fold_scores(x, ts, fold == f, mutually_exclusive, params, make_targets, votes, voting)
-    return scores
-
-
-def _fold_scores(x: np.ndarray, ts: TrainingSet, in_fold: np.ndarray, mutually_exclusive: bool,
-                 params: BlendParams, make_targets, votes: np.ndarray, voting: np.ndarray) -> np.ndarray:
-    """Blended confidences for the fold's rows from a head and neighbours of the other rows."""
-    test, train = np.flatnonzero(in_fold), np.flatnonzero(~in_fold)
-    head = fit_head(x[train], make_targets(ts.positive[train], ts.negative[train]), mutually_exclusive,
-                    l2=l2_for(len(train)))
-    fold_params = scaled_to(params, logit_spread(head, x[train]))
-    hp = head_probabilities(head.logits(x[test]), mutually_exclusive, fold_params.temperature)
-    k = min(params.k, len(train))
-    sims = pairwise_dots(x[test], x[train])
-    nearest = np.argsort(-sims, axis=1)[:, :k]
-    nb = train[nearest]
-    ev = evidence(np.take_along_axis(sims, nearest, axis=1), votes[nb], voting[nb], sharpness=params.sharpness)
-    return blend(hp, ev, params.head_weight)
+    return held_out_blend(held, params, votes, voting, mutually_exclusive)
 
 
 def evaluate(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually_exclusive: bool,

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from loupe.dot_products import pairwise_dots
+
 BF16_MIN_ELEMENTS = 500_000  # ~400 examples of 1,280-d: few-shot fits exact, CV and big fits fast
 
 
@@ -36,7 +37,9 @@ def logit_spread(head: Head, x: np.ndarray, max_rows: int = 2000) -> float:
     return max(float(np.std(head.logits(rows))), 1e-6)
 
 
-def head_probabilities(logits: np.ndarray, mutually_exclusive: bool, temperature: float = 1.0) -> np.ndarray:
+def head_probabilities(logits: np.ndarray, mutually_exclusive: bool,
+                       temperature: float | np.ndarray = 1.0) -> np.ndarray:
+    """`temperature`: one for all rows, or one per row ([n, 1])."""
     z = logits / temperature
     if mutually_exclusive:
         z = z - z.max(axis=1, keepdims=True)

@@ -39,8 +39,9 @@ class LoadedVersion(msgspec.Struct, frozen=True):
     @classmethod
     def of(cls, version: ModelVersion) -> LoadedVersion:
         c = len(version.concept_ids)
-        head = Head(np.frombuffer(version.weights, np.float32).reshape(c, version.dim),
-                    np.frombuffer(version.bias, np.float32), version.mutually_exclusive)
+        # Copied once: views of the record's bytes are read-only, which torch would copy on every predict.
+        head = Head(np.frombuffer(version.weights, np.float32).reshape(c, version.dim).copy(),
+                    np.frombuffer(version.bias, np.float32).copy(), version.mutually_exclusive)
         return cls(version, head, LabelRule(tuple(version.concept_ids), version.closed_environment))
 
 

@@ -7,7 +7,7 @@ import time
 import msgspec
 import numpy as np
 
-from loupe.blend import DEFAULT_BLEND, choose_blend, cross_validate, scaled_to
+from loupe.blend import DEFAULT_BLEND, choose_blend, cross_validate, scaled_to, stratified_folds
 from loupe.heads import Head, Targets, exclusive_targets, fit_head, logit_spread, ovr_targets
 from loupe.store.records import BlendParams
 from loupe.training_set import TrainingSet, example_groups
@@ -127,6 +127,6 @@ def select_blend(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, make_
         return DEFAULT_BLEND  # held-out folds this small choose noise, not a better blend
     folds = min(CV_FOLDS, min_pos)
     held = cross_validate(x[rows], pos, neg, make_targets, mutually_exclusive=mutually_exclusive,
-                          l2_of=l2_for, folds=folds, seed=seed)
+                          l2_of=l2_for, fold=stratified_folds(pos, folds, seed), max_iter=40)
     params, _ = choose_blend(held, pos, neg, make_targets(pos, neg), mutually_exclusive)
     return params
