@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,12 +63,8 @@ def splits(dataset: str, shots: int, seed: int):
 
 
 def linear_probe(xtr, ytr, xte):
-    import warnings
-
     from sklearn.linear_model import LogisticRegression
 
-    # 1 shot of 101 classes makes scikit-learn wonder whether y is a regression target; it is not.
-    warnings.filterwarnings("ignore", message="The number of unique classes")
     return LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000).fit(xtr, ytr).decision_function(xte)
 
 
@@ -120,6 +117,8 @@ def main() -> None:
     parser.add_argument("--name", default="few_shot", help="results/<name>.json")
     args = parser.parse_args()
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    # 1 shot of 101 classes makes scikit-learn wonder whether y is a regression target; it is not.
+    warnings.filterwarnings("ignore", message="The number of unique classes")
     torch.set_num_threads(2)
     rows = []
     for dataset in ("clothing10", "caltech101"):
