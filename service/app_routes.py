@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from litestar import Request, get
-from loupe.service.auth import caller
+from litestar import get
 from loupe.service.clarifai_json import timestamp, version_status
 from loupe.service.common import ok
 from loupe.service.threads import in_thread
 
+from loupe.api_keys import KeyRecord
+from loupe.application import Loupe
+
 
 @get("/v2/loupe/app")
 @in_thread
-def overview(request: Request) -> dict:
-    loupe, key = caller(request)
+def overview(loupe: Loupe, key: KeyRecord) -> dict:
     app = loupe.get_app(key.app_id)
     concepts = []
     for concept in loupe.list_concepts(app.id, per_page=1000):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+import time
+import urllib.parse
 from typing import Any
 
 from litestar import Request
@@ -13,7 +16,6 @@ from loupe.service.wire import WConcept, WImage
 
 from loupe.application import Loupe
 from loupe.imaging import crop_fraction
-from loupe.url_fetch import UrlPolicy, fetch_image
 
 
 def ok(**fields: Any) -> dict[str, Any]:
@@ -25,7 +27,9 @@ def concept_names(loupe: Loupe, app_id: str) -> dict[str, str]:
 
 
 def image_url(request: Request, input_id: str) -> str:
-    return f"{str(request.base_url).rstrip('/')}/v2/inputs/{input_id}/image"
+    """From the configured public base URL, never from the request's Host header; the id is escaped."""
+    base: str = request.app.state.public_url
+    return f"{base}/v2/inputs/{urllib.parse.quote(input_id, safe='')}/image"
 
 
 def inputs_json(request: Request, loupe: Loupe, app_id: str, records) -> list[dict[str, Any]]:
@@ -34,20 +38,27 @@ def inputs_json(request: Request, loupe: Loupe, app_id: str, records) -> list[di
                        else image_url(request, r.id), names) for r in records]
 
 
-def image_bytes(loupe: Loupe, image: WImage | None, position: int = 0) -> bytes:
+_WHITESPACE = re.compile(rb"\s+")
+
+
+def request_deadline(loupe: Loupe) -> float:
+    """When a request's URL downloads must be done, together (time.monotonic)."""
+    return time.monotonic() + loupe.config.url_request_seconds
+
+
+def image_bytes(loupe: Loupe, image: WImage | None, position: int = 0, deadline: float | None = None) -> bytes:
     """The bytes of data.image: base64 decoded, or fetched from its URL under the SSRF policy."""
     if image is None or not (image.base64 or image.url):
         raise ApiError(400, 11102, f"input {position} has no image: give data.image.base64 or data.image.url")
     if image.base64:
+        # Wrapped base64 (76-column MIME lines) is accepted, as Clarifai does: white space is dropped.
+        raw = _WHITESPACE.sub(b"", image.base64.encode("ascii", "replace"))
         try:
-            data = base64.b64decode(image.base64, validate=True)
+            data = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
             raise ApiError(400, 11102, f"input {position}: data.image.base64 is not valid base64") from None
     else:
-        cfg = loupe.config
-        policy = UrlPolicy(timeout_seconds=cfg.url_timeout_seconds, max_bytes=cfg.images.max_bytes,
-                           allow_hosts=tuple(cfg.url_allow_hosts))
-        data = fetch_image(image.url, policy)
+        data = loupe.urls.fetch(image.url, deadline)
     return crop_fraction(data, image.crop, loupe.config.images) if image.crop else data
 
 

@@ -2,35 +2,35 @@
 
 from __future__ import annotations
 
-from litestar import Request, get, patch, post
+from litestar import get, patch, post
 from litestar.params import RawBody
-from loupe.service.auth import caller, writer
+from loupe.service.auth import WRITE
 from loupe.service.clarifai_json import concept_json
 from loupe.service.common import ok
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import PatchConcepts, PostConcepts, PostConceptSearches, decode
 
+from loupe.api_keys import KeyRecord
+from loupe.application import Loupe
+
 
 @get("/v2/concepts")
 @in_thread
-def list_concepts(request: Request, page: int = 1, per_page: int = 20) -> dict:
-    loupe, key = caller(request)
+def list_concepts(loupe: Loupe, key: KeyRecord, page: int = 1, per_page: int = 20) -> dict:
     concepts = loupe.list_concepts(key.app_id, page=page, per_page=per_page)
     return ok(concepts=[concept_json(c, key.app_id) for c in concepts])
 
 
 @get("/v2/concepts/{concept_id:str}")
 @in_thread
-def get_concept(request: Request, concept_id: str) -> dict:
-    loupe, key = caller(request)
+def get_concept(loupe: Loupe, key: KeyRecord, concept_id: str) -> dict:
     return ok(concept=concept_json(loupe.get_concept(key.app_id, concept_id), key.app_id))
 
 
-@post("/v2/concepts", status_code=200)
+@post("/v2/concepts", status_code=200, guards=WRITE)
 @in_thread
-def add_concepts(request: Request, body: RawBody) -> dict:
-    loupe, key = writer(request)
+def add_concepts(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     req = decode(body, PostConcepts)
     if not req.concepts:
         raise ApiError(400, 11102, "no concepts given")
@@ -43,10 +43,9 @@ def add_concepts(request: Request, body: RawBody) -> dict:
     return ok(concepts=[concept_json(c, key.app_id) for c in created])
 
 
-@patch("/v2/concepts")
+@patch("/v2/concepts", guards=WRITE)
 @in_thread
-def patch_concepts(request: Request, body: RawBody) -> dict:
-    loupe, key = writer(request)
+def patch_concepts(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     req = decode(body, PatchConcepts)
     if req.action not in ("overwrite", "merge"):
         raise ApiError(400, 11102, f"concepts can only be renamed (action overwrite), got {req.action!r}")
@@ -59,8 +58,7 @@ def patch_concepts(request: Request, body: RawBody) -> dict:
 
 @post("/v2/concepts/searches", status_code=200)
 @in_thread
-def search_concepts(request: Request, body: RawBody) -> dict:
-    loupe, key = caller(request)
+def search_concepts(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     req = decode(body, PostConceptSearches)
     found = loupe.search_concepts(key.app_id, req.concept_query.name or "*")
     return ok(concepts=[concept_json(c, key.app_id) for c in found])

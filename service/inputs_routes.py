@@ -4,34 +4,41 @@ from __future__ import annotations
 
 from litestar import Request, Response, delete, get, patch, post
 from litestar.params import RawBody
-from loupe.service.auth import caller, writer
-from loupe.service.common import image_bytes, inputs_json, ok, split_concepts
+from loupe.service.auth import WRITE
+from loupe.service.common import (
+    image_bytes,
+    inputs_json,
+    ok,
+    request_deadline,
+    split_concepts,
+)
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import DeleteMany, PatchInputs, PostInputs, decode
 
-from loupe.application import NewInput
+from loupe.api_keys import KeyRecord
+from loupe.application import Loupe, NewInput
+from loupe.errors import UrlFetchError
 from loupe.labels import InputEdit
 from loupe.search import ConceptFilter, SearchFilter
-from loupe.url_fetch import UrlFetchError
 
 MAX_BATCH = 128  # as Clarifai and its clients
 
 
-@post("/v2/inputs", status_code=200)
+@post("/v2/inputs", status_code=200, guards=WRITE)
 @in_thread
-def add_inputs(request: Request, body: RawBody) -> dict:
-    loupe, key = writer(request)
+def add_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) -> dict:
     req = decode(body, PostInputs)
     if not req.inputs:
         raise ApiError(400, 11102, "no inputs given")
     if len(req.inputs) > MAX_BATCH:
         raise ApiError(400, 11102, f"at most {MAX_BATCH} inputs per request, got {len(req.inputs)}")
     items, failures = [], {}
+    deadline = request_deadline(loupe)
     for position, wire_input in enumerate(req.inputs):
         data = wire_input.data
         try:
-            raw = image_bytes(loupe, data.image, position)
+            raw = image_bytes(loupe, data.image, position, deadline)
         except UrlFetchError as exc:
             failures[position] = exc.message
             continue
@@ -54,10 +61,8 @@ def add_inputs(request: Request, body: RawBody) -> dict:
 
 @get("/v2/inputs")
 @in_thread
-def list_inputs(request: Request, page: int = 1, per_page: int = 20, concept: str | None = None,
-                negative: bool = False) -> dict:
+def list_inputs(loupe: Loupe, key: KeyRecord, request: Request, page: int = 1, per_page: int = 20, concept: str | None = None, negative: bool = False) -> dict:
     """Newest first. `concept` (Loupe's addition) keeps inputs annotated with it (as not-it with `negative`)."""
-    loupe, key = caller(request)
     flt = SearchFilter(concepts=(ConceptFilter(concept, not negative),)) if concept else None
     records = loupe.list_inputs(key.app_id, page=page, per_page=per_page, flt=flt)
     return ok(inputs=inputs_json(request, loupe, key.app_id, records))
@@ -65,24 +70,21 @@ def list_inputs(request: Request, page: int = 1, per_page: int = 20, concept: st
 
 @get("/v2/inputs/status")
 @in_thread
-def input_counts(request: Request) -> dict:
-    loupe, key = caller(request)
+def input_counts(loupe: Loupe, key: KeyRecord) -> dict:
     n = loupe.count_inputs(key.app_id)
     return ok(counts={"processed": n, "to_process": 0, "errors": 0, "processing": 0})
 
 
 @get("/v2/inputs/{input_id:str}")
 @in_thread
-def get_input(request: Request, input_id: str) -> dict:
-    loupe, key = caller(request)
+def get_input(loupe: Loupe, key: KeyRecord, request: Request, input_id: str) -> dict:
     record = loupe.get_input(key.app_id, input_id)
     return ok(input=inputs_json(request, loupe, key.app_id, [record])[0])
 
 
 @get("/v2/inputs/{input_id:str}/image")
 @in_thread
-def get_input_image(request: Request, input_id: str) -> Response:
-    loupe, key = caller(request)
+def get_input_image(loupe: Loupe, key: KeyRecord, input_id: str) -> Response:
     data = loupe.input_image(key.app_id, input_id)
     kind = _image_type(data)
     return Response(data, media_type=kind, headers={"Cache-Control": "private, max-age=3600"})
@@ -90,9 +92,8 @@ def get_input_image(request: Request, input_id: str) -> Response:
 
 @get("/v2/inputs/{input_id:str}/thumbnail")
 @in_thread
-def get_input_thumbnail(request: Request, input_id: str) -> Response:
+def get_input_thumbnail(loupe: Loupe, key: KeyRecord, input_id: str) -> Response:
     """A small JPEG, made once per image (Loupe's addition, for the web page)."""
-    loupe, key = caller(request)
     return Response(loupe.input_thumbnail(key.app_id, input_id), media_type="image/jpeg",
                     headers={"Cache-Control": "private, max-age=86400"})
 
@@ -106,10 +107,9 @@ def _image_type(data: bytes) -> str:
     return "application/octet-stream"
 
 
-@patch("/v2/inputs")
+@patch("/v2/inputs", guards=WRITE)
 @in_thread
-def patch_inputs(request: Request, body: RawBody) -> dict:
-    loupe, key = writer(request)
+def patch_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) -> dict:
     req = decode(body, PatchInputs)
     edits = []
     for wire_input in req.inputs:
@@ -127,18 +127,16 @@ def patch_inputs(request: Request, body: RawBody) -> dict:
     return ok(inputs=inputs_json(request, loupe, key.app_id, records))
 
 
-@delete("/v2/inputs/{input_id:str}", status_code=200)
+@delete("/v2/inputs/{input_id:str}", status_code=200, guards=WRITE)
 @in_thread
-def delete_input(request: Request, input_id: str) -> dict:
-    loupe, key = writer(request)
+def delete_input(loupe: Loupe, key: KeyRecord, input_id: str) -> dict:
     loupe.delete_inputs(key.app_id, [input_id])
     return ok()
 
 
-@delete("/v2/inputs", status_code=200)
+@delete("/v2/inputs", status_code=200, guards=WRITE)
 @in_thread
-def delete_inputs(request: Request, body: RawBody) -> dict:
-    loupe, key = writer(request)
+def delete_inputs(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     req = decode(body, DeleteMany)
     if req.delete_all:
         loupe.delete_all_inputs(key.app_id)

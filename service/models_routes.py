@@ -8,7 +8,7 @@ import time
 import msgspec
 from litestar import Request, delete, get, patch, post
 from litestar.params import RawBody
-from loupe.service.auth import caller, writer
+from loupe.service.auth import WRITE
 from loupe.service.clarifai_json import (
     model_json,
     prediction_concepts,
@@ -21,6 +21,7 @@ from loupe.service.common import (
     image_bytes,
     inputs_json,
     ok,
+    request_deadline,
 )
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
@@ -33,6 +34,8 @@ from loupe.service.wire import (
     decode,
 )
 
+from loupe.api_keys import KeyRecord
+from loupe.application import Loupe
 from loupe.ids import new_id
 from loupe.store.records import Model, ModelVersion
 
@@ -47,16 +50,14 @@ def _model_out(loupe, app_id: str, model: Model, version: ModelVersion | None = 
 
 @get("/v2/models")
 @in_thread
-def list_models(request: Request, page: int = 1, per_page: int = 20) -> dict:
-    loupe, key = caller(request)
+def list_models(loupe: Loupe, key: KeyRecord, page: int = 1, per_page: int = 20) -> dict:
     models = loupe.models.list(key.app_id, page=page, per_page=per_page)
     return ok(models=[_model_out(loupe, key.app_id, m) for m in models])
 
 
-@post("/v2/models", status_code=200)
+@post("/v2/models", status_code=200, guards=WRITE)
 @in_thread
-def create_model(request: Request, body: RawBody) -> dict:
-    loupe, key = writer(request)
+def create_model(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     req = decode(body, PostModel).model
     if not req.id:
         raise ApiError(400, 11102, "model.id is required")
@@ -72,8 +73,7 @@ def create_model(request: Request, body: RawBody) -> dict:
 
 @post("/v2/models/searches", status_code=200)
 @in_thread
-def search_models(request: Request, body: RawBody) -> dict:
-    loupe, key = caller(request)
+def search_models(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     query = decode(body, PostModelSearches).model_query
     pattern = (query.name or "*").lower()
     found = [m for m in loupe.models.list(key.app_id, per_page=1000)
@@ -83,10 +83,9 @@ def search_models(request: Request, body: RawBody) -> dict:
     return ok(models=[_model_out(loupe, key.app_id, m) for m in found])
 
 
-@patch("/v2/models")
+@patch("/v2/models", guards=WRITE)
 @in_thread
-def patch_models(request: Request, body: RawBody) -> dict:
-    loupe, key = writer(request)
+def patch_models(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     req = decode(body, PatchModels)
     out = []
     for wire_model in req.models:
@@ -105,10 +104,9 @@ def patch_models(request: Request, body: RawBody) -> dict:
     return ok(models=out)
 
 
-@delete("/v2/models", status_code=200)
+@delete("/v2/models", status_code=200, guards=WRITE)
 @in_thread
-def delete_models(request: Request, body: RawBody) -> dict:
-    loupe, key = writer(request)
+def delete_models(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     req = decode(body, DeleteMany)
     if req.delete_all:
         loupe.models.delete_all(key.app_id)
@@ -124,44 +122,40 @@ def delete_models(request: Request, body: RawBody) -> dict:
 
 @get("/v2/models/{model_id:str}")
 @in_thread
-def get_model(request: Request, model_id: str, version_id: str | None = None) -> dict:
-    return _model_answer(request, model_id, version_id)
+def get_model(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str | None = None) -> dict:
+    return _model_answer(loupe, key, model_id, version_id)
 
 
-def _model_answer(request: Request, model_id: str, version_id: str | None) -> dict:
-    loupe, key = caller(request)
+def _model_answer(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str | None) -> dict:
     model = loupe.models.get(key.app_id, model_id)
     version = loupe.models.version(key.app_id, model_id, version_id)
     return ok(model=_model_out(loupe, key.app_id, model, version))
 
 
-@delete("/v2/models/{model_id:str}", status_code=200)
+@delete("/v2/models/{model_id:str}", status_code=200, guards=WRITE)
 @in_thread
-def delete_model(request: Request, model_id: str) -> dict:
-    loupe, key = writer(request)
+def delete_model(loupe: Loupe, key: KeyRecord, model_id: str) -> dict:
     loupe.models.delete(key.app_id, model_id)
     return ok()
 
 
 @get(["/v2/models/{model_id:str}/output_info", "/v2/models/{model_id:str}/versions/{version_id:str}/output_info"],)
 @in_thread
-def output_info(request: Request, model_id: str, version_id: str | None = None) -> dict:
-    return _model_answer(request, model_id, version_id)
+def output_info(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str | None = None) -> dict:
+    return _model_answer(loupe, key, model_id, version_id)
 
 
 @get("/v2/models/{model_id:str}/versions")
 @in_thread
-def list_versions(request: Request, model_id: str, page: int = 1, per_page: int = 20) -> dict:
-    loupe, key = caller(request)
+def list_versions(loupe: Loupe, key: KeyRecord, model_id: str, page: int = 1, per_page: int = 20) -> dict:
     versions = loupe.models.versions(key.app_id, model_id, page=page, per_page=per_page)
     return ok(model_versions=[version_json(v) for v in versions])
 
 
-@post("/v2/models/{model_id:str}/versions", status_code=200)
+@post("/v2/models/{model_id:str}/versions", status_code=200, guards=WRITE)
 @in_thread
-def train(request: Request, model_id: str) -> dict:
+def train(loupe: Loupe, key: KeyRecord, model_id: str) -> dict:
     """Small trains finish before the answer (status 21100); large ones answer 21103 and go on."""
-    loupe, key = writer(request)
     version = loupe.models.train(key.app_id, model_id)
     model = loupe.models.get(key.app_id, model_id)
     return ok(model=_model_out(loupe, key.app_id, model, version))
@@ -169,31 +163,27 @@ def train(request: Request, model_id: str) -> dict:
 
 @get("/v2/models/{model_id:str}/versions/{version_id:str}")
 @in_thread
-def get_version(request: Request, model_id: str, version_id: str) -> dict:
-    loupe, key = caller(request)
+def get_version(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str) -> dict:
     return ok(model_version=version_json(loupe.models.version(key.app_id, model_id, version_id)))
 
 
-@delete("/v2/models/{model_id:str}/versions/{version_id:str}", status_code=200)
+@delete("/v2/models/{model_id:str}/versions/{version_id:str}", status_code=200, guards=WRITE)
 @in_thread
-def delete_version(request: Request, model_id: str, version_id: str) -> dict:
-    loupe, key = writer(request)
+def delete_version(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str) -> dict:
     loupe.models.delete_version(key.app_id, model_id, version_id)
     return ok()
 
 
-@post("/v2/models/{model_id:str}/versions/{version_id:str}/metrics", status_code=200)
+@post("/v2/models/{model_id:str}/versions/{version_id:str}/metrics", status_code=200, guards=WRITE)
 @in_thread
-def evaluate(request: Request, model_id: str, version_id: str) -> dict:
-    loupe, key = writer(request)
+def evaluate(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str) -> dict:
     version = loupe.models.evaluate(key.app_id, model_id, version_id, wait=False)
     return ok(model_version=version_json(version))
 
 
 @get("/v2/models/{model_id:str}/versions/{version_id:str}/metrics")
 @in_thread
-def get_metrics(request: Request, model_id: str, version_id: str) -> dict:
-    loupe, key = caller(request)
+def get_metrics(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str) -> dict:
     version = loupe.models.version(key.app_id, model_id, version_id)
     out = version_json(version)
     if version.evaluation is None:
@@ -204,8 +194,7 @@ def get_metrics(request: Request, model_id: str, version_id: str) -> dict:
 @post(["/v2/models/{model_id:str}/outputs", "/v2/models/{model_id:str}/versions/{version_id:str}/outputs"],
       status_code=200)
 @in_thread
-def predict(request: Request, model_id: str, body: RawBody, version_id: str | None = None) -> dict:
-    loupe, key = caller(request)
+def predict(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, body: RawBody, version_id: str | None = None) -> dict:
     req = decode(body, PostOutputs)
     if not req.inputs:
         raise ApiError(400, 11102, "no inputs to predict")
@@ -220,7 +209,8 @@ def predict(request: Request, model_id: str, body: RawBody, version_id: str | No
     if stored and len(stored) == len(req.inputs):
         predictions = loupe.models.predict_inputs(key.app_id, model_id, stored, version_id)
     else:
-        images = [image_bytes(loupe, w.data.image, i) for i, w in enumerate(req.inputs)]
+        deadline = request_deadline(loupe)
+        images = [image_bytes(loupe, w.data.image, i, deadline) for i, w in enumerate(req.inputs)]
         predictions = loupe.models.predict_images(key.app_id, model_id, images, version_id)
     model = loupe.models.get(key.app_id, model_id)
     version = loupe.models.trained_version(key.app_id, model_id, predictions[0].version_id)
@@ -245,10 +235,8 @@ def predict(request: Request, model_id: str, body: RawBody, version_id: str | No
 
 @get(["/v2/models/{model_id:str}/inputs", "/v2/models/{model_id:str}/versions/{version_id:str}/inputs"],)
 @in_thread
-def model_inputs(request: Request, model_id: str, page: int = 1, per_page: int = 20,
-                 version_id: str | None = None) -> dict:
+def model_inputs(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, page: int = 1, per_page: int = 20, version_id: str | None = None) -> dict:
     """The inputs annotated (positively) with the model's (or the version's) concepts."""
-    loupe, key = caller(request)
     concepts = (loupe.models.version(key.app_id, model_id, version_id).concept_ids if version_id
                 else loupe.models.get(key.app_id, model_id).concept_ids)
     records = loupe.inputs_labeled_with(key.app_id, concepts, page=page, per_page=per_page)
@@ -258,9 +246,8 @@ def model_inputs(request: Request, model_id: str, page: int = 1, per_page: int =
 @post(["/v2/models/{model_id:str}/feedback", "/v2/models/{model_id:str}/versions/{version_id:str}/feedback",
        "/v2/searches/feedback"], status_code=200)
 @in_thread
-def feedback(request: Request, body: RawBody, model_id: str | None = None, version_id: str | None = None) -> dict:
+def feedback(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody, model_id: str | None = None, version_id: str | None = None) -> dict:
     """Accepted and stored with the app (a person's verdict on an answer), for later review."""
-    loupe, key = caller(request)
     payload = decode(body, dict)
     loupe.store_feedback(key.app_id, {"model_id": model_id, "version_id": version_id, "path": request.url.path,
                                       "body": payload})
@@ -269,9 +256,8 @@ def feedback(request: Request, body: RawBody, model_id: str | None = None, versi
 
 @get("/v2/models/{model_id:str}/advice")
 @in_thread
-def advice(request: Request, model_id: str) -> dict:
+def advice(loupe: Loupe, key: KeyRecord, model_id: str) -> dict:
     """Loupe's data-quality findings for the model (not a Clarifai route; the web page uses it)."""
-    loupe, key = caller(request)
     findings = loupe.models.advice(key.app_id, model_id)
     return ok(findings=[msgspec.to_builtins(f) for f in findings])
 

@@ -6,12 +6,18 @@ from __future__ import annotations
 import numpy as np
 from litestar import Request, post
 from litestar.params import RawBody
-from loupe.service.auth import caller
-from loupe.service.common import concept_ref, image_bytes, inputs_json, ok
+from loupe.service.common import (
+    concept_ref,
+    image_bytes,
+    inputs_json,
+    ok,
+    request_deadline,
+)
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import PostSearches, WConcept, decode
 
+from loupe.api_keys import KeyRecord
 from loupe.application import Loupe
 from loupe.embedding_cache import embed_once
 from loupe.ids import new_id
@@ -23,8 +29,7 @@ PREDICTED_THRESHOLD = 0.5
 
 @post("/v2/searches", status_code=200)
 @in_thread
-def search(request: Request, body: RawBody) -> dict:
-    loupe, key = caller(request)
+def search(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) -> dict:
     req = decode(body, PostSearches)
     app = loupe.get_app(key.app_id)
     vector: np.ndarray | None = None
@@ -43,7 +48,7 @@ def search(request: Request, body: RawBody) -> dict:
             wanted = clause.output.input
             image = wanted.data.image
             if image is not None and (image.base64 or image.url):
-                decoded = decode_image(image_bytes(loupe, image), loupe.config.images)
+                decoded = decode_image(image_bytes(loupe, image, 0, request_deadline(loupe)), loupe.config.images)
                 set_vector(embed_once(loupe.store, loupe.backbone(app), [decoded]).vectors[0])
             elif wanted.id:
                 record = loupe.get_input(key.app_id, wanted.id)

@@ -6,15 +6,17 @@ from __future__ import annotations
 import time
 
 import msgspec
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.params import RawBody
-from loupe.service.auth import caller, writer
+from loupe.service.auth import WRITE
 from loupe.service.clarifai_json import timestamp
-from loupe.service.common import concept_names, image_bytes, ok
+from loupe.service.common import concept_names, image_bytes, ok, request_deadline
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import WConcept, WInput, decode
 
+from loupe.api_keys import KeyRecord
+from loupe.application import Loupe
 from loupe.ids import new_id
 from loupe.workflow import (
     WorkflowStep,
@@ -56,10 +58,9 @@ def _workflow_json(workflow, app_id: str) -> dict:
                       for i, s in enumerate(workflow.steps)]}
 
 
-@post("/v2/workflows", status_code=200)
+@post("/v2/workflows", status_code=200, guards=WRITE)
 @in_thread
-def create_workflows(request: Request, body: RawBody) -> dict:
-    loupe, key = writer(request)
+def create_workflows(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     req = decode(body, PostWorkflows)
     if not req.workflows:
         raise ApiError(400, 11102, "no workflows given")
@@ -75,20 +76,19 @@ def create_workflows(request: Request, body: RawBody) -> dict:
 
 @get("/v2/workflows")
 @in_thread
-def get_workflows(request: Request) -> dict:
-    loupe, key = caller(request)
+def get_workflows(loupe: Loupe, key: KeyRecord) -> dict:
     return ok(workflows=[_workflow_json(w, key.app_id) for w in list_workflows(loupe, key.app_id)])
 
 
 @post("/v2/workflows/{workflow_id:str}/results", status_code=200)
 @in_thread
-def run(request: Request, workflow_id: str, body: RawBody) -> dict:
-    loupe, key = caller(request)
+def run(loupe: Loupe, key: KeyRecord, workflow_id: str, body: RawBody) -> dict:
     workflow = get_workflow(loupe, key.app_id, workflow_id)
     req = decode(body, PostWorkflowResults)
     if not req.inputs or len(req.inputs) > 32:
         raise ApiError(400, 11102, "give 1 to 32 inputs")
-    images = [image_bytes(loupe, w.data.image, i) for i, w in enumerate(req.inputs)]
+    deadline = request_deadline(loupe)
+    images = [image_bytes(loupe, w.data.image, i, deadline) for i, w in enumerate(req.inputs)]
     results = run_workflow(loupe, key.app_id, images, list(workflow.steps))
     names = concept_names(loupe, key.app_id)
     now = timestamp(time.time())

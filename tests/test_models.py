@@ -14,8 +14,7 @@ from PIL import Image
 from loupe.application import Loupe, NewInput
 from loupe.blend import scaled_to
 from loupe.config import Config
-from loupe.custom_models import ModelNotTrained
-from loupe.errors import Conflict, NotFound
+from loupe.errors import Conflict, ModelNotTrained, NotFound
 from loupe.labels import InputEdit
 from loupe.store.records import BlendParams
 

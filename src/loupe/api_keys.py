@@ -51,7 +51,7 @@ class ApiKeys:
         record = KeyRecord(digest=_digest(key), app_id=app_id, scope=scope, created_at=time.time(), hint=key[:7])
         with self._store.write() as tx:
             if tx.get_app(app_id) is None:
-                raise NotFound(f"app {app_id!r} does not exist")
+                raise NotFound("app", app_id)
             tx.put_api_key(record.digest, msgspec.msgpack.encode(record))
         return key
 

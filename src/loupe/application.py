@@ -38,6 +38,7 @@ from loupe.search import (
 from loupe.store import Store, WriteTxn
 from loupe.store.records import App, Concept, Input
 from loupe.thumbnails import thumbnail
+from loupe.url_fetch import UrlFetcher, UrlPolicy
 
 
 class NewInput(msgspec.Struct, kw_only=True):
@@ -71,6 +72,9 @@ class Loupe:
         self.labels = LabelMirror(self.store)
         self._generations: dict[str, int] = {}  # per app: the generation our caches reflect
         self.keys = ApiKeys(self.store)
+        self.urls = UrlFetcher(UrlPolicy(timeout_seconds=config.url_timeout_seconds, max_bytes=config.images.max_bytes,
+                                         allow_hosts=tuple(config.url_allow_hosts),
+                                         max_concurrent=config.url_max_concurrent))
         self.models = CustomModels(self)
         self.retrainer = Retrainer(config.retrain_delay_seconds, self._retrain) if config.auto_retrain else None
 
@@ -111,7 +115,7 @@ class Loupe:
         with self.store.read() as tx:
             app = tx.get_app(app_id)
         if app is None:
-            raise NotFound(f"app {app_id!r} does not exist")
+            raise NotFound("app", app_id)
         if self._generations.setdefault(app.id, app.generation) != app.generation:
             self._resync(app.id, app.generation)
         return app
@@ -229,7 +233,7 @@ class Loupe:
         with self.store.read() as tx:
             record = tx.get_input(app_id, input_id)
         if record is None:
-            raise NotFound(f"input {input_id!r} does not exist")
+            raise NotFound("input", input_id)
         return record
 
     def input_image(self, app_id: str, input_id: str) -> bytes:
@@ -237,7 +241,7 @@ class Loupe:
         with self.store.read() as tx:
             data = tx.get_blob(record.sha256)
         if data is None:
-            raise NotFound(f"input {input_id!r} has no stored image")
+            raise NotFound("input", input_id, f"input {input_id!r} has no stored image")
         return data
 
     def input_thumbnail(self, app_id: str, input_id: str) -> bytes:
@@ -274,7 +278,7 @@ class Loupe:
                 for edit in edits:
                     record = tx.get_input(app_id, edit.input_id)
                     if record is None:
-                        raise NotFound(f"input {edit.input_id!r} does not exist")
+                        raise NotFound("input", edit.input_id)
                     new = apply_edit(record, action, edit)
                     self.ensure_concepts(tx, app_id, new.concepts + new.not_concepts, now)
                     tx.put_input(app_id, new, previous=record)
@@ -291,7 +295,7 @@ class Loupe:
         with self.store.read() as tx:
             for input_id in input_ids:
                 if tx.get_input(app_id, input_id) is None:
-                    raise NotFound(f"input {input_id!r} does not exist")
+                    raise NotFound("input", input_id)
         return self._delete_where(app_id, lambda tx: [tx.get_input(app_id, i) for i in dict.fromkeys(input_ids)])
 
     def delete_all_inputs(self, app_id: str) -> int:
@@ -322,7 +326,7 @@ class Loupe:
                 record = tx.get_input(app.id, input_id) if input_id is not None else None
                 vector = tx.get_embedding(app.backbone, record.sha256) if record is not None else None
                 if vector is None:
-                    raise NotFound(f"input #{seq} of app {app.id!r} has no stored embedding")
+                    raise NotFound("input", str(seq), f"input #{seq} of app {app.id!r} has no stored embedding")
                 out[row] = vector
         return out
 
@@ -371,7 +375,7 @@ class Loupe:
             for concept_id, name in names:
                 concept = tx.get_concept(app_id, concept_id)
                 if concept is None:
-                    raise NotFound(f"concept {concept_id!r} does not exist")
+                    raise NotFound("concept", concept_id)
                 concept = msgspec.structs.replace(concept, name=check_name("concept", name))
                 tx.put_concept(app_id, concept)
                 renamed.append(concept)
@@ -382,7 +386,7 @@ class Loupe:
         with self.store.read() as tx:
             concept = tx.get_concept(app_id, concept_id)
         if concept is None:
-            raise NotFound(f"concept {concept_id!r} does not exist")
+            raise NotFound("concept", concept_id)
         return concept
 
     def list_concepts(self, app_id: str, page: int = 1, per_page: int = 20) -> list[Concept]:
@@ -448,7 +452,7 @@ class Loupe:
         with self.store.read() as tx:
             vector = tx.get_embedding(app.backbone, record.sha256)
         if vector is None:
-            raise NotFound(f"input {input_id!r} has no embedding for backbone {app.backbone}")
+            raise NotFound("input", input_id, f"input {input_id!r} has no embedding for backbone {app.backbone}")
         return self.search_by_vector(app, vector, page=page, per_page=per_page, flt=flt)
 
     def search_by_text(self, app_id: str, text: str, *, page: int = 1, per_page: int = 20,

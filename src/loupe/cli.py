@@ -84,6 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from loupe.demo import ensure_demo, find_demo_photos
     from loupe.service.app import create_app
+    from loupe.service.transport import protocol_with_header_timeout
 
     loupe = _open(args)
     # The server owns the data dir: trains a crash cut short are failed now (other commands that open
@@ -98,8 +99,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"  web page: http://{args.host}:{args.port}/ (sign in with the key)", flush=True)
         print(f"  API:      curl -H 'Authorization: Key {key}' http://{args.host}:{args.port}/v2/models", flush=True)
     try:
-        uvicorn.run(create_app(loupe, max_body_bytes=args.max_body_mb * 1024 * 1024), host=args.host,
-                    port=args.port, log_level="warning", access_log=False)
+        public_url = args.public_url or loupe.config.public_url or f"http://{args.host}:{args.port}"
+        uvicorn.run(create_app(loupe, max_body_bytes=args.max_body_mb * 1024 * 1024, public_url=public_url),
+                    host=args.host,
+                    port=args.port, log_level="warning", access_log=False,
+                    http=protocol_with_header_timeout(args.header_timeout))
     finally:
         loupe.close()  # after a clean stop (SIGTERM/Ctrl-C): indexes saved, so the next start is fast
     return 0
@@ -141,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=int(os.environ.get("LOUPE_PORT", "8080")))
     p.add_argument("--demo", action="store_true", help="create a demo app from ../shared (once) and print its key")
     p.add_argument("--max-body-mb", type=int, default=64)
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a connection has to send a request's headers before it is closed")
+    p.add_argument("--public-url", help="base URL clients reach this server at, for image URLs in answers "
+                                        "(env LOUPE_PUBLIC_URL; default http://HOST:PORT)")
     p.set_defaults(func=cmd_serve)
     return parser
 

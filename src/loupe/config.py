@@ -32,7 +32,12 @@ class Config(msgspec.Struct, frozen=True):
     retrain_delay_seconds: float = 2.0
     # URL inputs: hosts that may resolve to private/loopback addresses (empty: none may).
     url_allow_hosts: tuple[str, ...] = ()
-    url_timeout_seconds: float = 10.0
+    url_timeout_seconds: float = 10.0  # one URL, connect to last byte, redirects included
+    url_request_seconds: float = 30.0  # all the URLs of one request together
+    url_max_concurrent: int = 8  # URL downloads in flight; beyond, requests get 429 (a stalled host holds a slot)
+    # Where clients reach this server (image URLs in answers are built from it, not from Host headers);
+    # empty: `loupe serve` uses its bind address.
+    public_url: str = ""
     # Local weight files per backbone id (e.g. {"clip-vit-b-32": "/models/clip.pt"}).
     weights: dict[str, str] = {}
     clip_pretrained_tag: str = "laion2b_s34b_b79k"
@@ -56,6 +61,8 @@ def config_from_env(**overrides: object) -> Config:
         values["torch_threads"] = int(env["LOUPE_TORCH_THREADS"])
     if "LOUPE_APPROX_INDEX_THRESHOLD" in env:
         values["approx_index_threshold"] = int(env["LOUPE_APPROX_INDEX_THRESHOLD"])
+    if "LOUPE_PUBLIC_URL" in env:
+        values["public_url"] = env["LOUPE_PUBLIC_URL"]
     weights = {}
     if "LOUPE_CLIP_WEIGHTS" in env:
         weights["clip-vit-b-32"] = env["LOUPE_CLIP_WEIGHTS"]

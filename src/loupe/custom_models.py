@@ -16,7 +16,13 @@ import numpy as np
 
 from loupe.advice import Finding, advise
 from loupe.embedding_cache import embed_once
-from loupe.errors import Conflict, InvalidArgument, NotFound
+from loupe.errors import (
+    Conflict,
+    InvalidArgument,
+    ModelNotTrained,
+    NotFound,
+    TrainingFailed,
+)
 from loupe.evaluation import evaluate
 from loupe.ids import check_id, check_name, new_id
 from loupe.imaging import decode_image
@@ -24,15 +30,11 @@ from loupe.labels import EditAction
 from loupe.pagination import page_window
 from loupe.prediction import LoadedVersion, Prediction, predict
 from loupe.store.records import Evaluation, Model, ModelVersion
-from loupe.training import TrainingFailed, fit_version
+from loupe.training import fit_version
 from loupe.training_set import LabelRule, collect
 
 if TYPE_CHECKING:
     from loupe.application import Loupe
-
-
-class ModelNotTrained(InvalidArgument):
-    """Prediction asked of a model with no trained version."""
 
 
 class CustomModels:
@@ -96,7 +98,7 @@ class CustomModels:
         with self._store.read() as tx:
             model = tx.get_model(app_id, model_id)
         if model is None:
-            raise NotFound(f"model {model_id!r} does not exist")
+            raise NotFound("model", model_id)
         return model
 
     def list(self, app_id: str, page: int = 1, per_page: int = 20) -> list[Model]:
@@ -121,7 +123,7 @@ class CustomModels:
         with self._store.write() as tx:
             model = tx.get_model(app_id, model_id)
             if model is None:
-                raise NotFound(f"model {model_id!r} does not exist")
+                raise NotFound("model", model_id)
             concepts = model.concept_ids
             if concept_ids is not None:
                 if action is EditAction.MERGE:
@@ -145,7 +147,7 @@ class CustomModels:
     def delete(self, app_id: str, model_id: str) -> None:
         with self._store.write() as tx:
             if tx.get_model(app_id, model_id) is None:
-                raise NotFound(f"model {model_id!r} does not exist")
+                raise NotFound("model", model_id)
             tx.delete_model(app_id, model_id)
         self.forget(app_id, model_id)
 
@@ -175,14 +177,14 @@ class CustomModels:
             else:
                 version = tx.get_version(app_id, model_id, version_id)
         if version is None:
-            raise NotFound(f"model {model_id!r} has no version {version_id!r}")
+            raise NotFound("version", version_id or "", f"model {model_id!r} has no version {version_id!r}")
         return version
 
     def delete_version(self, app_id: str, model_id: str, version_id: str) -> None:
         with self._store.write() as tx:
             version = tx.get_version(app_id, model_id, version_id)
             if version is None:
-                raise NotFound(f"model {model_id!r} has no version {version_id!r}")
+                raise NotFound("version", version_id or "", f"model {model_id!r} has no version {version_id!r}")
             tx.delete_version(app_id, model_id, version)
         self.forget(app_id, model_id)
 
@@ -211,7 +213,7 @@ class CustomModels:
         with self._store.write() as tx:
             model = tx.get_model(app_id, model_id)
             if model is None:
-                raise NotFound(f"model {model_id!r} does not exist")
+                raise NotFound("model", model_id)
             version = self._new_version(model, model.next_version, "queued", now)
             tx.put_model(app_id, msgspec.structs.replace(model, next_version=model.next_version + 1))
             tx.put_version(app_id, version)
@@ -333,7 +335,7 @@ class CustomModels:
             if cached == "":
                 with self._store.read() as tx:
                     if tx.get_model(app_id, model_id) is None:
-                        raise NotFound(f"model {model_id!r} does not exist")
+                        raise NotFound("model", model_id)
                     found = next((v for v in tx.iter_versions(app_id, model_id) if v.status == "trained"), None)
                 cached = found.id if found else None
                 with self._cache_lock:

@@ -7,8 +7,22 @@ import time
 import msgspec
 import numpy as np
 
-from loupe.blend import DEFAULT_BLEND, choose_blend, cross_validate, scaled_to, stratified_folds
-from loupe.heads import Head, Targets, exclusive_targets, fit_head, logit_spread, ovr_targets
+from loupe.blend import (
+    DEFAULT_BLEND,
+    choose_blend,
+    cross_validate,
+    scaled_to,
+    stratified_folds,
+)
+from loupe.errors import TrainingFailed
+from loupe.heads import (
+    Head,
+    Targets,
+    exclusive_targets,
+    fit_head,
+    logit_spread,
+    ovr_targets,
+)
 from loupe.store.records import BlendParams
 from loupe.training_set import TrainingSet, example_groups
 
@@ -24,13 +38,6 @@ COARSE_ROWS_PER_CONCEPT = 60
 COARSE_MIN_ROWS = 2000
 REFINE_ITERATIONS = 15
 MIN_POSITIVES_FOR_CV = 4
-
-
-class TrainingFailed(Exception):
-    def __init__(self, failure: str, detail: str) -> None:
-        super().__init__(detail)
-        self.failure = failure  # "no_data" | "no_positives"
-        self.detail = detail
 
 
 class FittedVersion(msgspec.Struct):

@@ -57,7 +57,7 @@ def get_workflow(loupe: Loupe, app_id: str, workflow_id: str) -> Workflow:
     with loupe.store.read() as tx:
         raw = tx.get_workflow(app_id, workflow_id)
     if raw is None:
-        raise NotFound(f"workflow {workflow_id!r} does not exist")
+        raise NotFound("workflow", workflow_id)
     return msgspec.msgpack.decode(raw, type=Workflow)
 
 
