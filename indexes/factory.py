@@ -39,12 +39,16 @@ def save_index(path: Path, index: VectorIndex, header: IndexHeader) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     head = msgspec.json.encode(header)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(_MAGIC + struct.pack(">I", len(head)) + head)
-        f.write(index.to_bytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(_MAGIC + struct.pack(">I", len(head)) + head)
+            f.write(index.to_bytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # disk full: leave no half-written file taking the last space
+        raise
 
 
 def load_index(path: Path) -> tuple[IndexHeader, VectorIndex] | None:

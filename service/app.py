@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from litestar import Litestar, Request, Router, get
+from litestar import Litestar, Request, Response, Router, get
+from litestar.enums import HttpMethod
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.response import File
@@ -17,7 +19,7 @@ from loupe.service import (
     searches_routes,
     workflows_routes,
 )
-from loupe.service.auth import DEPENDENCIES, require_key
+from loupe.service.auth import DEPENDENCIES, PUBLIC, require_key
 from loupe.service.errors import error_response
 from loupe.service.transport import add_security_headers
 
@@ -37,21 +39,50 @@ def index_page() -> File:
 
 @get("/healthz", sync_to_thread=False)
 def healthz(request: Request) -> dict:
-    """Liveness and readiness: the store answers and the default backbone is loaded."""
+    """Public liveness (200 while the process serves) with the readiness verdict; the details are
+    behind a key (GET /v2/loupe/status)."""
     loupe: Loupe = request.app.state.loupe
-    facts = loupe.ready()
-    return {"status": {"code": 10000, "description": "Ok"}, "ready": bool(facts["backbones_loaded"]), **facts}
+    return {"status": {"code": 10000, "description": "Ok"}, "ready": loupe.ready().ready}
+
+
+@get("/readyz", sync_to_thread=False)
+def readyz(request: Request) -> Response:
+    """Readiness for load balancers: 503 while the backbone loads or the training queue is full."""
+    loupe: Loupe = request.app.state.loupe
+    ready = loupe.ready().ready
+    return Response({"ready": ready}, status_code=200 if ready else 503)
+
+
+def options_handlers(handlers: list) -> list[HTTPRouteHandler]:
+    """One public OPTIONS answer per API path, listing every method any handler serves there (Litestar's
+    automatic one lists only the first handler's methods, and would sit behind the key guard)."""
+    methods: dict[str, set[str]] = {}
+    for handler in handlers:
+        for path in handler.paths:
+            methods.setdefault(path, {"OPTIONS"}).update(handler.http_methods)
+    out = []
+    for path, allowed in methods.items():
+        allow = ", ".join(sorted(allowed))
+
+        def answer(allow: str = allow) -> Response:
+            return Response(content=None, status_code=204, headers={"Allow": allow})
+
+        out.append(HTTPRouteHandler(path=path, http_method=[HttpMethod.OPTIONS], include_in_schema=False,
+                                    sync_to_thread=False, name=f"options:{path}", opt=PUBLIC)(answer))
+    return out
 
 
 def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, public_url: str | None = None) -> Litestar:
     """The caller owns `loupe` and closes it (an ASGI lifespan may run more than once per app)."""
     # Every API route sits behind the key guard; only the page, its files, liveness and the schema don't.
+    routes = [*inputs_routes.ROUTES, *concepts_routes.ROUTES, *models_routes.ROUTES, *searches_routes.ROUTES,
+              *workflows_routes.ROUTES, *app_routes.ROUTES]
+    # The OPTIONS answers come first, so Litestar adds no automatic ones; they are marked PUBLIC.
     api = Router(path="/", guards=[require_key], dependencies=DEPENDENCIES,
-                 route_handlers=[*inputs_routes.ROUTES, *concepts_routes.ROUTES, *models_routes.ROUTES,
-                                 *searches_routes.ROUTES, *workflows_routes.ROUTES, *app_routes.ROUTES])
-    public = [healthz, index_page, create_static_files_router(path="/static", directories=[STATIC])]
+                 route_handlers=[*options_handlers(routes), *routes])
+    public = [healthz, readyz, index_page, create_static_files_router(path="/static", directories=[STATIC])]
     app = Litestar(
-        route_handlers=[api, *public],
+        route_handlers=[*public, api],
         exception_handlers={Exception: error_response},
         before_send=[add_security_headers],
         request_max_body_size=max_body_bytes,

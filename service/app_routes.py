@@ -34,4 +34,13 @@ def overview(loupe: Loupe, key: KeyRecord) -> dict:
                    "concepts": concepts, "models": models})
 
 
-ROUTES = [overview]
+@get("/v2/loupe/status")
+@in_thread
+def status(loupe: Loupe, key: KeyRecord) -> dict:
+    """Readiness details for a key holder: why not ready, loaded backbones, training jobs."""
+    facts = loupe.ready()
+    return ok(ready=facts.ready, reasons=facts.reasons, backbones_loaded=facts.backbones_loaded,
+              training_jobs={"all_apps": facts.training_jobs, "this_app": loupe.models.queue.pending(key.app_id)})
+
+
+ROUTES = [overview, status]

@@ -15,12 +15,14 @@ from loupe.service.errors import ApiError
 from loupe.api_keys import KeyRecord, Scope
 from loupe.application import Loupe
 
-# Handlers opt out of the key check only by carrying this in their `opt` (the page, liveness, schema).
+# The API router's handlers skip the key check only when they carry this `opt` (its OPTIONS answers).
 PUBLIC = {"public": True}
 
 
-def require_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+def require_key(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """The caller's key record, checked from the headers alone; kept on the connection for `key`."""
+    if handler.opt.get("public"):
+        return
     values = connection.headers.getall("authorization", [])
     if len(values) > 1:
         raise ApiError(400, 11009, "send exactly one Authorization header")

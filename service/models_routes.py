@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import time
+
+import anyio.to_thread
 
 import msgspec
 from litestar import Request, delete, get, patch, post
@@ -153,12 +156,13 @@ def list_versions(loupe: Loupe, key: KeyRecord, model_id: str, page: int = 1, pe
 
 
 @post("/v2/models/{model_id:str}/versions", status_code=200, guards=WRITE)
-@in_thread
-def train(loupe: Loupe, key: KeyRecord, model_id: str) -> dict:
-    """Small trains finish before the answer (status 21100); large ones answer 21103 and go on."""
-    version = loupe.models.train(key.app_id, model_id)
-    model = loupe.models.get(key.app_id, model_id)
-    return ok(model=_model_out(loupe, key.app_id, model, version))
+async def train(loupe: Loupe, key: KeyRecord, model_id: str) -> dict:
+    """Small trains finish before the answer (status 21100); large ones answer 21103 and go on. The
+    wait for the training queue is awaited, so waiting requests hold no worker thread."""
+    ticket = await anyio.to_thread.run_sync(loupe.models.submit_train, key.app_id, model_id)
+    if ticket.wait:
+        await asyncio.wrap_future(ticket.done)
+    return await anyio.to_thread.run_sync(_model_answer, loupe, key, model_id, ticket.version.id)
 
 
 @get("/v2/models/{model_id:str}/versions/{version_id:str}")
@@ -247,10 +251,12 @@ def model_inputs(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, 
        "/v2/searches/feedback"], status_code=200)
 @in_thread
 def feedback(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody, model_id: str | None = None, version_id: str | None = None) -> dict:
-    """Accepted and stored with the app (a person's verdict on an answer), for later review."""
-    payload = decode(body, dict)
-    loupe.store_feedback(key.app_id, {"model_id": model_id, "version_id": version_id, "path": request.url.path,
-                                      "body": payload})
+    """Accepted and stored with the app (a person's verdict on an answer), for later review. Any key of
+    the app may send it (clients send it beside predictions), about the app's own models only."""
+    if len(body) > loupe.config.max_feedback_bytes:  # refused before decoding, not after
+        raise ApiError(400, 11102, f"feedback is {len(body)} bytes, limit is {loupe.config.max_feedback_bytes}")
+    loupe.store_feedback(key.app_id, decode(body, dict), model_id=model_id, version_id=version_id,
+                         route=request.url.path)
     return ok()
 
 

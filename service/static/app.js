@@ -8,6 +8,7 @@ function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "class") node.className = v; else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "style") node.style.cssText = v;  // CSSOM: the page's CSP refuses style attributes
     else if (v !== false && v != null) node.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children.flat()) if (c != null) node.append(c instanceof Node ? c : String(c));

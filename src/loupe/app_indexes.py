@@ -117,7 +117,11 @@ class AppIndexes:
             log.warning("index of app %s holds %d vectors, store %s: not saved", app.id, index.count(), checksum)
             return
         header = IndexHeader(kind=index.kind, dim=index.dim, count=index.count(), checksum=checksum, tag=app.backbone)
-        save_index(self.path(app.id), index, header)
+        try:
+            save_index(self.path(app.id), index, header)
+        except OSError as exc:  # e.g. disk full: the file is a cache, so serve on and save later
+            log.warning("index of app %s not saved (%s); it stays in memory and is saved later", app.id, exc)
+            return
         self._dirty.discard(app.id)
 
     def save_all(self, apps: list[App]) -> None:

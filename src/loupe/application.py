@@ -21,11 +21,11 @@ from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE, BackboneCac
 from loupe.config import Config
 from loupe.custom_models import CustomModels
 from loupe.embedding_cache import embed_once
-from loupe.errors import Conflict, ImageError, InvalidArgument, NotFound
+from loupe.errors import Busy, Conflict, ImageError, InvalidArgument, NotFound, QuotaExceeded
 from loupe.ids import check_id, check_name, new_id
 from loupe.imaging import DecodedImage, decode_image
 from loupe.label_mirror import LabelMirror
-from loupe.labels import EditAction, InputEdit, apply_edit, check_labels
+from loupe.labels import EditAction, InputEdit, apply_edit, check_labels, check_metadata
 from loupe.pagination import page_window
 from loupe.retrainer import Retrainer
 from loupe.search import (
@@ -53,6 +53,13 @@ class NewInput(msgspec.Struct, kw_only=True):
 class AddedInputs(msgspec.Struct):
     inputs: list[Input]
     embedded: int  # how many images had to go through the backbone (the rest were cached)
+
+
+class Readiness(msgspec.Struct):
+    ready: bool
+    reasons: list[str]
+    backbones_loaded: list[str]
+    training_jobs: int  # queued or running, all apps
 
 
 class AppSummary(msgspec.Struct):
@@ -153,6 +160,7 @@ class Loupe:
             models = list(tx.iter_models(app_id))
             for model in models:
                 tx.delete_model(app_id, model.id)
+            tx.delete_feedback(app_id)
             tx.delete_app(app_id)
         for model in models:
             self.models.forget(app_id, model.id)
@@ -178,6 +186,7 @@ class Loupe:
             seen.add(input_id)
         for item in items:
             check_labels(item.concepts, item.not_concepts)
+            check_metadata(item.metadata)
             for concept_id in itertools.chain(item.concepts, item.not_concepts):
                 check_id("concept", concept_id)
         decoded = [self._decode(item.image, position, input_id)
@@ -346,13 +355,26 @@ class Loupe:
                     self.retrainer.touch(app_id, model.id)
 
     def _retrain(self, app_id: str, model_id: str) -> None:
-        self.models.train(app_id, model_id, wait=True)
+        try:
+            self.models.train(app_id, model_id, wait=True)
+        except Busy:
+            if self.retrainer is not None:
+                self.retrainer.touch(app_id, model_id)  # the app's queue is full: try again later
 
-    def store_feedback(self, app_id: str, feedback: dict[str, Any]) -> None:
-        """Keep a person's feedback on an answer (Clarifai's feedback routes), one record each."""
+    def store_feedback(self, app_id: str, body: dict[str, Any], *, model_id: str | None = None,
+                       version_id: str | None = None, route: str = "") -> None:
+        """Keep a person's feedback on an answer (Clarifai's feedback routes), one record each, about
+        this app's own models only; bounded in size per record and in count per app."""
         self.get_app(app_id)
-        record = msgspec.json.encode({"at": time.time(), **feedback})
+        if model_id is not None:
+            self.models.version(app_id, model_id, version_id) if version_id else self.models.get(app_id, model_id)
+        record = msgspec.json.encode({"at": time.time(), "model_id": model_id, "version_id": version_id,
+                                      "path": route, "body": body})
+        if len(record) > self.config.max_feedback_bytes:
+            raise InvalidArgument(f"feedback is {len(record)} bytes, limit is {self.config.max_feedback_bytes}")
         with self.store.write() as tx:
+            if tx.feedback_count(app_id) >= self.config.max_feedback_per_app:
+                raise QuotaExceeded(f"this app already holds {self.config.max_feedback_per_app} feedback records")
             tx.put_feedback(app_id, new_id(), record)
 
     # ------------------------------------------------------------ concepts
@@ -425,11 +447,19 @@ class Loupe:
         flt = SearchFilter(seqs=tuple(int(s) for s in seqs))
         return [hit.input for hit in self.search_by_filter(app_id, flt, page=page, per_page=per_page)]
 
-    def ready(self) -> dict[str, Any]:
-        """Readiness facts for health checks: the store answers; which backbones are loaded."""
-        with self.store.read() as tx:
-            apps = len(tx.list_apps())
-        return {"store": "open", "apps": apps, "backbones_loaded": self.backbones.loaded_ids()}
+    def ready(self) -> Readiness:
+        """Whether this process should get traffic: the store answers, the default backbone is loaded,
+        and the training queue is not full."""
+        with self.store.read():
+            pass  # the store answers
+        loaded = self.backbones.loaded_ids()
+        reasons = []
+        if DEFAULT_BACKBONE not in loaded:
+            reasons.append(f"backbone {DEFAULT_BACKBONE} is not loaded yet")
+        if self.models.queue.saturated:
+            reasons.append("the training queue is full")
+        return Readiness(ready=not reasons, reasons=reasons, backbones_loaded=loaded,
+                         training_jobs=self.models.queue.pending())
 
     def concept_counts(self, app_id: str, concept_id: str) -> tuple[int, int]:
         """(positive, negative) annotation counts."""

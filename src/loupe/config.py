@@ -27,6 +27,9 @@ class Config(msgspec.Struct, frozen=True):
     # Trains with at most this many examples finish within the request; larger ones are queued.
     sync_train_max_examples: int = 20_000
     max_concurrent_trainings: int = 1
+    # Trains and evaluations queued or running: per app (more get 429), and in all (readiness turns false).
+    training_queue_per_app: int = 4
+    training_queue_total: int = 64
     # After label edits, models that asked for it retrain once the labels have been quiet this long.
     auto_retrain: bool = True
     retrain_delay_seconds: float = 2.0
@@ -38,6 +41,9 @@ class Config(msgspec.Struct, frozen=True):
     # Where clients reach this server (image URLs in answers are built from it, not from Host headers);
     # empty: `loupe serve` uses its bind address.
     public_url: str = ""
+    # Feedback (Clarifai's feedback routes; any key of the app may send it): per record and per app.
+    max_feedback_bytes: int = 64 * 1024
+    max_feedback_per_app: int = 10_000
     # Local weight files per backbone id (e.g. {"clip-vit-b-32": "/models/clip.pt"}).
     weights: dict[str, str] = {}
     clip_pretrained_tag: str = "laion2b_s34b_b79k"

@@ -6,9 +6,10 @@ and the app's *current* labels, so a label edit changes answers before any retra
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -17,6 +18,7 @@ import numpy as np
 from loupe.advice import Finding, advise
 from loupe.embedding_cache import embed_once
 from loupe.errors import (
+    Busy,
     Conflict,
     InvalidArgument,
     ModelNotTrained,
@@ -31,10 +33,17 @@ from loupe.pagination import page_window
 from loupe.prediction import LoadedVersion, Prediction, predict
 from loupe.store.records import Evaluation, Model, ModelVersion
 from loupe.training import fit_version
+from loupe.training_queue import FairQueue
 from loupe.training_set import LabelRule, collect
 
 if TYPE_CHECKING:
     from loupe.application import Loupe
+
+
+class TrainTicket(msgspec.Struct):
+    version: ModelVersion  # as queued
+    done: Future  # resolves when the train has finished (its outcome is on the stored version)
+    wait: bool  # small enough to answer the request only once trained
 
 
 class CustomModels:
@@ -46,11 +55,11 @@ class CustomModels:
         self._allow: dict[tuple[str, LabelRule], tuple[int, np.ndarray]] = {}
         self._cache_lock = threading.Lock()
         self._train_locks: dict[tuple[str, str], threading.Lock] = {}
-        self._queue = ThreadPoolExecutor(max_workers=loupe.config.max_concurrent_trainings,
-                                         thread_name_prefix="loupe-train")
+        cfg = loupe.config
+        self.queue = FairQueue(cfg.max_concurrent_trainings, cfg.training_queue_per_app, cfg.training_queue_total)
 
     def close(self) -> None:
-        self._queue.shutdown(wait=True, cancel_futures=True)
+        self.queue.shutdown()
 
     def recover_interrupted(self) -> int:
         """At start-up: trains and evaluations that a crash or kill cut short are marked failed (with a
@@ -81,9 +90,10 @@ class CustomModels:
         check_id("model", model_id)
         concepts = [check_id("concept", c) for c in dict.fromkeys(concept_ids)]
         now = time.time()
+        # A fresh incarnation: a train the model's deleted namesake started cannot write into it.
         model = Model(id=model_id, name=check_name("model", name or model_id), concept_ids=concepts,
                       mutually_exclusive=mutually_exclusive, closed_environment=closed_environment,
-                      auto_retrain=auto_retrain, created_at=now, next_version=2)
+                      auto_retrain=auto_retrain, created_at=now, next_version=2, incarnation=new_id())
         version = self._new_version(model, 1, "untrained", now)
         with self._store.write() as tx:
             if tx.get_model(app_id, model_id) is not None:
@@ -191,7 +201,7 @@ class CustomModels:
     def _new_version(self, model: Model, seq: int, status: str, now: float) -> ModelVersion:
         return ModelVersion(id=new_id(), seq=seq, model_id=model.id, created_at=now, status=status,
                             concept_ids=list(model.concept_ids), mutually_exclusive=model.mutually_exclusive,
-                            closed_environment=model.closed_environment)
+                            closed_environment=model.closed_environment, model_incarnation=model.incarnation)
 
     def forget_labels(self, app_id: str) -> None:
         """The app's labels were reloaded: allow-lists derived from them are void."""
@@ -208,6 +218,15 @@ class CustomModels:
     def train(self, app_id: str, model_id: str, *, wait: bool | None = None) -> ModelVersion:
         """Snapshot the model and create a queued version. Small trains finish before this returns
         (wait=None decides by size); large ones run on the training queue. Returns the version."""
+        ticket = self.submit_train(app_id, model_id)
+        if ticket.wait if wait is None else wait:
+            ticket.done.result()
+            return self.version(app_id, model_id, ticket.version.id)
+        return ticket.version
+
+    def submit_train(self, app_id: str, model_id: str) -> TrainTicket:
+        """Queue a train; the caller may wait on `done` (an async handler awaits it without a thread).
+        Raises Busy when the app (or the queue) has as many jobs as it may."""
         app = self._loupe.get_app(app_id)
         now = time.time()
         with self._store.write() as tx:
@@ -217,15 +236,15 @@ class CustomModels:
             version = self._new_version(model, model.next_version, "queued", now)
             tx.put_model(app_id, msgspec.structs.replace(model, next_version=model.next_version + 1))
             tx.put_version(app_id, version)
+        try:
+            done = self.queue.submit(app_id, functools.partial(self._run_training, app.id, version))
+        except Busy:
+            with self._store.write() as tx:
+                tx.delete_version(app_id, model_id, version)  # refused: no version stays 'queued'
+            raise
         rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
         examples = sum(1 for e in self._loupe.labels.get(app_id).entries.values() if rule.relevant(e))
-        if wait is None:
-            wait = examples <= self._loupe.config.sync_train_max_examples
-        future = self._queue.submit(self._run_training, app.id, version)
-        if wait:
-            future.result()
-            return self.version(app_id, model_id, version.id)
-        return version
+        return TrainTicket(version, done, examples <= self._loupe.config.sync_train_max_examples)
 
     def _run_training(self, app_id: str, version: ModelVersion) -> None:
         key = (app_id, version.model_id)
@@ -270,10 +289,15 @@ class CustomModels:
 
     def _write_version(self, app_id: str, version: ModelVersion) -> None:
         with self._store.write() as tx:
-            if tx.get_model(app_id, version.model_id) is None:
-                return  # deleted while training
+            if not self._same_incarnation(tx, app_id, version):
+                return  # deleted while training (and perhaps created anew: not this version's model)
             tx.put_version(app_id, version)
         self.forget(app_id, version.model_id)
+
+    @staticmethod
+    def _same_incarnation(tx, app_id: str, version: ModelVersion) -> bool:
+        model = tx.get_model(app_id, version.model_id)
+        return model is not None and model.incarnation == version.model_incarnation
 
     # --------------------------------------------------------- evaluation
     def _examples_of(self, app_id: str, version: ModelVersion):
@@ -289,7 +313,11 @@ class CustomModels:
             raise ModelNotTrained(f"version {version_id!r} is {version.status}; only trained versions are evaluated")
         queued = msgspec.structs.replace(version, evaluation=Evaluation(status="queued", created_at=time.time()))
         self._write_version(app_id, queued)
-        future = self._queue.submit(self._run_evaluation, app_id, queued)
+        try:
+            future = self.queue.submit(app_id, functools.partial(self._run_evaluation, app_id, queued))
+        except Busy:
+            self._update_evaluation(app_id, queued, version.evaluation)  # refused: back as it was
+            raise
         if wait:
             future.result()
             return self.version(app_id, model_id, version_id)
@@ -307,10 +335,10 @@ class CustomModels:
             raise
         self._update_evaluation(app_id, version, result)
 
-    def _update_evaluation(self, app_id: str, version: ModelVersion, result: Evaluation) -> None:
+    def _update_evaluation(self, app_id: str, version: ModelVersion, result: Evaluation | None) -> None:
         with self._store.write() as tx:
             current = tx.get_version(app_id, version.model_id, version.id)
-            if current is not None:
+            if current is not None and self._same_incarnation(tx, app_id, version):
                 tx.put_version(app_id, msgspec.structs.replace(current, evaluation=result))
         self.forget(app_id, version.model_id)
 

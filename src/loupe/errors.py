@@ -89,6 +89,10 @@ class Busy(LoupeError):
         self.retry_after = retry_after
 
 
+class QuotaExceeded(LoupeError):
+    """An app holds as many of something (e.g. feedback records) as it may."""
+
+
 class TooLong(LoupeError):
     """A request ran past its deadline and was stopped (it changed nothing)."""
 

@@ -45,7 +45,11 @@ def scan_folder(root: Path) -> list[FolderImage]:
 def input_id_for(rel: Path) -> str:
     """Stable id from the relative path, so a second import recognises what it already stored."""
     input_id = ":".join(rel.parts)
-    if len(input_id) > MAX_ID_LENGTH or not input_id.isprintable():
+    try:
+        fits = len(input_id.encode("utf-8")) <= MAX_ID_LENGTH and input_id.isprintable()
+    except UnicodeEncodeError:  # a file name that is not UTF-8
+        fits = False
+    if not fits:
         input_id = "file:" + hashlib.sha256(str(rel).encode()).hexdigest()[:40]
     return input_id
 

@@ -24,6 +24,22 @@ class InputEdit(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] | None = None
 
 
+MAX_METADATA_BYTES = 64 * 1024
+
+
+def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata must be storable: integers within 64 bits, text without lone surrogates, at most 64 KiB."""
+    try:
+        size = len(msgspec.msgpack.encode(metadata))
+    except OverflowError:
+        raise InvalidArgument("metadata holds an integer outside the 64-bit range") from None
+    except (UnicodeEncodeError, TypeError, ValueError) as exc:
+        raise InvalidArgument(f"metadata cannot be stored: {exc}") from None
+    if size > MAX_METADATA_BYTES:
+        raise InvalidArgument(f"metadata is {size} bytes encoded, limit is {MAX_METADATA_BYTES}")
+    return metadata
+
+
 def check_labels(concepts: list[str], not_concepts: list[str]) -> None:
     both = set(concepts) & set(not_concepts)
     if both:
@@ -53,4 +69,5 @@ def apply_edit(record: Input, action: EditAction, edit: InputEdit) -> Input:
         metadata = record.metadata if edit.metadata is None else dict(edit.metadata)
     else:  # pragma: no cover - Enum exhausts the cases
         raise InvalidArgument(f"unknown action {action!r}")
-    return msgspec.structs.replace(record, concepts=_unique(pos), not_concepts=_unique(neg), metadata=metadata)
+    return msgspec.structs.replace(record, concepts=_unique(pos), not_concepts=_unique(neg),
+                                   metadata=check_metadata(metadata))

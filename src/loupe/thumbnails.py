@@ -6,6 +6,7 @@ import io
 
 from PIL import Image
 
+from loupe.errors import StorageFull
 from loupe.imaging import to_rgb
 from loupe.store import Store
 
@@ -26,6 +27,9 @@ def thumbnail(store: Store, sha256: str, original: bytes) -> bytes:
     out = io.BytesIO()
     img.save(out, "JPEG", quality=80)
     data = out.getvalue()
-    with store.write() as tx:
-        tx.put_thumbnail(sha256, data)
+    try:
+        with store.write() as tx:
+            tx.put_thumbnail(sha256, data)
+    except StorageFull:
+        pass  # a cache: served without keeping it while the disk is full
     return data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,13 +13,14 @@ import lmdb
 import msgspec
 import numpy as np
 
+from loupe.errors import StorageFull
 from loupe.store import keys as K
 from loupe.store.records import App, Concept, Input, Model, ModelVersion
 
 T = TypeVar("T", bound=msgspec.Struct)
 
 _DATABASES = ("apps", "inputs", "input_order", "labels", "concepts", "embeddings", "blobs", "blob_refs",
-              "models", "versions", "feedback", "api_keys", "workflows", "thumbnails")
+              "models", "versions", "feedback", "api_keys", "workflows", "thumbnails", "counters")
 MAX_DATABASES = 32
 
 
@@ -43,9 +45,18 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[WriteTxn]:
-        """Commits when the block ends normally; any exception aborts, leaving nothing behind."""
-        with self.env.begin(write=True) as txn:
-            yield WriteTxn(self, txn)
+        """Commits when the block ends normally; any exception aborts, leaving nothing behind. A full
+        disk or map is StorageFull (507): the write is refused whole and reads go on working."""
+        try:
+            with self.env.begin(write=True) as txn:
+                yield WriteTxn(self, txn)
+        except lmdb.MapFullError:
+            raise StorageFull("storage full: the store reached its size limit (lmdb_map_size); nothing was "
+                              "written") from None
+        except lmdb.Error as exc:
+            if "No space left" in str(exc) or getattr(exc, "errno", None) == errno.ENOSPC:
+                raise StorageFull("storage full: no space left on the data disk; nothing was written") from None
+            raise
 
     def close(self) -> None:
         self.env.close()
@@ -142,6 +153,10 @@ class ReadTxn:
         for _, value in self.txn.cursor(db=self.store.db("api_keys")):
             yield value
 
+    def feedback_count(self, app_id: str) -> int:
+        raw = self._get("counters", K.join(app_id, "feedback"))
+        return 0 if raw is None else struct.unpack(">Q", raw)[0]
+
     def get_workflow(self, app_id: str, workflow_id: str) -> bytes | None:
         return self._get("workflows", K.join(app_id, workflow_id))
 
@@ -224,6 +239,13 @@ class WriteTxn(ReadTxn):
 
     def put_feedback(self, app_id: str, feedback_id: str, record: bytes) -> None:
         self._put("feedback", K.join(app_id, feedback_id), record)
+        self._put("counters", K.join(app_id, "feedback"), struct.pack(">Q", self.feedback_count(app_id) + 1))
+
+    def delete_feedback(self, app_id: str) -> None:
+        keys = [key for key, _ in self.iter_prefix("feedback", K.prefix(app_id))]
+        for key in keys:
+            self._delete("feedback", key)
+        self._delete("counters", K.join(app_id, "feedback"))
 
     def put_model(self, app_id: str, model: Model) -> None:
         self._put("models", K.join(app_id, model.id), msgspec.msgpack.encode(model))

@@ -49,6 +49,9 @@ class Model(msgspec.Struct, kw_only=True):
     auto_retrain: bool = True
     created_at: float
     next_version: int = 1
+    # New on every create: a version records the incarnation it was started for, so a train still
+    # running when its model was deleted (and the id re-used) cannot write into the new model.
+    incarnation: str = ""
 
 
 class BlendParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,6 +115,7 @@ class ModelVersion(msgspec.Struct, kw_only=True):
     concept_ids: list[str] = []
     mutually_exclusive: bool = False
     closed_environment: bool = False
+    model_incarnation: str = ""  # Model.incarnation when this version was made
     backbone: str = ""
     dim: int = 0
     weights: bytes = b""  # float32 [len(concept_ids), dim]
