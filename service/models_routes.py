@@ -7,7 +7,6 @@ import fnmatch
 import time
 
 import anyio.to_thread
-
 import msgspec
 from litestar import Request, delete, get, patch, post
 from litestar.params import RawBody

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import threading
 import time
 from typing import Any
 
@@ -21,7 +22,14 @@ from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE, BackboneCac
 from loupe.config import Config
 from loupe.custom_models import CustomModels
 from loupe.embedding_cache import embed_once
-from loupe.errors import Busy, Conflict, ImageError, InvalidArgument, NotFound, QuotaExceeded
+from loupe.errors import (
+    Busy,
+    Conflict,
+    ImageError,
+    InvalidArgument,
+    NotFound,
+    QuotaExceeded,
+)
 from loupe.ids import check_id, check_name, new_id
 from loupe.imaging import DecodedImage, decode_image
 from loupe.label_mirror import LabelMirror
@@ -79,6 +87,9 @@ class Loupe:
         self.labels = LabelMirror(self.store)
         self._generations: dict[str, int] = {}  # per app: the generation our caches reflect
         self.keys = ApiKeys(self.store)
+        # Decoding and embedding new images hold large buffers (a 40 MP photo is 120 MB of pixels) and
+        # all the cores: at most this many run at once, the rest wait, so memory and latency stay bounded.
+        self.embed_gate = threading.BoundedSemaphore(config.embed_concurrency)
         self.urls = UrlFetcher(UrlPolicy(timeout_seconds=config.url_timeout_seconds, max_bytes=config.images.max_bytes,
                                          allow_hosts=tuple(config.url_allow_hosts),
                                          max_concurrent=config.url_max_concurrent))
@@ -189,10 +200,12 @@ class Loupe:
             check_metadata(item.metadata)
             for concept_id in itertools.chain(item.concepts, item.not_concepts):
                 check_id("concept", concept_id)
-        decoded = [self._decode(item.image, position, input_id)
-                   for position, (item, input_id) in enumerate(zip(items, ids))]
         backbone = self.backbone(app)
-        embedded = embed_once(self.store, backbone, decoded)
+        with self.embed_gate:
+            decoded = [self._decode(item.image, position, input_id)
+                       for position, (item, input_id) in enumerate(zip(items, ids))]
+            embedded = embed_once(self.store, backbone, decoded)
+        decoded = [msgspec.structs.replace(d, image=None) for d in decoded]  # pixels not needed past here
         now = time.time()
         with self.indexes.lock(app_id):
             with self.store.write() as tx:
@@ -471,9 +484,13 @@ class Loupe:
     def search_by_image(self, app_id: str, image: bytes, *, page: int = 1, per_page: int = 20,
                         flt: SearchFilter | None = None) -> list[SearchHit]:
         app = self.get_app(app_id)
-        decoded = decode_image(image, self.config.images)
-        vector = embed_once(self.store, self.backbone(app), [decoded]).vectors[0]
-        return self.search_by_vector(app, vector, page=page, per_page=per_page, flt=flt)
+        return self.search_by_vector(app, self.image_vectors(app, [image])[0], page=page, per_page=per_page, flt=flt)
+
+    def image_vectors(self, app: App, images: list[bytes]) -> np.ndarray:
+        """Decode and embed (or look up) images for a prediction or search, within the embedding gate."""
+        with self.embed_gate:
+            decoded = [decode_image(data, self.config.images) for data in images]
+            return embed_once(self.store, self.backbone(app), decoded).vectors
 
     def search_by_input(self, app_id: str, input_id: str, *, page: int = 1, per_page: int = 20,
                         flt: SearchFilter | None = None) -> list[SearchHit]:

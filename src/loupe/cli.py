@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from loupe.allocator import keep_large_buffers_returnable
 from loupe.application import Loupe
 from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE
 from loupe.config import config_from_env
@@ -155,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("serve", "import"):
+        keep_large_buffers_returnable()
     try:
         return args.func(args)
     except LoupeError as exc:

@@ -20,6 +20,7 @@ class Config(msgspec.Struct, frozen=True):
     lmdb_map_size: int = 64 * 1024**3
     torch_threads: int = max(1, os.cpu_count() or 1)
     embed_batch_size: int = 32
+    embed_concurrency: int = max(2, os.cpu_count() or 1)  # requests decoding + embedding new images at once
     # Exact search streams every vector per query (66 MB at 12.9k x 1280 fp32: ~5 ms, memory-bound);
     # above this many vectors an IVF index scans about a quarter of them.
     approx_index_threshold: int = 10_000
@@ -35,6 +36,8 @@ class Config(msgspec.Struct, frozen=True):
     retrain_delay_seconds: float = 2.0
     # URL inputs: hosts that may resolve to private/loopback addresses (empty: none may).
     url_allow_hosts: tuple[str, ...] = ()
+    # A search (predicted-concept filters score every input once per model version and labels) stops here.
+    search_deadline_seconds: float = 10.0
     url_timeout_seconds: float = 10.0  # one URL, connect to last byte, redirects included
     url_request_seconds: float = 30.0  # all the URLs of one request together
     url_max_concurrent: int = 8  # URL downloads in flight; beyond, requests get 429 (a stalled host holds a slot)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
@@ -16,18 +17,17 @@ import msgspec
 import numpy as np
 
 from loupe.advice import Finding, advise
-from loupe.embedding_cache import embed_once
 from loupe.errors import (
     Busy,
     Conflict,
     InvalidArgument,
     ModelNotTrained,
     NotFound,
+    TooLong,
     TrainingFailed,
 )
 from loupe.evaluation import evaluate
 from loupe.ids import check_id, check_name, new_id
-from loupe.imaging import decode_image
 from loupe.labels import EditAction
 from loupe.pagination import page_window
 from loupe.prediction import LoadedVersion, Prediction, predict
@@ -38,6 +38,10 @@ from loupe.training_set import LabelRule, collect
 
 if TYPE_CHECKING:
     from loupe.application import Loupe
+
+
+PREDICTED_THRESHOLD = 0.5  # a predicted-concept search keeps inputs scored at least this
+SCORED_CACHE_ENTRIES = 4  # (model version, labels) score tables kept; each is inputs x concepts floats
 
 
 class TrainTicket(msgspec.Struct):
@@ -54,6 +58,8 @@ class CustomModels:
         self._latest_trained: dict[tuple[str, str], str | None] = {}
         self._allow: dict[tuple[str, LabelRule], tuple[int, np.ndarray]] = {}
         self._cache_lock = threading.Lock()
+        # Scores of every input of an app, per (model, version, labels version): predicted-concept search.
+        self._scored: OrderedDict[tuple[str, str, str, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._train_locks: dict[tuple[str, str], threading.Lock] = {}
         cfg = loupe.config
         self.queue = FairQueue(cfg.max_concurrent_trainings, cfg.training_queue_per_app, cfg.training_queue_total)
@@ -409,12 +415,58 @@ class CustomModels:
         return predict(loaded, np.asarray(vectors, np.float32).reshape(len(vectors), -1), labels, index,
                        self._allowed(app_id, loaded.rule))
 
+    def inputs_predicted(self, app_id: str, concept_id: str, positive: bool, deadline: float) -> set[int] | None:
+        """The app's inputs that its newest trained model with this concept predicts (score >= 0.5) or,
+        with positive=False, does not. None when no trained model knows the concept. Every input is
+        scored once per (version, labels) and cached; scoring stops with TooLong at `deadline`."""
+        found = self._newest_trained_with(app_id, concept_id)
+        if found is None:
+            return None
+        seqs, scores = self._all_scores(app_id, found, deadline)
+        column = scores[:, found.concept_ids.index(concept_id)]
+        return set(seqs[(column >= PREDICTED_THRESHOLD) == positive].tolist())
+
+    def _newest_trained_with(self, app_id: str, concept_id: str) -> ModelVersion | None:
+        for model in self.list(app_id, per_page=1000):
+            try:
+                version = self._loaded_latest(app_id, model.id).version
+            except (ModelNotTrained, NotFound):
+                continue
+            if concept_id in version.concept_ids:
+                return version
+        return None
+
+    def _all_scores(self, app_id: str, version: ModelVersion, deadline: float) -> tuple[np.ndarray, np.ndarray]:
+        labels = self._loupe.labels.get(app_id)
+        key = (app_id, version.model_id, version.id, labels.version)
+        with self._cache_lock:
+            cached = self._scored.get(key)
+            if cached is not None:
+                self._scored.move_to_end(key)
+                return cached
+        app = self._loupe.get_app(app_id)
+        seqs = np.asarray(sorted(list(labels.entries)), np.int64)  # a snapshot: edits may go on
+        scores = np.zeros((len(seqs), len(version.concept_ids)), np.float32)
+        for start in range(0, len(seqs), 1024):
+            if time.monotonic() > deadline:
+                raise TooLong("searching by predicted concepts took too long for this app's size; "
+                              "narrow the search with annotated concepts or metadata")
+            chunk = seqs[start:start + 1024]
+            for row, p in enumerate(self.predict_vectors(app_id, version.model_id, self._loupe.embeddings_of(app, chunk),
+                                                         version.id)):
+                for c in p.concepts:
+                    scores[start + row, version.concept_ids.index(c.concept_id)] = c.value
+        with self._cache_lock:
+            self._scored[key] = (seqs, scores)
+            while len(self._scored) > SCORED_CACHE_ENTRIES:
+                self._scored.popitem(last=False)
+        return seqs, scores
+
     def predict_images(self, app_id: str, model_id: str, images: list[bytes],
                        version_id: str | None = None) -> list[Prediction]:
         app = self._loupe.get_app(app_id)
         self._loaded_latest(app_id, model_id, version_id)  # fail before embedding if untrained
-        decoded = [decode_image(data, self._loupe.config.images) for data in images]
-        vectors = embed_once(self._store, self._loupe.backbone(app), decoded).vectors
+        vectors = self._loupe.image_vectors(app, images)
         return self.predict_vectors(app_id, model_id, vectors, version_id)
 
     def predict_inputs(self, app_id: str, model_id: str, input_ids: list[str],

@@ -21,7 +21,7 @@ from loupe.errors import (
 
 
 class DecodedImage(msgspec.Struct, frozen=True):
-    image: Image.Image
+    image: Image.Image | None  # None once embedded, so a batch does not keep its pixels
     sha256: str
     format: str
     width: int

@@ -8,11 +8,9 @@ from typing import TYPE_CHECKING
 import msgspec
 import numpy as np
 
-from loupe.embedding_cache import embed_once
 from loupe.errors import CapabilityMissing, Conflict, InvalidArgument, NotFound
 from loupe.heads import head_probabilities
 from loupe.ids import check_id
-from loupe.imaging import decode_image
 from loupe.prediction import ConceptScore, Prediction
 
 if TYPE_CHECKING:
@@ -96,8 +94,7 @@ def run_workflow(loupe: Loupe, app_id: str, images: list[bytes], steps: list[Wor
     if not steps:
         raise InvalidArgument("a workflow needs at least one model")
     app = loupe.get_app(app_id)
-    decoded = [decode_image(data, loupe.config.images) for data in images]
-    vectors = embed_once(loupe.store, loupe.backbone(app), decoded).vectors  # once, for every step
+    vectors = loupe.image_vectors(app, images)  # once, for every step
     results = []
     for step in steps:
         if step.model_id == GENERAL_MODEL_ID:
