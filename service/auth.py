@@ -24,7 +24,7 @@ def require_key(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     if handler.opt.get("public"):
         return
     values = connection.headers.getall("authorization", [])
-    if len(values) > 1:
+    if len(values) > 1 or "," in (values[0] if values else ""):  # repeated, or folded into one by a proxy
         raise ApiError(400, 11009, "send exactly one Authorization header")
     scheme, _sep, key = (values[0] if values else "").partition(" ")
     key = key.strip()

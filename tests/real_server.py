@@ -29,13 +29,13 @@ def new_app(data: Path, app_id: str) -> str:
 
 
 class Server:
-    def __init__(self, data: Path, port: int | None = None) -> None:
-        self.data, self.port = data, port or free_port()
+    def __init__(self, data: Path, port: int | None = None, args: tuple[str, ...] = ()) -> None:
+        self.data, self.port, self.args = data, port or free_port(), args
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Server:
-        self.proc = subprocess.Popen([sys.executable, "-m", "loupe.cli", "serve", "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "loupe.cli", "serve", "--port", str(self.port), *self.args],
                                      env={**os.environ, "LOUPE_DATA_DIR": str(self.data)},
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120

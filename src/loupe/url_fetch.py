@@ -171,6 +171,8 @@ def _one_hop(target: _Target, address: str, policy: UrlPolicy, deadline: float) 
             raise UrlFetchError(f"URL took longer than {policy.timeout_seconds:.0f} s")
         return 200, "", b"".join(chunks)
     except UrlFetchError:
+        if time.monotonic() >= deadline:  # the watchdog cut the answer short: that is the real cause
+            raise UrlFetchError(f"URL took longer than {policy.timeout_seconds:.0f} s") from None
         raise
     except (OSError, http.client.HTTPException, ValueError) as exc:
         if time.monotonic() >= deadline or isinstance(exc, TimeoutError):
