@@ -5,6 +5,7 @@ view. Screenshots of each view go to artifacts/screenshots/."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,21 @@ def page():
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
-        yield context.new_page()
+        page = context.new_page()
+        page.csp_violations = []  # the page runs under its real Content-Security-Policy
+        page.on("console", lambda m: "Content Security Policy" in m.text and page.csp_violations.append(m.text))
+        yield page
+        assert page.csp_violations == []
         browser.close()
+
+
+def wait_until(page, expression: str, timeout: int = 30_000) -> None:
+    """Poll a JS expression from outside the page (Playwright's wait_for_function evaluates strings
+    inside the page, which its CSP forbids, rightly)."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.1)
 
 
 def shot(page, name: str) -> None:
@@ -37,8 +51,8 @@ def shot(page, name: str) -> None:
 def upload(page, concepts: str, files: list[Path], done_before: int) -> None:
     page.fill("#up-concepts", concepts)
     page.set_input_files("#files", [str(f) for f in files])
-    page.wait_for_function(
-        f"document.querySelectorAll('#upload-list .state.ok, #upload-list .state.failed').length >= {done_before + len(files)}",
+    wait_until(
+        page, f"document.querySelectorAll('#upload-list .state.ok, #upload-list .state.failed').length >= {done_before + len(files)}",
         timeout=120_000)
 
 
@@ -64,16 +78,16 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     failed = page.inner_text("#upload-list li[data-file='broken.jpg']")
     assert "failed" in failed and "not an image" in failed
     wrong_id = page.inner_text("#upload-list li[data-file='actually-a-hat.jpg'] .state").split("stored as ")[1]
-    page.wait_for_function("document.querySelectorAll('#grid figure').length === 17")
-    page.wait_for_function("[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)")
+    wait_until(page, "document.querySelectorAll('#grid figure').length === 17")
+    wait_until(page, "[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)")
     # Label a selection at once, then browse by that concept.
     page.check("#grid figure:nth-child(1) input[type=checkbox]")
     page.check("#grid figure:nth-child(2) input[type=checkbox]")
     page.fill("#label-concept", "favourite")
     page.click("#apply-label")
-    page.wait_for_function("document.querySelector('#label-status').textContent.includes('2 input(s) labeled favourite')")
+    wait_until(page, "document.querySelector('#label-status').textContent.includes('2 input(s) labeled favourite')")
     page.select_option("#filter", "favourite")
-    page.wait_for_function("document.querySelectorAll('#grid figure').length === 2")
+    wait_until(page, "document.querySelectorAll('#grid figure').length === 2")
     shot(page, "1-inputs")
     page.select_option("#filter", "")
 
@@ -89,7 +103,7 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     page.check("#model-me")
     page.click("#model-form button[type=submit]")
     page.click("text=Train garments")
-    page.wait_for_function("document.querySelector('#train-status').textContent.includes('trained')", timeout=60_000)
+    wait_until(page, "document.querySelector('#train-status').textContent.includes('trained')", timeout=60_000)
     assert "trained" in page.inner_text("#models-table tr[data-model=garments] .version")
     shot(page, "2-models")
 

@@ -37,7 +37,9 @@ from loupe.labels import EditAction, InputEdit, apply_edit, check_labels, check_
 from loupe.pagination import page_window
 from loupe.retrainer import Retrainer
 from loupe.search import (
+    MAX_PREDICTED_CONCEPTS,
     SearchFilter,
+    SearchQuery,
     SearchHit,
     allowed_seqs,
     filtered_inputs,
@@ -481,6 +483,37 @@ class Loupe:
                     len(tx.labelled_seqs(app_id, concept_id, False)))
 
     # -------------------------------------------------------------- search
+    def search(self, app_id: str, query: SearchQuery) -> list[SearchHit]:
+        """Run a search query; predicted-concept filters share one deadline (TooLong past it)."""
+        app = self.get_app(app_id)
+        predicted = list(dict.fromkeys(query.predicted))  # a repeated filter costs nothing more
+        if len({(p.concept_id, p.positive) for p in predicted}) > MAX_PREDICTED_CONCEPTS:
+            raise InvalidArgument(f"a search may filter by at most {MAX_PREDICTED_CONCEPTS} predicted concepts")
+        sources = [s for s in (query.image, query.input_id, query.text) if s is not None]
+        deadline = time.monotonic() + self.config.search_deadline_seconds
+        allowed: set[int] | None = None
+        for wanted in predicted:
+            seqs = self.models.inputs_predicted(app_id, wanted.concept_id, wanted.positive, deadline)
+            if seqs is None:  # no trained model knows the concept: match its name by text (CLIP)
+                sources.append(wanted.name or wanted.concept_id)
+                query = msgspec.structs.replace(query, text=wanted.name or wanted.concept_id)
+                continue
+            allowed = seqs if allowed is None else allowed & seqs
+        if len(sources) > 1:
+            raise InvalidArgument("a search can have only one image, input or text to match")
+        flt = SearchFilter(concepts=query.concepts, metadata=query.metadata,
+                           seqs=None if allowed is None else tuple(sorted(allowed)))
+        window = {"page": query.page, "per_page": query.per_page, "flt": flt}
+        if query.image is not None:
+            return self.search_by_vector(app, self.image_vectors(app, [query.image])[0], **window)
+        if query.input_id is not None:
+            return self.search_by_input(app_id, query.input_id, **window)
+        if query.text is not None:
+            return self.search_by_text(app_id, query.text, **window)
+        if flt.empty:
+            raise InvalidArgument("the query is empty: give query.ands")
+        return self.search_by_filter(app_id, flt, page=query.page, per_page=query.per_page)
+
     def search_by_image(self, app_id: str, image: bytes, *, page: int = 1, per_page: int = 20,
                         flt: SearchFilter | None = None) -> list[SearchHit]:
         app = self.get_app(app_id)

@@ -27,6 +27,29 @@ class SearchFilter(msgspec.Struct, frozen=True):
         return not self.concepts and not self.metadata and self.seqs is None
 
 
+class PredictedConcept(msgspec.Struct, frozen=True):
+    concept_id: str
+    positive: bool = True  # False: inputs the model predicts NOT to be this concept
+    name: str = ""  # matched by text (CLIP apps) when no trained model knows the concept
+
+
+class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """One search: at most one thing to look like (image bytes, a stored input or text), narrowed by
+    annotated concepts, metadata and predicted concepts."""
+
+    image: bytes | None = None
+    input_id: str | None = None
+    text: str | None = None
+    concepts: tuple[ConceptFilter, ...] = ()
+    metadata: dict[str, Any] = {}
+    predicted: tuple[PredictedConcept, ...] = ()
+    page: int = 1
+    per_page: int = 20
+
+
+MAX_PREDICTED_CONCEPTS = 8  # distinct (concept, value) pairs per search; each may score a whole app
+
+
 class SearchHit(msgspec.Struct, frozen=True):
     input: Input
     score: float  # cosine similarity for visual search; 1.0 for pure filter matches
