@@ -16,7 +16,7 @@ DATASETS = HERE.parent.parent / "shared" / "datasets"
 
 
 def machine() -> dict:
-    from loupe.backbones.torch_runner import cpu_has_fast_bf16
+    from loupe.backbones.runtimes import cpu_has_fast_bf16
 
     # Native bfloat16 decides which matmul dtype the backbone and large head fits use, so timings from
     # CPUs with and without it are not comparable.

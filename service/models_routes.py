@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import time
 
 import anyio.to_thread
@@ -77,11 +76,7 @@ def create_model(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
 @in_thread
 def search_models(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     query = decode(body, PostModelSearches).model_query
-    pattern = (query.name or "*").lower()
-    found = [m for m in loupe.models.list(key.app_id, per_page=1000)
-             if fnmatch.fnmatchcase(m.name.lower(), pattern) or fnmatch.fnmatchcase(m.id.lower(), pattern)]
-    if query.type and query.type != "concept":
-        found = []
+    found = loupe.models.search(key.app_id, query.name, query.type)
     return ok(models=[_model_out(loupe, key.app_id, m) for m in found])
 
 
@@ -113,10 +108,7 @@ def delete_models(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     if req.delete_all:
         loupe.models.delete_all(key.app_id)
     elif req.ids:
-        for model_id in req.ids:
-            loupe.models.get(key.app_id, model_id)  # all exist, or nothing is deleted
-        for model_id in req.ids:
-            loupe.models.delete(key.app_id, model_id)
+        loupe.models.delete_many(key.app_id, req.ids)
     else:
         raise ApiError(400, 11102, "give ids to delete, or delete_all: true")
     return ok()
@@ -208,16 +200,13 @@ def predict(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, body:
     min_value = config.min_value if config else 0.0
     select = ({concept_ref(loupe, key.app_id, c) for c in config.select_concepts}
               if config and config.select_concepts else None)
-    stored = [w.id for w in req.inputs if w.id and not (w.data.image and (w.data.image.base64 or w.data.image.url))]
-    if stored and len(stored) == len(req.inputs):
-        predictions = loupe.models.predict_inputs(key.app_id, model_id, stored, version_id)
-    else:
-        deadline = request_deadline(loupe)
-        images = [image_bytes(loupe, w.data.image, i, deadline) for i, w in enumerate(req.inputs)]
-        predictions = loupe.models.predict_images(key.app_id, model_id, images, version_id)
-    model = loupe.models.get(key.app_id, model_id)
-    version = loupe.models.trained_version(key.app_id, model_id, predictions[0].version_id)
-    model_out = _model_out(loupe, key.app_id, model, version)
+    deadline = request_deadline(loupe)
+    # A stored input is named by its id alone; anything with image data is a new image.
+    items: list[str | bytes] = [w.id if w.id and not (w.data.image and (w.data.image.base64 or w.data.image.url))
+                                else image_bytes(loupe, w.data.image, i, deadline) for i, w in enumerate(req.inputs)]
+    answer = loupe.models.predict(key.app_id, model_id, items, version_id)
+    model_out = _model_out(loupe, key.app_id, answer.model, answer.version)
+    predictions = answer.predictions
     names = concept_names(loupe, key.app_id)
     outputs = []
     for wire_input, prediction in zip(req.inputs, predictions):

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from litestar import Request, post
 from litestar.params import RawBody
-from loupe.service.common import concept_ref, image_bytes, inputs_json, ok, request_deadline
+from loupe.service.common import (
+    concept_ref,
+    image_bytes,
+    inputs_json,
+    ok,
+    request_deadline,
+)
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import PostSearches, decode

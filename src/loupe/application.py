@@ -39,8 +39,8 @@ from loupe.retrainer import Retrainer
 from loupe.search import (
     MAX_PREDICTED_CONCEPTS,
     SearchFilter,
-    SearchQuery,
     SearchHit,
+    SearchQuery,
     allowed_seqs,
     filtered_inputs,
     hits_for,
@@ -315,12 +315,16 @@ class Loupe:
         return after
 
     def delete_inputs(self, app_id: str, input_ids: list[str]) -> int:
-        """Delete the named inputs; an unknown id refuses the whole call."""
-        with self.store.read() as tx:
-            for input_id in input_ids:
-                if tx.get_input(app_id, input_id) is None:
-                    raise NotFound("input", input_id)
-        return self._delete_where(app_id, lambda tx: [tx.get_input(app_id, i) for i in dict.fromkeys(input_ids)])
+        """Delete the named inputs, all or none, in one transaction: an unknown id refuses the call."""
+
+        def named(tx: WriteTxn) -> list[Input]:
+            records = [tx.get_input(app_id, i) for i in dict.fromkeys(input_ids)]
+            missing = next((i for i, r in zip(dict.fromkeys(input_ids), records) if r is None), None)
+            if missing is not None:
+                raise NotFound("input", missing)  # aborts the transaction: nothing deleted
+            return records
+
+        return self._delete_where(app_id, named)
 
     def delete_all_inputs(self, app_id: str) -> int:
         return self._delete_where(app_id, lambda tx: list(tx.iter_inputs(app_id)))
@@ -329,7 +333,7 @@ class Loupe:
         app = self.get_app(app_id)
         with self.indexes.lock(app_id):
             with self.store.write() as tx:
-                records = [r for r in select(tx) if r is not None]  # None: deleted meanwhile
+                records = select(tx)
                 for record in records:
                     tx.delete_input(app_id, record)
                 generations = tx.bump_generation(app_id)

@@ -20,6 +20,7 @@ class Config(msgspec.Struct, frozen=True):
     lmdb_map_size: int = 64 * 1024**3
     torch_threads: int = max(1, os.cpu_count() or 1)
     embed_batch_size: int = 32
+    backbone_idle_seconds: float = 1800.0  # a backbone unused this long is unloaded (not the default one)
     embed_concurrency: int = max(2, os.cpu_count() or 1)  # requests decoding + embedding new images at once
     # Exact search streams every vector per query (66 MB at 12.9k x 1280 fp32: ~5 ms, memory-bound);
     # above this many vectors an IVF index scans about a quarter of them.

@@ -6,17 +6,18 @@ and the app's *current* labels, so a label edit changes answers before any retra
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 
 from loupe.advice import Finding, advise
+from loupe.app_data import AppData
 from loupe.errors import (
     Busy,
     Conflict,
@@ -36,12 +37,14 @@ from loupe.training import fit_version
 from loupe.training_queue import FairQueue
 from loupe.training_set import LabelRule, collect
 
-if TYPE_CHECKING:
-    from loupe.application import Loupe
-
-
 PREDICTED_THRESHOLD = 0.5  # a predicted-concept search keeps inputs scored at least this
 SCORED_CACHE_ENTRIES = 4  # (model version, labels) score tables kept; each is inputs x concepts floats
+
+
+class ModelAnswer(msgspec.Struct):
+    model: Model
+    version: ModelVersion  # the version that answered
+    predictions: list[Prediction]
 
 
 class TrainTicket(msgspec.Struct):
@@ -51,9 +54,9 @@ class TrainTicket(msgspec.Struct):
 
 
 class CustomModels:
-    def __init__(self, loupe: Loupe) -> None:
-        self._loupe = loupe
-        self._store = loupe.store
+    def __init__(self, data: AppData) -> None:
+        self._data = data
+        self._store = data.store
         self._loaded: dict[tuple[str, str, str], LoadedVersion] = {}
         self._latest_trained: dict[tuple[str, str], str | None] = {}
         self._allow: dict[tuple[str, LabelRule], tuple[int, np.ndarray]] = {}
@@ -61,7 +64,7 @@ class CustomModels:
         # Scores of every input of an app, per (model, version, labels version): predicted-concept search.
         self._scored: OrderedDict[tuple[str, str, str, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._train_locks: dict[tuple[str, str], threading.Lock] = {}
-        cfg = loupe.config
+        cfg = data.config
         self.queue = FairQueue(cfg.max_concurrent_trainings, cfg.training_queue_per_app, cfg.training_queue_total)
 
     def close(self) -> None:
@@ -92,7 +95,7 @@ class CustomModels:
                mutually_exclusive: bool = False, closed_environment: bool = False,
                auto_retrain: bool = True) -> tuple[Model, ModelVersion]:
         """A new model with its first, untrained version (as Clarifai does on create)."""
-        self._loupe.get_app(app_id)
+        self._data.get_app(app_id)
         check_id("model", model_id)
         concepts = [check_id("concept", c) for c in dict.fromkeys(concept_ids)]
         now = time.time()
@@ -104,13 +107,13 @@ class CustomModels:
         with self._store.write() as tx:
             if tx.get_model(app_id, model_id) is not None:
                 raise Conflict(f"model {model_id!r} already exists")
-            self._loupe.ensure_concepts(tx, app_id, concepts, now)
+            self._data.ensure_concepts(tx, app_id, concepts, now)
             tx.put_model(app_id, model)
             tx.put_version(app_id, version)
         return model, version
 
     def get(self, app_id: str, model_id: str) -> Model:
-        self._loupe.get_app(app_id)
+        self._data.get_app(app_id)
         with self._store.read() as tx:
             model = tx.get_model(app_id, model_id)
         if model is None:
@@ -119,7 +122,7 @@ class CustomModels:
 
     def list(self, app_id: str, page: int = 1, per_page: int = 20) -> list[Model]:
         """Newest first."""
-        self._loupe.get_app(app_id)
+        self._data.get_app(app_id)
         offset, limit = page_window(page, per_page)
         with self._store.read() as tx:
             models = sorted(tx.iter_models(app_id), key=lambda m: (-m.created_at, m.id))
@@ -148,7 +151,7 @@ class CustomModels:
                     concepts = [c for c in concepts if c not in given]
                 else:
                     concepts = given
-            self._loupe.ensure_concepts(tx, app_id, concepts, now)
+            self._data.ensure_concepts(tx, app_id, concepts, now)
             changes = {"concept_ids": concepts}
             if name is not None:
                 changes["name"] = check_name("model", name)
@@ -167,8 +170,30 @@ class CustomModels:
             tx.delete_model(app_id, model_id)
         self.forget(app_id, model_id)
 
+    def delete_many(self, app_id: str, model_ids: list[str]) -> int:
+        """All or nothing, in one transaction: an unknown id (or one deleted meanwhile) deletes none."""
+        self._data.get_app(app_id)
+        wanted = list(dict.fromkeys(model_ids))
+        with self._store.write() as tx:
+            for model_id in wanted:
+                if tx.get_model(app_id, model_id) is None:
+                    raise NotFound("model", model_id)  # aborts the transaction: nothing deleted
+            for model_id in wanted:
+                tx.delete_model(app_id, model_id)
+        for model_id in wanted:
+            self.forget(app_id, model_id)
+        return len(wanted)
+
+    def search(self, app_id: str, name: str = "*", kind: str = "") -> list[Model]:
+        """Models whose name or id matches (case-insensitive, '*' wildcards); all are 'concept' models."""
+        if kind and kind != "concept":
+            return []
+        pattern = (name or "*").lower()
+        return [m for m in self.list(app_id, per_page=1000)
+                if fnmatch.fnmatchcase(m.name.lower(), pattern) or fnmatch.fnmatchcase(m.id.lower(), pattern)]
+
     def delete_all(self, app_id: str) -> int:
-        self._loupe.get_app(app_id)
+        self._data.get_app(app_id)
         with self._store.write() as tx:
             models = list(tx.iter_models(app_id))
             for model in models:
@@ -233,7 +258,7 @@ class CustomModels:
     def submit_train(self, app_id: str, model_id: str) -> TrainTicket:
         """Queue a train; the caller may wait on `done` (an async handler awaits it without a thread).
         Raises Busy when the app (or the queue) has as many jobs as it may."""
-        app = self._loupe.get_app(app_id)
+        app = self._data.get_app(app_id)
         now = time.time()
         with self._store.write() as tx:
             model = tx.get_model(app_id, model_id)
@@ -249,8 +274,8 @@ class CustomModels:
                 tx.delete_version(app_id, model_id, version)  # refused: no version stays 'queued'
             raise
         rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
-        examples = sum(1 for e in self._loupe.labels.get(app_id).entries.values() if rule.relevant(e))
-        return TrainTicket(version, done, examples <= self._loupe.config.sync_train_max_examples)
+        examples = sum(1 for e in self._data.labels.get(app_id).entries.values() if rule.relevant(e))
+        return TrainTicket(version, done, examples <= self._data.config.sync_train_max_examples)
 
     def _run_training(self, app_id: str, version: ModelVersion) -> None:
         key = (app_id, version.model_id)
@@ -259,12 +284,12 @@ class CustomModels:
         with lock:
             self._set_status(app_id, version, status="training")
             try:
-                app = self._loupe.get_app(app_id)
-                backbone = self._loupe.backbone(app)  # BackboneUnavailable: the app cannot be served
+                app = self._data.get_app(app_id)
+                backbone = self._data.backbone(app)  # BackboneUnavailable: the app cannot be served
                 rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
-                labels = self._loupe.labels.get(app_id)
+                labels = self._data.labels.get(app_id)
                 ts = collect(labels, rule)
-                x = self._loupe.embeddings_of(app, ts.seqs)
+                x = self._data.embeddings_of(app, ts.seqs)
                 warm = self._warm_start(app_id, version)
                 fitted = fit_version(x, ts, version.concept_ids, version.mutually_exclusive, warm=warm)
             except TrainingFailed as exc:
@@ -307,10 +332,10 @@ class CustomModels:
 
     # --------------------------------------------------------- evaluation
     def _examples_of(self, app_id: str, version: ModelVersion):
-        app = self._loupe.get_app(app_id)
+        app = self._data.get_app(app_id)
         rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
-        ts = collect(self._loupe.labels.get(app_id), rule)
-        return ts, self._loupe.embeddings_of(app, ts.seqs)
+        ts = collect(self._data.labels.get(app_id), rule)
+        return ts, self._data.embeddings_of(app, ts.seqs)
 
     def evaluate(self, app_id: str, model_id: str, version_id: str, *, wait: bool = True) -> ModelVersion:
         """Cross-validate the version's recipe on the current labels of its concepts; store the result."""
@@ -395,7 +420,7 @@ class CustomModels:
         """The inputs that may vote for a closed-environment model; cached until labels change."""
         if not rule.closed_environment:
             return None
-        labels = self._loupe.labels.get(app_id)
+        labels = self._data.labels.get(app_id)
         cached = self._allow.get((app_id, rule))
         if cached is not None and cached[0] == labels.version:
             return cached[1]
@@ -405,13 +430,13 @@ class CustomModels:
 
     def predict_vectors(self, app_id: str, model_id: str, vectors: np.ndarray,
                         version_id: str | None = None) -> list[Prediction]:
-        app = self._loupe.get_app(app_id)
+        app = self._data.get_app(app_id)
         loaded = self._loaded_latest(app_id, model_id, version_id)
         if loaded.version.backbone != app.backbone:
             raise InvalidArgument(f"version {loaded.version.id} was trained on {loaded.version.backbone}, "
                                   f"the app uses {app.backbone}")
-        index = self._loupe.index(app)
-        labels = self._loupe.labels.get(app_id)
+        index = self._data.index(app)
+        labels = self._data.labels.get(app_id)
         return predict(loaded, np.asarray(vectors, np.float32).reshape(len(vectors), -1), labels, index,
                        self._allowed(app_id, loaded.rule))
 
@@ -437,14 +462,14 @@ class CustomModels:
         return None
 
     def _all_scores(self, app_id: str, version: ModelVersion, deadline: float) -> tuple[np.ndarray, np.ndarray]:
-        labels = self._loupe.labels.get(app_id)
+        labels = self._data.labels.get(app_id)
         key = (app_id, version.model_id, version.id, labels.version)
         with self._cache_lock:
             cached = self._scored.get(key)
             if cached is not None:
                 self._scored.move_to_end(key)
                 return cached
-        app = self._loupe.get_app(app_id)
+        app = self._data.get_app(app_id)
         seqs = np.asarray(sorted(list(labels.entries)), np.int64)  # a snapshot: edits may go on
         scores = np.zeros((len(seqs), len(version.concept_ids)), np.float32)
         for start in range(0, len(seqs), 1024):
@@ -452,7 +477,7 @@ class CustomModels:
                 raise TooLong("searching by predicted concepts took too long for this app's size; "
                               "narrow the search with annotated concepts or metadata")
             chunk = seqs[start:start + 1024]
-            for row, p in enumerate(self.predict_vectors(app_id, version.model_id, self._loupe.embeddings_of(app, chunk),
+            for row, p in enumerate(self.predict_vectors(app_id, version.model_id, self._data.embeddings_of(app, chunk),
                                                          version.id)):
                 for c in p.concepts:
                     scores[start + row, version.concept_ids.index(c.concept_id)] = c.value
@@ -464,14 +489,33 @@ class CustomModels:
 
     def predict_images(self, app_id: str, model_id: str, images: list[bytes],
                        version_id: str | None = None) -> list[Prediction]:
-        app = self._loupe.get_app(app_id)
+        app = self._data.get_app(app_id)
         self._loaded_latest(app_id, model_id, version_id)  # fail before embedding if untrained
-        vectors = self._loupe.image_vectors(app, images)
+        vectors = self._data.image_vectors(app, images)
         return self.predict_vectors(app_id, model_id, vectors, version_id)
+
+    def predict(self, app_id: str, model_id: str, inputs: list[str | bytes],
+                version_id: str | None = None) -> ModelAnswer:
+        """Predict stored inputs (given by id) and new images (given as bytes), in the order given,
+        all with one version: the latest trained one, or the named one."""
+        if not inputs:
+            raise InvalidArgument("no inputs to predict")
+        loaded = self._loaded_latest(app_id, model_id, version_id)  # fails before embedding if untrained
+        app = self._data.get_app(app_id)
+        stored = [i for i, item in enumerate(inputs) if isinstance(item, str)]
+        new = [i for i, item in enumerate(inputs) if not isinstance(item, str)]
+        vectors = np.zeros((len(inputs), self._data.backbone(app).dim), np.float32)
+        if stored:
+            records = [self._data.get_input(app_id, inputs[i]) for i in stored]
+            vectors[stored] = self._data.embeddings_of(app, np.asarray([r.seq for r in records], np.int64))
+        if new:
+            vectors[new] = self._data.image_vectors(app, [inputs[i] for i in new])
+        predictions = self.predict_vectors(app_id, model_id, vectors, loaded.version.id)
+        return ModelAnswer(self.get(app_id, model_id), loaded.version, predictions)
 
     def predict_inputs(self, app_id: str, model_id: str, input_ids: list[str],
                        version_id: str | None = None) -> list[Prediction]:
-        app = self._loupe.get_app(app_id)
-        records = [self._loupe.get_input(app_id, i) for i in input_ids]
-        vectors = self._loupe.embeddings_of(app, np.asarray([r.seq for r in records], np.int64))
+        app = self._data.get_app(app_id)
+        records = [self._data.get_input(app_id, i) for i in input_ids]
+        vectors = self._data.embeddings_of(app, np.asarray([r.seq for r in records], np.int64))
         return self.predict_vectors(app_id, model_id, vectors, version_id)

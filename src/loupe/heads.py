@@ -129,6 +129,6 @@ def fit_head(x: np.ndarray, targets: Targets, mutually_exclusive: bool, *, l2: f
 
 
 def _matmul_dtype() -> torch.dtype:
-    from loupe.backbones.torch_runner import cpu_has_fast_bf16
+    from loupe.backbones.runtimes import cpu_has_fast_bf16
 
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32

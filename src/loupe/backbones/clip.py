@@ -10,7 +10,8 @@ from PIL import Image
 
 from loupe.backbones.base import l2_normalise
 from loupe.backbones.preprocess import Preprocessing, center_crop_resize
-from loupe.backbones.torch_runner import TorchRunner
+from loupe.backbones.runtimes import Session, run_in_chunks
+from loupe.backbones.runtimes.torch_session import TorchSession
 from loupe.errors import BackboneUnavailable
 from loupe.torchvision_compat import import_with_torchvision_fix
 
@@ -38,8 +39,8 @@ class ClipBackbone:
         self.preprocessing = Preprocessing(size=int(cfg["size"][0]), crop_pct=1.0,
                                            mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
         self.tokenizer = open_clip.get_tokenizer(ARCHITECTURE)
-        self._images = TorchRunner(self.model, self.model.encode_image, chunk=chunk, fast=fast,
-                                  bf16_batches=False)
+        self.chunk = chunk
+        self.session: Session = TorchSession(self.model, self.model.encode_image, fast=fast, bf16_batches=False)
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return center_crop_resize(image, self.preprocessing)
@@ -47,7 +48,7 @@ class ClipBackbone:
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        return self._images.run([self.preprocess(im) for im in images])
+        return l2_normalise(run_in_chunks(self.session, [self.preprocess(im) for im in images], self.chunk))
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         if not texts:

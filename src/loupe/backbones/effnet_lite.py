@@ -9,7 +9,9 @@ import torch
 from PIL import Image
 
 from loupe.backbones.preprocess import Preprocessing, center_crop_resize
-from loupe.backbones.torch_runner import TorchRunner
+from loupe.backbones.base import l2_normalise
+from loupe.backbones.runtimes import Session, run_in_chunks
+from loupe.backbones.runtimes.torch_session import TorchSession
 from loupe.errors import BackboneUnavailable, CapabilityMissing
 from loupe.torchvision_compat import import_with_torchvision_fix
 
@@ -61,7 +63,8 @@ class EfficientNetLite:
         self.model.eval()
         self.preprocessing = Preprocessing(size=size, crop_pct=0.89 if variant == "lite2" else 0.875,
                                            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-        self._features = TorchRunner(self.model, self._pooled, chunk=chunk, fast=fast)
+        self.chunk = chunk
+        self.session: Session = TorchSession(self.model, self._pooled, fast=fast)
 
     def _pooled(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
@@ -72,7 +75,7 @@ class EfficientNetLite:
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        return self._features.run([self.preprocess(im) for im in images])
+        return l2_normalise(run_in_chunks(self.session, [self.preprocess(im) for im in images], self.chunk))
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         raise CapabilityMissing(f"backbone {self.id} has no text tower; text needs a CLIP backbone")

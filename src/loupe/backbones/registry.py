@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from loupe.backbones.base import Backbone
 from loupe.config import Config
@@ -28,18 +29,47 @@ def load_backbone(backbone_id: str, config: Config) -> Backbone:
 
 
 class BackboneCache:
-    """Loads each backbone once, on first use, and shares it between apps."""
+    """Loads each backbone once, on first use, and shares it between apps.
+
+    Each backbone loads under its own lock: a first CLIP load (seconds) does not stall requests of
+    apps on an EfficientNet that is already loaded. Backbones unused for `backbone_idle_seconds` are
+    dropped (the default one stays), and load again when next needed.
+    """
 
     def __init__(self, config: Config) -> None:
         self._config = config
         self._loaded: dict[str, Backbone] = {}
-        self._lock = threading.Lock()
+        self._last_used: dict[str, float] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()  # held only to look up or add a lock or an entry, never to load
 
     def get(self, backbone_id: str) -> Backbone:
-        with self._lock:
-            if backbone_id not in self._loaded:
-                self._loaded[backbone_id] = load_backbone(backbone_id, self._config)
-            return self._loaded[backbone_id]
+        now = time.monotonic()
+        loaded = self._loaded.get(backbone_id)
+        if loaded is None:
+            with self._guard:
+                lock = self._locks.setdefault(backbone_id, threading.Lock())
+            with lock:
+                loaded = self._loaded.get(backbone_id)
+                if loaded is None:
+                    loaded = load_backbone(backbone_id, self._config)
+                    with self._guard:
+                        self._loaded[backbone_id] = loaded
+        self._last_used[backbone_id] = now
+        self.unload_idle(now)
+        return loaded
+
+    def unload_idle(self, now: float | None = None) -> list[str]:
+        """Drop backbones idle for longer than the configured time (not the default). Requests that
+        hold one keep it until they finish; memory goes back when the last reference does."""
+        now = time.monotonic() if now is None else now
+        limit = self._config.backbone_idle_seconds
+        with self._guard:
+            idle = [b for b, t in self._last_used.items()
+                    if b != DEFAULT_BACKBONE and b in self._loaded and now - t > limit]
+            for backbone_id in idle:
+                del self._loaded[backbone_id]
+        return idle
 
     def loaded_ids(self) -> list[str]:
         return list(self._loaded)
