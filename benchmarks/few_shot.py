@@ -129,7 +129,8 @@ def main() -> None:
                 xtr, ytr, xte, yte, c = splits(dataset, shots, seed)
                 probe = linear_probe(xtr, ytr, xte)
                 scores = {"linear_probe": probe, "knn": knn(xtr, ytr, xte, c), "ncm": ncm(xtr, ytr, xte, c),
-                          "tip_adapter": tip_adapter(xtr, ytr, xte, c, probe), "loupe": loupe_predictor(xtr, ytr, xte, c)}
+                          "tip_adapter": tip_adapter(xtr, ytr, xte, c, probe),
+                          "loupe": loupe_predictor(xtr, ytr, xte, c)}
                 for name, s in scores.items():
                     accs.setdefault(name, []).append(float((s.argmax(1) == yte).mean()))
                 eces.append(calibration_error(scores["loupe"].max(1), scores["loupe"].argmax(1) == yte))

@@ -61,7 +61,8 @@ def main() -> None:
         vectors = loupe.embeddings_of(app, picks)
         ids = [seqs[int(s)].input_id for s in picks]
         i = iter(range(10**9))
-        one_vector = timed_calls(lambda: loupe.models.predict_vectors(app_id, "latency", vectors[next(i) % 64][None]), 2000)
+        one_vector = timed_calls(
+            lambda: loupe.models.predict_vectors(app_id, "latency", vectors[next(i) % 64][None]), 2000)
         one_input = timed_calls(lambda: loupe.models.predict_inputs(app_id, "latency", [ids[next(i) % 64]]), 1000)
         batch = timed_calls(lambda: loupe.models.predict_vectors(app_id, "latency", vectors[:32]), 200)
         loupe.models.delete(app_id, "latency")

@@ -31,7 +31,6 @@ from loupe.application import Loupe  # noqa: E402
 from loupe.config import Config  # noqa: E402
 from loupe.folder_import import import_folder  # noqa: E402
 
-
 SIDES = (256, 2400)  # camera-sized photos too: large decodes are what fragments the allocator
 
 

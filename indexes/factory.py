@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 import numpy as np
+
 from loupe.indexes.base import VectorIndex
 from loupe.indexes.faiss_index import FaissIndex
 

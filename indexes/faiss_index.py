@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import faiss
 import numpy as np
+
 from loupe.indexes.base import SearchHits
 
 
@@ -24,7 +26,8 @@ class FaissIndex:
     """Thread-safe wrapper: FAISS searches may run together, but not alongside add/remove."""
 
     def __init__(self, index: faiss.Index, kind: str) -> None:
-        self.index = index
+        # Any: faiss's stubs type it as the base Index, without the IDMap / IVF members used here.
+        self.index: Any = index
         self.kind = kind
         self.dim = index.d
         self._lock = threading.RLock()
@@ -86,7 +89,7 @@ class FaissIndex:
             hits.append(SearchHits(row_ids[keep].copy(), row_scores[keep].copy()))
         return hits
 
-    def _params(self, allow: np.ndarray | None, total: int) -> faiss.SearchParameters | None:
+    def _params(self, allow: np.ndarray | None, total: int) -> Any:
         if allow is None:
             return None
         # The selector must stay referenced until the search returns; the params object holds it.
@@ -94,9 +97,11 @@ class FaissIndex:
         if self.kind == "ivf":
             # A narrow allow-list may live in lists the default nprobe never visits: probe them all.
             nprobe = self.index.nlist if len(allow) * 4 < total else self.index.nprobe
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+            params: Any = faiss.SearchParametersIVF()
+            params.nprobe = nprobe
         else:
-            params = faiss.SearchParameters(sel=selector)
+            params = faiss.SearchParameters()
+        params.sel = selector
         params._selector = selector
         return params
 

@@ -11,6 +11,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.response import File
 from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
+
+from loupe.application import Loupe
 from loupe.service import (
     app_routes,
     concepts_routes,
@@ -22,8 +25,6 @@ from loupe.service import (
 from loupe.service.auth import DEPENDENCIES, PUBLIC, require_key
 from loupe.service.errors import error_response
 from loupe.service.transport import add_security_headers
-
-from loupe.application import Loupe
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024  # 128 inputs of base64 images fit; anything larger is refused (413)
 
@@ -72,7 +73,8 @@ def options_handlers(handlers: list) -> list[HTTPRouteHandler]:
     return out
 
 
-def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, public_url: str | None = None) -> Litestar:
+def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               public_url: str | None = None) -> Litestar:
     """The caller owns `loupe` and closes it (an ASGI lifespan may run more than once per app)."""
     # Every API route sits behind the key guard; only the page, its files, liveness and the schema don't.
     routes = [*inputs_routes.ROUTES, *concepts_routes.ROUTES, *models_routes.ROUTES, *searches_routes.ROUTES,
@@ -80,7 +82,8 @@ def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, pu
     # The OPTIONS answers come first, so Litestar adds no automatic ones; they are marked PUBLIC.
     api = Router(path="/", guards=[require_key], dependencies=DEPENDENCIES,
                  route_handlers=[*options_handlers(routes), *routes])
-    public = [healthz, readyz, index_page, create_static_files_router(path="/static", directories=[STATIC])]
+    public: list[ControllerRouterHandler] = [healthz, readyz, index_page,
+                                             create_static_files_router(path="/static", directories=[STATIC])]
     app = Litestar(
         route_handlers=[*public, api],
         exception_handlers={Exception: error_response},

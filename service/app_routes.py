@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from litestar import get
-from loupe.service.clarifai_json import timestamp, version_status
-from loupe.service.common import ok
-from loupe.service.threads import in_thread
 
 from loupe.api_keys import KeyRecord
 from loupe.application import Loupe
+from loupe.service.clarifai_json import timestamp, version_status
+from loupe.service.common import ok
+from loupe.service.threads import in_thread
 
 
 @get("/v2/loupe/app")
@@ -20,7 +20,7 @@ def overview(loupe: Loupe, key: KeyRecord) -> dict:
         positives, negatives = loupe.concept_counts(app.id, concept.id)
         concepts.append({"id": concept.id, "name": concept.name, "positives": positives, "negatives": negatives})
     models = []
-    for model in loupe.models.list(app.id, per_page=1000):
+    for model in loupe.models.list_models(app.id, per_page=1000):
         version = loupe.models.version(app.id, model.id)
         models.append({"id": model.id, "name": model.name, "concept_ids": model.concept_ids,
                        "mutually_exclusive": model.mutually_exclusive,

@@ -10,10 +10,10 @@ from __future__ import annotations
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
-from loupe.service.errors import ApiError
 
 from loupe.api_keys import KeyRecord, Scope
 from loupe.application import Loupe
+from loupe.service.errors import ApiError
 
 # The API router's handlers skip the key check only when they carry this `opt` (its OPTIONS answers).
 PUBLIC = {"public": True}

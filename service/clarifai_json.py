@@ -104,10 +104,10 @@ def metrics_json(evaluation: Evaluation, version: ModelVersion) -> dict[str, Any
     aucs = [m.roc_auc for m in evaluation.concepts if m.roc_auc is not None]
     f1s = [m.f1 for m in evaluation.concepts]
 
-    def mean(values):
+    def mean(values: list[float]) -> float:
         return sum(values) / len(values) if values else 0.0
 
-    def std(values):
+    def std(values: list[float]) -> float:
         mu = mean(values)
         return (sum((v - mu) ** 2 for v in values) / len(values)) ** 0.5 if values else 0.0
 
@@ -129,7 +129,8 @@ def metrics_json(evaluation: Evaluation, version: ModelVersion) -> dict[str, Any
         "num_pos": m.num_pos, "num_neg": m.num_neg, "num_tot": m.num_pos + m.num_neg,
         "roc_auc": m.roc_auc, "f1": m.f1, "precision": m.precision, "recall": m.recall,
         "average_precision": m.average_precision, "threshold": m.threshold,
-        "roc_curve": {"fpr": m.roc_curve[0], "tpr": m.roc_curve[1], "thresholds": m.roc_curve[2]} if m.roc_curve else None,
+        "roc_curve": ({"fpr": m.roc_curve[0], "tpr": m.roc_curve[1], "thresholds": m.roc_curve[2]}
+                      if m.roc_curve else None),
         "precision_recall_curve": {"precision": m.pr_curve[0], "recall": m.pr_curve[1],
                                    "thresholds": m.pr_curve[2]} if m.pr_curve else None,
     } for m in evaluation.concepts]
@@ -139,7 +140,8 @@ def metrics_json(evaluation: Evaluation, version: ModelVersion) -> dict[str, Any
             {"actual": cids[a], "predicted": cids[p], "value": n}
             for a, row in enumerate(evaluation.confusion) for p, n in enumerate(row) if n]}
     out["test_set"] = [{"id": p.input_id, "fold": p.fold,
-                        "predicted_concepts": [{"id": c, "value": round(v, 6)} for c, v in zip(version.concept_ids, p.scores)],
+                        "predicted_concepts": [{"id": c, "value": round(v, 6)}
+                                               for c, v in zip(version.concept_ids, p.scores)],
                         "ground_truth_concepts": [{"id": c, "value": 1.0} for c in p.positives]}
                        for p in evaluation.misclassified]
     return out

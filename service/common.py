@@ -7,15 +7,17 @@ import binascii
 import re
 import time
 import urllib.parse
+from collections.abc import Iterable
 from typing import Any
 
 from litestar import Request
-from loupe.service.clarifai_json import OK, input_json
-from loupe.service.errors import ApiError
-from loupe.service.wire import WConcept, WImage
 
 from loupe.application import Loupe
 from loupe.imaging import crop_fraction
+from loupe.service.clarifai_json import OK, input_json
+from loupe.service.errors import ApiError
+from loupe.service.wire import WConcept, WImage
+from loupe.store.records import Input
 
 
 def ok(**fields: Any) -> dict[str, Any]:
@@ -32,7 +34,7 @@ def image_url(request: Request, input_id: str) -> str:
     return f"{base}/v2/inputs/{urllib.parse.quote(input_id, safe='')}/image"
 
 
-def inputs_json(request: Request, loupe: Loupe, app_id: str, records) -> list[dict[str, Any]]:
+def inputs_json(request: Request, loupe: Loupe, app_id: str, records: Iterable[Input]) -> list[dict[str, Any]]:
     names = concept_names(loupe, app_id)
     return [input_json(r, app_id, r.source if r.source.startswith(("http://", "https://"))
                        else image_url(request, r.id), names) for r in records]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from litestar import get, patch, post
 from litestar.params import RawBody
+
+from loupe.api_keys import KeyRecord
+from loupe.application import Loupe
 from loupe.service.auth import WRITE
 from loupe.service.clarifai_json import concept_json
 from loupe.service.common import ok
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import PatchConcepts, PostConcepts, PostConceptSearches, decode
-
-from loupe.api_keys import KeyRecord
-from loupe.application import Loupe
 
 
 @get("/v2/concepts")

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from litestar import Request, Response, delete, get, patch, post
 from litestar.params import RawBody
+
+from loupe.api_keys import KeyRecord
+from loupe.application import Loupe, NewInput
+from loupe.errors import UrlFetchError
+from loupe.labels import InputEdit
+from loupe.search import ConceptFilter, SearchFilter
 from loupe.service.auth import WRITE
 from loupe.service.common import (
     image_bytes,
@@ -16,18 +22,12 @@ from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import DeleteMany, PatchInputs, PostInputs, decode
 
-from loupe.api_keys import KeyRecord
-from loupe.application import Loupe, NewInput
-from loupe.errors import UrlFetchError
-from loupe.labels import InputEdit
-from loupe.search import ConceptFilter, SearchFilter
-
 MAX_BATCH = 128  # as Clarifai and its clients
 
 
 @post("/v2/inputs", status_code=200, guards=WRITE)
 @in_thread
-def add_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) -> dict:
+def add_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) -> dict | Response:
     req = decode(body, PostInputs)
     if not req.inputs:
         raise ApiError(400, 11102, "no inputs given")
@@ -50,7 +50,8 @@ def add_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) ->
         # A batch is all or nothing: nothing was stored; each input says how it fared.
         statuses = [{"id": w.id or "", "data": {"image": {"url": (w.data.image.url if w.data.image else "") or ""}},
                      "status": ({"code": 30002, "description": "Download failed", "details": failures[i]}
-                                if i in failures else {"code": 30001, "description": "Not stored: another input failed"})}
+                                if i in failures
+                                else {"code": 30001, "description": "Not stored: another input failed"})}
                     for i, w in enumerate(req.inputs)]
         return Response({"status": {"code": 30002, "description": "Download failed",
                                     "details": "; ".join(f"input {i}: {m}" for i, m in failures.items())},
@@ -61,7 +62,8 @@ def add_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) ->
 
 @get("/v2/inputs")
 @in_thread
-def list_inputs(loupe: Loupe, key: KeyRecord, request: Request, page: int = 1, per_page: int = 20, concept: str | None = None, negative: bool = False) -> dict:
+def list_inputs(loupe: Loupe, key: KeyRecord, request: Request, page: int = 1, per_page: int = 20,
+                concept: str | None = None, negative: bool = False) -> dict:
     """Newest first. `concept` (Loupe's addition) keeps inputs annotated with it (as not-it with `negative`)."""
     flt = SearchFilter(concepts=(ConceptFilter(concept, not negative),)) if concept else None
     records = loupe.list_inputs(key.app_id, page=page, per_page=per_page, flt=flt)
@@ -147,4 +149,5 @@ def delete_inputs(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     return ok()
 
 
-ROUTES = [add_inputs, list_inputs, input_counts, get_input, get_input_image, get_input_thumbnail, patch_inputs, delete_input, delete_inputs]
+ROUTES = [add_inputs, list_inputs, input_counts, get_input, get_input_image, get_input_thumbnail, patch_inputs,
+          delete_input, delete_inputs]

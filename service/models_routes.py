@@ -9,6 +9,10 @@ import anyio.to_thread
 import msgspec
 from litestar import Request, delete, get, patch, post
 from litestar.params import RawBody
+
+from loupe.api_keys import KeyRecord
+from loupe.application import Loupe
+from loupe.ids import new_id
 from loupe.service.auth import WRITE
 from loupe.service.clarifai_json import (
     model_json,
@@ -34,16 +38,12 @@ from loupe.service.wire import (
     PostOutputs,
     decode,
 )
-
-from loupe.api_keys import KeyRecord
-from loupe.application import Loupe
-from loupe.ids import new_id
 from loupe.store.records import Model, ModelVersion
 
 DEFAULT_MAX_CONCEPTS = 20  # Clarifai's default
 
 
-def _model_out(loupe, app_id: str, model: Model, version: ModelVersion | None = None) -> dict:
+def _model_out(loupe: Loupe, app_id: str, model: Model, version: ModelVersion | None = None) -> dict:
     if version is None:
         version = loupe.models.version(app_id, model.id)
     return model_json(model, app_id, version, loupe.concepts_by_id(app_id, model.concept_ids))
@@ -52,7 +52,7 @@ def _model_out(loupe, app_id: str, model: Model, version: ModelVersion | None = 
 @get("/v2/models")
 @in_thread
 def list_models(loupe: Loupe, key: KeyRecord, page: int = 1, per_page: int = 20) -> dict:
-    models = loupe.models.list(key.app_id, page=page, per_page=per_page)
+    models = loupe.models.list_models(key.app_id, page=page, per_page=per_page)
     return ok(models=[_model_out(loupe, key.app_id, m) for m in models])
 
 
@@ -189,7 +189,8 @@ def get_metrics(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str) ->
 @post(["/v2/models/{model_id:str}/outputs", "/v2/models/{model_id:str}/versions/{version_id:str}/outputs"],
       status_code=200)
 @in_thread
-def predict(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, body: RawBody, version_id: str | None = None) -> dict:
+def predict(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, body: RawBody,
+            version_id: str | None = None) -> dict:
     req = decode(body, PostOutputs)
     if not req.inputs:
         raise ApiError(400, 11102, "no inputs to predict")
@@ -227,7 +228,8 @@ def predict(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, body:
 
 @get(["/v2/models/{model_id:str}/inputs", "/v2/models/{model_id:str}/versions/{version_id:str}/inputs"],)
 @in_thread
-def model_inputs(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, page: int = 1, per_page: int = 20, version_id: str | None = None) -> dict:
+def model_inputs(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, page: int = 1,
+                 per_page: int = 20, version_id: str | None = None) -> dict:
     """The inputs annotated (positively) with the model's (or the version's) concepts."""
     concepts = (loupe.models.version(key.app_id, model_id, version_id).concept_ids if version_id
                 else loupe.models.get(key.app_id, model_id).concept_ids)
@@ -238,7 +240,8 @@ def model_inputs(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, 
 @post(["/v2/models/{model_id:str}/feedback", "/v2/models/{model_id:str}/versions/{version_id:str}/feedback",
        "/v2/searches/feedback"], status_code=200)
 @in_thread
-def feedback(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody, model_id: str | None = None, version_id: str | None = None) -> dict:
+def feedback(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody,
+             model_id: str | None = None, version_id: str | None = None) -> dict:
     """Accepted and stored with the app (a person's verdict on an answer), for later review. Any key of
     the app may send it (clients send it beside predictions), about the app's own models only."""
     if len(body) > loupe.config.max_feedback_bytes:  # refused before decoding, not after

@@ -3,8 +3,15 @@ predicted concepts and metadata. The wire query becomes one core SearchQuery."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Request, post
 from litestar.params import RawBody
+
+from loupe.api_keys import KeyRecord
+from loupe.application import Loupe
+from loupe.ids import new_id
+from loupe.search import ConceptFilter, PredictedConcept, SearchQuery
 from loupe.service.common import (
     concept_ref,
     image_bytes,
@@ -15,11 +22,6 @@ from loupe.service.common import (
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import PostSearches, decode
-
-from loupe.api_keys import KeyRecord
-from loupe.application import Loupe
-from loupe.ids import new_id
-from loupe.search import ConceptFilter, PredictedConcept, SearchQuery
 
 MAX_CLAUSES = 32
 
@@ -39,12 +41,12 @@ def _query(loupe: Loupe, app_id: str, req: PostSearches) -> SearchQuery:
     """Clarifai's `ands` clauses as one query (image URLs are fetched here, under the URL policy)."""
     if len(req.query.ands) > MAX_CLAUSES:
         raise ApiError(400, 11102, f"a query may have at most {MAX_CLAUSES} clauses, got {len(req.query.ands)}")
-    like: dict = {}
+    like: dict[str, Any] = {}
     concepts: list[ConceptFilter] = []
     predicted: list[PredictedConcept] = []
     metadata: dict = {}
 
-    def look_like(**source) -> None:
+    def look_like(**source: object) -> None:
         if like:
             raise ApiError(400, 11102, "a search can have only one image, input or text to match")
         like.update(source)

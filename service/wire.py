@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import msgspec
+
 from loupe.service.errors import ApiError
 
 T = TypeVar("T")

@@ -8,17 +8,18 @@ import time
 import msgspec
 from litestar import get, post
 from litestar.params import RawBody
+
+from loupe.api_keys import KeyRecord
+from loupe.application import Loupe
+from loupe.ids import new_id
 from loupe.service.auth import WRITE
 from loupe.service.clarifai_json import timestamp
 from loupe.service.common import concept_names, image_bytes, ok, request_deadline
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import WConcept, WInput, decode
-
-from loupe.api_keys import KeyRecord
-from loupe.application import Loupe
-from loupe.ids import new_id
 from loupe.workflow import (
+    Workflow,
     WorkflowStep,
     get_workflow,
     list_workflows,
@@ -52,7 +53,7 @@ class PostWorkflowResults(msgspec.Struct):
     inputs: list[WInput] = []
 
 
-def _workflow_json(workflow, app_id: str) -> dict:
+def _workflow_json(workflow: Workflow, app_id: str) -> dict:
     return {"id": workflow.id, "app_id": app_id, "created_at": timestamp(workflow.created_at),
             "nodes": [{"id": f"node-{i}", "model": {"id": s.model_id, "model_version": {"id": s.version_id or ""}}}
                       for i, s in enumerate(workflow.steps)]}

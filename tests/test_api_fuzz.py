@@ -8,10 +8,10 @@ from pathlib import Path
 
 import schemathesis
 from hypothesis import HealthCheck, settings
-from loupe.service.app import create_app
 
 from loupe.application import Loupe
 from loupe.config import Config
+from loupe.service.app import create_app
 
 _DIR = Path(tempfile.mkdtemp(prefix="loupe-fuzz-"))
 _LOUPE = Loupe(Config(data_dir=_DIR, auto_retrain=False))

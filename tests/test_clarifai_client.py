@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import CLOTHING, dataset_images
 
+pytestmark = pytest.mark.slow
+
 CLIENT_PACKAGES = ["clarifai==2.6.2", "protobuf==3.19.6", "googleapis-common-protos==1.56.4"]
 VENV = Path(tempfile.gettempdir()) / "loupe-test-clarifai-2.6.2"
 

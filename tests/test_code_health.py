@@ -11,8 +11,6 @@ import time
 import pytest
 from conftest import CLOTHING, REPO, dataset_images
 from litestar.testing import TestClient
-from loupe.service.app import create_app
-from loupe.service.errors import to_api_error
 
 from loupe.application import NewInput
 from loupe.backbones import registry
@@ -29,6 +27,8 @@ from loupe.errors import (
     TrainingFailed,
     UrlFetchError,
 )
+from loupe.service.app import create_app
+from loupe.service.errors import to_api_error
 
 
 @pytest.fixture
@@ -45,9 +45,9 @@ def test_bulk_model_delete_is_all_or_nothing(app_with_models):
     loupe = app_with_models
     with pytest.raises(NotFound):
         loupe.models.delete_many("a", ["m1", "m2", "nope"])
-    assert {m.id for m in loupe.models.list("a")} == {"m1", "m2", "m3"}
+    assert {m.id for m in loupe.models.list_models("a")} == {"m1", "m2", "m3"}
     assert loupe.models.delete_many("a", ["m1", "m2", "m1"]) == 2
-    assert [m.id for m in loupe.models.list("a")] == ["m3"]
+    assert [m.id for m in loupe.models.list_models("a")] == ["m3"]
 
 
 def test_bulk_delete_over_http_is_all_or_nothing(app_with_models):
@@ -80,7 +80,7 @@ def test_a_bulk_delete_racing_another_delete_deletes_all_or_none(app_with_models
         t.start()
     for t in threads:
         t.join()
-    left = {m.id for m in loupe.models.list("a")}
+    left = {m.id for m in loupe.models.list_models("a")}
     assert sorted(outcomes) == [0, 2] and left in ({"m3"}, {"m1"})
 
 

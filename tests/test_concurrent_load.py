@@ -9,9 +9,12 @@ import time
 
 import httpx
 import numpy as np
+import pytest
 from conftest import base64_photos
 from real_server import Server, new_app
 from test_crash_safety import CLASSES
+
+pytestmark = pytest.mark.slow
 
 CLIENTS = 16
 SECONDS = 10.0

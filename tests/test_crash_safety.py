@@ -10,11 +10,14 @@ import time
 
 import httpx
 import numpy as np
+import pytest
 from conftest import base64_photos
 from real_server import Server, new_app
 
 from loupe.application import Loupe
 from loupe.config import Config
+
+pytestmark = pytest.mark.slow
 
 CLASSES = ("shoes", "hat", "dress")
 

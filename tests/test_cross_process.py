@@ -9,8 +9,11 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 from conftest import CLOTHING, dataset_images
 from real_server import Server, new_app
+
+pytestmark = pytest.mark.slow
 
 
 def test_import_next_to_a_running_server(tmp_path):

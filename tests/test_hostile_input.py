@@ -15,13 +15,13 @@ from conftest import CLOTHING, dataset_images, image_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
-from loupe.service.app import create_app
 from PIL import Image
 
 from loupe.application import Loupe
 from loupe.config import Config, ImageLimits
 from loupe.errors import ImageError
 from loupe.imaging import decode_image
+from loupe.service.app import create_app
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 from conftest import CLOTHING, base64_photos, dataset_images, image_bytes
 from litestar.testing import TestClient
-from loupe.service import models_routes
-from loupe.service.app import create_app
 from PIL import Image
 from real_server import Server, new_app
 
@@ -24,6 +22,8 @@ from loupe import app_indexes as app_indexes_module
 from loupe.application import Loupe, NewInput
 from loupe.config import Config
 from loupe.errors import Busy, StorageFull, TooLong, UrlFetchError
+from loupe.service import models_routes
+from loupe.service.app import create_app
 from loupe.training_queue import FairQueue
 
 CLASSES = ["hat", "shoes", "dress"]
@@ -206,6 +206,7 @@ def test_concurrent_url_fetches_are_bounded(probe):
 
 
 # 3 ------------------------------------------------------------------ key checked before the body
+@pytest.mark.slow
 def test_unauthenticated_upload_is_refused_before_its_body_is_read(tmp_path):
     new_app(tmp_path / "data", "x")
     server = Server(tmp_path / "data").start()
@@ -411,6 +412,7 @@ def test_image_urls_come_from_the_public_base_url_with_escaped_ids(probe):
 
 
 # 10 ----------------------------------------------------------------- transport
+@pytest.mark.slow
 def test_slow_headers_are_cut_off(tmp_path):
     new_app(tmp_path / "data", "x")
     server = Server(tmp_path / "data", args=("--header-timeout", "1")).start()

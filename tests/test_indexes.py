@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from loupe.indexes import build_index
 from loupe.indexes.factory import IndexHeader, load_index, save_index
 from loupe.indexes.faiss_index import FaissIndex

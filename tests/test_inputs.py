@@ -110,9 +110,11 @@ def test_unicode_ids_and_names(loupe, app):
 
 def test_concept_edits_merge_remove_overwrite(loupe, app):
     loupe.add_inputs("shop", _new("shoes", 2))
-    shoes = lambda: [r.id for r in loupe.list_inputs("shop", flt=SearchFilter(concepts=(ConceptFilter("shoes"),)))]
-    not_shoes = lambda: [r.id for r in loupe.list_inputs(
-        "shop", flt=SearchFilter(concepts=(ConceptFilter("shoes", positive=False),)))]
+    def shoes():
+        return [r.id for r in loupe.list_inputs("shop", flt=SearchFilter(concepts=(ConceptFilter("shoes"),)))]
+    def not_shoes():
+        return [r.id for r in loupe.list_inputs(
+            "shop", flt=SearchFilter(concepts=(ConceptFilter("shoes", positive=False),)))]
 
     [r] = loupe.edit_inputs("shop", "merge", [InputEdit(input_id="shoes-0", concepts=["sale"],
                                                         metadata={"colour": "red"})])

@@ -9,10 +9,10 @@ import threading
 import pytest
 from conftest import CLOTHING, dataset_images
 from litestar.testing import TestClient
-from loupe.service.app import create_app
 
 from loupe.application import Loupe
 from loupe.config import Config, ImageLimits
+from loupe.service.app import create_app
 
 
 def b64(path) -> str:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import CLOTHING, REPO, dataset_images
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = REPO / "artifacts" / "screenshots"
 # Flags for a closed network: no background connections, no first-run, no sandbox (CI runs as root).

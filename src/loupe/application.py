@@ -10,6 +10,7 @@ import fnmatch
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -32,6 +33,7 @@ from loupe.errors import (
 )
 from loupe.ids import check_id, check_name, new_id
 from loupe.imaging import DecodedImage, decode_image
+from loupe.indexes import VectorIndex
 from loupe.label_mirror import LabelMirror
 from loupe.labels import EditAction, InputEdit, apply_edit, check_labels, check_metadata
 from loupe.pagination import page_window
@@ -184,7 +186,7 @@ class Loupe:
     def backbone(self, app: App) -> Backbone:
         return self.backbones.get(app.backbone)
 
-    def index(self, app: App):
+    def index(self, app: App) -> VectorIndex:
         return self.indexes.get(app, self.backbone(app).dim)
 
     # -------------------------------------------------------------- inputs
@@ -318,10 +320,12 @@ class Loupe:
         """Delete the named inputs, all or none, in one transaction: an unknown id refuses the call."""
 
         def named(tx: WriteTxn) -> list[Input]:
-            records = [tx.get_input(app_id, i) for i in dict.fromkeys(input_ids)]
-            missing = next((i for i, r in zip(dict.fromkeys(input_ids), records) if r is None), None)
-            if missing is not None:
-                raise NotFound("input", missing)  # aborts the transaction: nothing deleted
+            records = []
+            for input_id in dict.fromkeys(input_ids):
+                record = tx.get_input(app_id, input_id)
+                if record is None:
+                    raise NotFound("input", input_id)  # aborts the transaction: nothing deleted
+                records.append(record)
             return records
 
         return self._delete_where(app_id, named)
@@ -329,7 +333,7 @@ class Loupe:
     def delete_all_inputs(self, app_id: str) -> int:
         return self._delete_where(app_id, lambda tx: list(tx.iter_inputs(app_id)))
 
-    def _delete_where(self, app_id: str, select) -> int:
+    def _delete_where(self, app_id: str, select: Callable[[WriteTxn], list[Input]]) -> int:
         app = self.get_app(app_id)
         with self.indexes.lock(app_id):
             with self.store.write() as tx:
@@ -507,13 +511,14 @@ class Loupe:
             raise InvalidArgument("a search can have only one image, input or text to match")
         flt = SearchFilter(concepts=query.concepts, metadata=query.metadata,
                            seqs=None if allowed is None else tuple(sorted(allowed)))
-        window = {"page": query.page, "per_page": query.per_page, "flt": flt}
+        page, per_page = query.page, query.per_page
         if query.image is not None:
-            return self.search_by_vector(app, self.image_vectors(app, [query.image])[0], **window)
+            vector = self.image_vectors(app, [query.image])[0]
+            return self.search_by_vector(app, vector, page=page, per_page=per_page, flt=flt)
         if query.input_id is not None:
-            return self.search_by_input(app_id, query.input_id, **window)
+            return self.search_by_input(app_id, query.input_id, page=page, per_page=per_page, flt=flt)
         if query.text is not None:
-            return self.search_by_text(app_id, query.text, **window)
+            return self.search_by_text(app_id, query.text, page=page, per_page=per_page, flt=flt)
         if flt.empty:
             raise InvalidArgument("the query is empty: give query.ands")
         return self.search_by_filter(app_id, flt, page=query.page, per_page=query.per_page)

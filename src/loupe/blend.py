@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import msgspec
 import numpy as np
 
 from loupe.dot_products import pairwise_dots
-from loupe.heads import Head, Targets, fit_head, head_probabilities, logit_spread
+from loupe.heads import Head, MakeTargets, Targets, fit_head, head_probabilities, logit_spread
 from loupe.neighbours import Evidence, evidence, vote_targets
 from loupe.store.records import BlendParams
 from loupe.training_set import example_groups
@@ -67,8 +68,8 @@ class HeldOut:
         return evidence(self.sims[:, :k], votes[nb], voting[nb] & (self.sims[:, :k, None] > -1), sharpness=sharpness)
 
 
-def cross_validate(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, targets_of, *,
-                   mutually_exclusive: bool, l2_of, fold: np.ndarray, max_k: int = max(KS),
+def cross_validate(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, targets_of: MakeTargets, *,
+                   mutually_exclusive: bool, l2_of: Callable[[int], float], fold: np.ndarray, max_k: int = max(KS),
                    max_iter: int = 100) -> HeldOut:
     """Fit a head per fold on the other folds; record held-out logits and nearest training rows."""
     n, c = positive.shape
@@ -86,7 +87,8 @@ def cross_validate(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, ta
         logits[test] = head.logits(x[test])
         spread[test] = logit_spread(head, x[train])
         s = pairwise_dots(x[test], x[train])
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < len(train) else np.tile(np.arange(len(train)), (len(test), 1))[:, :k]
+        top = (np.argpartition(-s, k - 1, axis=1)[:, :k] if k < len(train)
+               else np.tile(np.arange(len(train)), (len(test), 1))[:, :k])
         top_s = np.take_along_axis(s, top, axis=1)
         order = np.argsort(-top_s, axis=1)
         sims[test, :k] = np.take_along_axis(top_s, order, axis=1)

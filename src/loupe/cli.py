@@ -112,7 +112,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loupe", description="Few-shot custom image concepts and visual search.")
-    parser.add_argument("--data-dir", help="where the store and indexes live (env LOUPE_DATA_DIR; default ./loupe-data)")
+    parser.add_argument("--data-dir",
+                        help="where the store and indexes live (env LOUPE_DATA_DIR; default ./loupe-data)")
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -11,7 +11,9 @@ import functools
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import Future
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -28,14 +30,16 @@ from loupe.errors import (
     TrainingFailed,
 )
 from loupe.evaluation import evaluate
+from loupe.heads import Head
 from loupe.ids import check_id, check_name, new_id
 from loupe.labels import EditAction
 from loupe.pagination import page_window
 from loupe.prediction import LoadedVersion, Prediction, predict
+from loupe.store import ReadTxn
 from loupe.store.records import Evaluation, Model, ModelVersion
 from loupe.training import fit_version
 from loupe.training_queue import FairQueue
-from loupe.training_set import LabelRule, collect
+from loupe.training_set import LabelRule, TrainingSet, collect
 
 PREDICTED_THRESHOLD = 0.5  # a predicted-concept search keeps inputs scored at least this
 SCORED_CACHE_ENTRIES = 4  # (model version, labels) score tables kept; each is inputs x concepts floats
@@ -78,10 +82,11 @@ class CustomModels:
             for app in tx.list_apps():
                 for model in list(tx.iter_models(app.id)):
                     for version in list(tx.iter_versions(app.id, model.id)):
-                        changes = {}
+                        changes: dict[str, Any] = {}
                         if version.status in ("queued", "training"):
                             changes.update(status="failed", failure="error",
-                                           detail="interrupted: the server stopped while this version was training; train again")
+                                           detail="interrupted: the server stopped while this version was "
+                                                  "training; train again")
                         if version.evaluation is not None and version.evaluation.status in ("queued", "evaluating"):
                             changes["evaluation"] = Evaluation(status="failed", created_at=time.time(),
                                                                detail="interrupted by a server stop; evaluate again")
@@ -91,7 +96,7 @@ class CustomModels:
         return found
 
     # ------------------------------------------------------------- models
-    def create(self, app_id: str, model_id: str, *, name: str | None = None, concept_ids: list[str] = (),
+    def create(self, app_id: str, model_id: str, *, name: str | None = None, concept_ids: Sequence[str] = (),
                mutually_exclusive: bool = False, closed_environment: bool = False,
                auto_retrain: bool = True) -> tuple[Model, ModelVersion]:
         """A new model with its first, untrained version (as Clarifai does on create)."""
@@ -120,7 +125,7 @@ class CustomModels:
             raise NotFound("model", model_id)
         return model
 
-    def list(self, app_id: str, page: int = 1, per_page: int = 20) -> list[Model]:
+    def list_models(self, app_id: str, page: int = 1, per_page: int = 20) -> list[Model]:
         """Newest first."""
         self._data.get_app(app_id)
         offset, limit = page_window(page, per_page)
@@ -152,7 +157,7 @@ class CustomModels:
                 else:
                     concepts = given
             self._data.ensure_concepts(tx, app_id, concepts, now)
-            changes = {"concept_ids": concepts}
+            changes: dict[str, Any] = {"concept_ids": concepts}
             if name is not None:
                 changes["name"] = check_name("model", name)
             for key, value in (("mutually_exclusive", mutually_exclusive), ("closed_environment", closed_environment),
@@ -189,7 +194,7 @@ class CustomModels:
         if kind and kind != "concept":
             return []
         pattern = (name or "*").lower()
-        return [m for m in self.list(app_id, per_page=1000)
+        return [m for m in self.list_models(app_id, per_page=1000)
                 if fnmatch.fnmatchcase(m.name.lower(), pattern) or fnmatch.fnmatchcase(m.id.lower(), pattern)]
 
     def delete_all(self, app_id: str) -> int:
@@ -306,7 +311,7 @@ class CustomModels:
                 train_seconds=fitted.seconds, trained_at=time.time())
             self._write_version(app_id, done)
 
-    def _warm_start(self, app_id: str, version: ModelVersion):
+    def _warm_start(self, app_id: str, version: ModelVersion) -> Head | None:
         try:
             previous = self._loaded_latest(app_id, version.model_id)
         except (ModelNotTrained, NotFound):
@@ -315,7 +320,7 @@ class CustomModels:
                 and previous.version.mutually_exclusive == version.mutually_exclusive)
         return previous.head if same else None
 
-    def _set_status(self, app_id: str, version: ModelVersion, **changes) -> None:
+    def _set_status(self, app_id: str, version: ModelVersion, **changes: Any) -> None:
         self._write_version(app_id, msgspec.structs.replace(version, **changes))
 
     def _write_version(self, app_id: str, version: ModelVersion) -> None:
@@ -326,12 +331,12 @@ class CustomModels:
         self.forget(app_id, version.model_id)
 
     @staticmethod
-    def _same_incarnation(tx, app_id: str, version: ModelVersion) -> bool:
+    def _same_incarnation(tx: ReadTxn, app_id: str, version: ModelVersion) -> bool:
         model = tx.get_model(app_id, version.model_id)
         return model is not None and model.incarnation == version.model_incarnation
 
     # --------------------------------------------------------- evaluation
-    def _examples_of(self, app_id: str, version: ModelVersion):
+    def _examples_of(self, app_id: str, version: ModelVersion) -> tuple[TrainingSet, np.ndarray]:
         app = self._data.get_app(app_id)
         rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
         ts = collect(self._data.labels.get(app_id), rule)
@@ -358,6 +363,8 @@ class CustomModels:
         self._write_version(app_id, msgspec.structs.replace(
             version, evaluation=Evaluation(status="evaluating", created_at=time.time())))
         try:
+            if version.blend is None:
+                raise ModelNotTrained(f"version {version.id!r} has no blend parameters: train it first")
             ts, x = self._examples_of(app_id, version)
             result = evaluate(x, ts, version.concept_ids, version.mutually_exclusive, version.blend)
         except Exception as exc:  # noqa: BLE001 - recorded on the version, then re-raised for the log
@@ -452,7 +459,7 @@ class CustomModels:
         return set(seqs[(column >= PREDICTED_THRESHOLD) == positive].tolist())
 
     def _newest_trained_with(self, app_id: str, concept_id: str) -> ModelVersion | None:
-        for model in self.list(app_id, per_page=1000):
+        for model in self.list_models(app_id, per_page=1000):
             try:
                 version = self._loaded_latest(app_id, model.id).version
             except (ModelNotTrained, NotFound):
@@ -502,14 +509,14 @@ class CustomModels:
             raise InvalidArgument("no inputs to predict")
         loaded = self._loaded_latest(app_id, model_id, version_id)  # fails before embedding if untrained
         app = self._data.get_app(app_id)
-        stored = [i for i, item in enumerate(inputs) if isinstance(item, str)]
-        new = [i for i, item in enumerate(inputs) if not isinstance(item, str)]
+        stored = {i: item for i, item in enumerate(inputs) if isinstance(item, str)}
+        new = {i: item for i, item in enumerate(inputs) if isinstance(item, bytes)}
         vectors = np.zeros((len(inputs), self._data.backbone(app).dim), np.float32)
         if stored:
-            records = [self._data.get_input(app_id, inputs[i]) for i in stored]
-            vectors[stored] = self._data.embeddings_of(app, np.asarray([r.seq for r in records], np.int64))
+            records = [self._data.get_input(app_id, input_id) for input_id in stored.values()]
+            vectors[list(stored)] = self._data.embeddings_of(app, np.asarray([r.seq for r in records], np.int64))
         if new:
-            vectors[new] = self._data.image_vectors(app, [inputs[i] for i in new])
+            vectors[list(new)] = self._data.image_vectors(app, list(new.values()))
         predictions = self.predict_vectors(app_id, model_id, vectors, loaded.version.id)
         return ModelAnswer(self.get(app_id, model_id), loaded.version, predictions)
 

@@ -31,7 +31,8 @@ def ensure_demo(loupe: Loupe, photos: Path | None, key_file: Path) -> str:
         loupe.get_app(DEMO_APP)
     except NotFound:
         if photos is None:
-            raise NotFound("demo photos", "", "demo photos not found: run from a checkout with ../shared/datasets beside it") from None
+            raise NotFound("demo photos", "",
+                           "demo photos not found: run from a checkout with ../shared/datasets beside it") from None
         loupe.create_app(DEMO_APP)
         with tempfile.TemporaryDirectory() as tmp:
             for folder in sorted(p for p in photos.iterdir() if p.is_dir()):

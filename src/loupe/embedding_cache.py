@@ -31,7 +31,9 @@ def embed_once(store: Store, backbone: Backbone, images: list[DecodedImage]) -> 
             todo.setdefault(img.sha256, img)
     new: dict[str, np.ndarray] = {}
     if todo:
-        fresh = backbone.embed([img.image for img in todo.values()])
+        fresh = backbone.embed([img.image for img in todo.values() if img.image is not None])
+        if len(fresh) != len(todo):
+            raise ValueError("images to embed must still hold their pixels")
         new = dict(zip(todo, fresh))
         vectors.update(new)
     stacked = np.stack([vectors[img.sha256] for img in images]) if images else np.zeros((0, backbone.dim), np.float32)

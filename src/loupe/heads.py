@@ -9,6 +9,8 @@ not the biases. Warm starts from a previous head cut the iterations needed after
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 import numpy as np
 import torch
@@ -53,6 +55,10 @@ class Targets(msgspec.Struct, frozen=True):
 
     values: np.ndarray  # float32 [n, c]: OvR 0/1; ME a distribution over concepts
     weights: np.ndarray  # float32 [n, c] (OvR) or [n] (ME)
+
+
+# (positive, negative) label matrices -> training targets; one per model kind.
+MakeTargets = Callable[[np.ndarray, np.ndarray], Targets]
 
 
 def ovr_targets(positive: np.ndarray, negative: np.ndarray) -> Targets:
@@ -120,6 +126,7 @@ def fit_head(x: np.ndarray, targets: Targets, mutually_exclusive: bool, *, l2: f
             per_entry = torch.nn.functional.binary_cross_entropy_with_logits(z, yt, reduction="none")
             data = (per_entry * wt).sum() / (norm / c)
             grad_z = (torch.sigmoid(z) - yt) * wt * (c / norm)
+        assert w.grad is not None and b.grad is not None  # set up by the caller before L-BFGS steps
         w.grad.copy_((grad_z.T.to(xt.dtype) @ xt).float().T).add_(w, alpha=l2)
         b.grad.copy_(grad_z.sum(dim=0))
         return data + 0.5 * l2 * (w * w).sum()

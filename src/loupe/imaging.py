@@ -74,8 +74,7 @@ def decode_image(data: bytes, limits: ImageLimits) -> DecodedImage:
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)  # animated GIF/WebP/TIFF: the first frame stands for the image
             img.load()
-            img = ImageOps.exif_transpose(img) or img
-            rgb = to_rgb(img)
+            rgb = to_rgb(ImageOps.exif_transpose(img) or img)
         except Exception as exc:  # noqa: BLE001 - same: any failure inside Pillow means a damaged file
             raise CorruptImage(f"image data is truncated or corrupt ({type(exc).__name__}: {exc})") from None
     return DecodedImage(rgb, content_hash(data), fmt, rgb.width, rgb.height)
@@ -113,8 +112,10 @@ def crop_fraction(data: bytes, crop: list[float], limits: ImageLimits) -> bytes:
     if bottom <= top or right <= left:
         raise InvalidArgument("crop must have bottom > top and right > left")
     image = decode_image(data, limits).image
+    assert image is not None  # freshly decoded
     w, h = image.size
-    box = (int(left * w), int(top * h), max(int(left * w) + 1, round(right * w)), max(int(top * h) + 1, round(bottom * h)))
+    box = (int(left * w), int(top * h),
+           max(int(left * w) + 1, round(right * w)), max(int(top * h) + 1, round(bottom * h)))
     out = io.BytesIO()
     image.crop(box).save(out, "PNG")
     return out.getvalue()

@@ -30,7 +30,7 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _curve_points(y: np.ndarray, score: np.ndarray):
+def _curve_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     order = np.argsort(-score, kind="mergesort")
     y, score = y[order].astype(np.float64), score[order]
     distinct = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]

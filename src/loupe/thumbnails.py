@@ -22,10 +22,10 @@ def thumbnail(store: Store, sha256: str, original: bytes) -> bytes:
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
     img.draft("RGB", (SIZE * 2, SIZE * 2))  # JPEG: decode at a fraction of full size
-    img = to_rgb(img)
-    img.thumbnail((SIZE, SIZE))
+    small = to_rgb(img)
+    small.thumbnail((SIZE, SIZE))
     out = io.BytesIO()
-    img.save(out, "JPEG", quality=80)
+    small.save(out, "JPEG", quality=80)
     data = out.getvalue()
     try:
         with store.write() as tx:

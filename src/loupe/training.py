@@ -17,6 +17,7 @@ from loupe.blend import (
 from loupe.errors import TrainingFailed
 from loupe.heads import (
     Head,
+    MakeTargets,
     Targets,
     exclusive_targets,
     fit_head,
@@ -58,7 +59,7 @@ def l2_for(n_rows: int) -> float:
     return 1.0 / (regularisation_c(n) * n)
 
 
-def targets_for(mutually_exclusive: bool):
+def targets_for(mutually_exclusive: bool) -> MakeTargets:
     def make(positive: np.ndarray, negative: np.ndarray) -> Targets:
         if mutually_exclusive:
             return exclusive_targets(positive, negative & ~positive)
@@ -101,7 +102,7 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
         seconds=time.perf_counter() - started)
 
 
-def fit_coarse_to_fine(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, make_targets, l2: float,
+def fit_coarse_to_fine(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, make_targets: MakeTargets, l2: float,
                        warm: Head | None, seed: int) -> Head:
     """Every step of L-BFGS reads all of x, so a large set first converges on a stratified subsample
     (same penalty per example), then takes a few steps on all rows. A warm start skips the first part."""
@@ -123,7 +124,8 @@ def _sample(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
     return rows if len(rows) <= n else np.random.default_rng(seed).choice(rows, n, replace=False)
 
 
-def select_blend(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, make_targets, seed: int) -> BlendParams:
+def select_blend(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, make_targets: MakeTargets,
+                 seed: int) -> BlendParams:
     rows = np.arange(len(ts.seqs))
     if len(rows) > CV_MAX_ROWS:
         rng = np.random.default_rng(seed)

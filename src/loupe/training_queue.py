@@ -25,7 +25,8 @@ class _Job:
     __slots__ = ("app_id", "fn", "future")
 
     def __init__(self, app_id: str, fn: Callable[[], Any]) -> None:
-        self.app_id, self.fn, self.future = app_id, fn, Future()
+        self.app_id, self.fn = app_id, fn
+        self.future: Future[Any] = Future()
 
 
 class FairQueue:

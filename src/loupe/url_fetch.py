@@ -53,7 +53,7 @@ def resolve(host: str, port: int, policy: UrlPolicy) -> str:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError, ValueError):
         raise UrlFetchError(f"cannot resolve host {host!r}") from None
-    addresses = [info[4][0].split("%")[0] for info in infos]
+    addresses = [str(info[4][0]).split("%")[0] for info in infos]
     if not addresses:
         raise UrlFetchError(f"cannot resolve host {host!r}")
     if host not in policy.allow_hosts:
@@ -160,7 +160,8 @@ def _one_hop(target: _Target, address: str, policy: UrlPolicy, deadline: float) 
             raise UrlFetchError(f"URL did not return an image (content-type {content_type or 'none'})")
         declared = response.getheader("Content-Length") or ""
         if declared.isdigit() and int(declared) > policy.max_bytes:
-            raise UrlFetchError(f"image at URL is {int(declared) / 1e6:.1f} MB, limit is {policy.max_bytes / 1e6:.0f} MB")
+            raise UrlFetchError(f"image at URL is {int(declared) / 1e6:.1f} MB, "
+                                f"limit is {policy.max_bytes / 1e6:.0f} MB")
         chunks, size = [], 0
         while chunk := response.read(65536):
             size += len(chunk)

@@ -70,7 +70,8 @@ class WorkflowResult(msgspec.Struct, frozen=True):
     predictions: list[Prediction]  # one per image
 
 
-def general_predictions(loupe: Loupe, app_id: str, vectors: np.ndarray, names: list[str] | tuple[str, ...] = ()) -> list[Prediction]:
+def general_predictions(loupe: Loupe, app_id: str, vectors: np.ndarray,
+                        names: list[str] | tuple[str, ...] = ()) -> list[Prediction]:
     """Zero-shot: score each name by the similarity of the image to a caption of it (softmax over names)."""
     app = loupe.get_app(app_id)
     backbone = loupe.backbone(app)

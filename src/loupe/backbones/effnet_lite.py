@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from loupe.backbones.preprocess import Preprocessing, center_crop_resize
 from loupe.backbones.base import l2_normalise
+from loupe.backbones.preprocess import Preprocessing, center_crop_resize
 from loupe.backbones.runtimes import Session, run_in_chunks
 from loupe.backbones.runtimes.torch_session import TorchSession
 from loupe.errors import BackboneUnavailable, CapabilityMissing

@@ -25,6 +25,6 @@ def center_crop_resize(image: Image.Image, p: Preprocessing) -> np.ndarray:
     side = max(1.0, min(w, h) * p.crop_pct)
     left, top = (w - side) / 2, (h - side) / 2
     resized = image.resize((p.size, p.size), p.resample, box=(left, top, left + side, top + side))
-    arr = np.asarray(resized, dtype=np.float32) * (1.0 / 255.0)
-    arr = (arr - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    arr = np.asarray(resized, dtype=np.float32) * np.float32(1.0 / 255.0)
+    normalised = (arr - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32)
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32)

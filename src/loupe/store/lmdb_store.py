@@ -7,7 +7,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import lmdb
 import msgspec
@@ -69,7 +69,8 @@ def _decode(data: bytes | None, kind: type[T]) -> T | None:
 class ReadTxn:
     def __init__(self, store: Store, txn: lmdb.Transaction) -> None:
         self.store = store
-        self.txn = txn
+        # Any: lmdb's stubs say bytes | memoryview, but transactions begun with buffers=False give bytes.
+        self.txn: Any = txn
 
     def _get(self, db: str, key: bytes) -> bytes | None:
         return self.txn.get(key, db=self.store.db(db))

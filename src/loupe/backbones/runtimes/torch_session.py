@@ -28,7 +28,7 @@ class TorchSession:
         self.use_bf16 = fast and cpu_has_fast_bf16()
         self.precision = "bf16" if self.use_bf16 else "fp32"
         if fast:
-            self.module = self.module.to(memory_format=torch.channels_last)
+            self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._forward = forward
 
     def run(self, batch: np.ndarray) -> np.ndarray:
