@@ -22,17 +22,16 @@ from loupe.backbones.base import Backbone
 from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE, BackboneCache
 from loupe.config import Config
 from loupe.custom_models import CustomModels
-from loupe.embedding_cache import embed_once
 from loupe.errors import (
     Busy,
     Conflict,
-    ImageError,
     InvalidArgument,
     NotFound,
     QuotaExceeded,
 )
 from loupe.ids import check_id, check_name, new_id
-from loupe.imaging import DecodedImage, decode_image
+from loupe.image_pipeline import Embedded, ImagePipeline
+from loupe.imaging import DecodedImage
 from loupe.indexes import VectorIndex
 from loupe.label_mirror import LabelMirror
 from loupe.labels import EditAction, InputEdit, apply_edit, check_labels, check_metadata
@@ -94,6 +93,7 @@ class Loupe:
         # Decoding and embedding new images hold large buffers (a 40 MP photo is 120 MB of pixels) and
         # all the cores: at most this many run at once, the rest wait, so memory and latency stay bounded.
         self.embed_gate = threading.BoundedSemaphore(config.embed_concurrency)
+        self.images = ImagePipeline(self.store, config.images, workers=config.decode_workers)
         self.urls = UrlFetcher(UrlPolicy(timeout_seconds=config.url_timeout_seconds, max_bytes=config.images.max_bytes,
                                          allow_hosts=tuple(config.url_allow_hosts),
                                          max_concurrent=config.url_max_concurrent))
@@ -108,6 +108,7 @@ class Loupe:
         if self.retrainer is not None:
             self.retrainer.stop()
         self.models.close()
+        self.images.close()
         with self.store.read() as tx:
             apps = tx.list_apps()
         self.indexes.save_all(apps)
@@ -206,10 +207,16 @@ class Loupe:
                 check_id("concept", concept_id)
         backbone = self.backbone(app)
         with self.embed_gate:
-            decoded = [self._decode(item.image, position, input_id)
-                       for position, (item, input_id) in enumerate(zip(items, ids))]
-            embedded = embed_once(self.store, backbone, decoded)
-        decoded = [msgspec.structs.replace(d, image=None) for d in decoded]  # pixels not needed past here
+            prepared = self.images.prepare(backbone, [item.image for item in items],
+                                           [f"input {i} ({input_id})" for i, input_id in enumerate(ids)])
+            embedded = self.images.embed(backbone, prepared)
+        return self._store_inputs(app, items, ids, prepared.decoded, embedded)
+
+    def _store_inputs(self, app: App, items: list[NewInput], ids: list[str], decoded: list[DecodedImage],
+                      embedded: Embedded) -> AddedInputs:
+        """One transaction for the batch, then the caches follow."""
+        app_id = app.id
+        backbone = self.backbone(app)
         now = time.time()
         with self.indexes.lock(app_id):
             with self.store.write() as tx:
@@ -231,7 +238,12 @@ class Loupe:
                 for sha, vector in embedded.new.items():
                     tx.put_embedding(backbone.id, sha, vector)
                 previous = app.generation
-                app = msgspec.structs.replace(app, next_seq=app.next_seq + len(records), generation=previous + 1)
+                embedders = app.embedders
+                if embedded.new and embedded.embedder not in embedders:
+                    # Say so when an app's vectors come from more than one runtime/precision.
+                    embedders = [*embedders, embedded.embedder]
+                app = msgspec.structs.replace(app, next_seq=app.next_seq + len(records), generation=previous + 1,
+                                              embedders=embedders)
                 tx.put_app(app)
             # Committed. Now the cache follows (an index not loaded yet is built from LMDB when needed).
             self._wrote(app_id, previous, app.generation)
@@ -240,12 +252,6 @@ class Loupe:
             self.labels.put(app_id, records)
         self._labels_changed(app_id, records)
         return AddedInputs(records, len(embedded.new))
-
-    def _decode(self, data: bytes, position: int, input_id: str) -> DecodedImage:
-        try:
-            return decode_image(data, self.config.images)
-        except ImageError as exc:
-            raise type(exc)(f"input {position} ({input_id}): {exc.message}") from None
 
     @staticmethod
     def ensure_concepts(tx: WriteTxn, app_id: str, concept_ids: list[str], now: float) -> None:
@@ -530,9 +536,9 @@ class Loupe:
 
     def image_vectors(self, app: App, images: list[bytes]) -> np.ndarray:
         """Decode and embed (or look up) images for a prediction or search, within the embedding gate."""
+        backbone = self.backbone(app)
         with self.embed_gate:
-            decoded = [decode_image(data, self.config.images) for data in images]
-            return embed_once(self.store, self.backbone(app), decoded).vectors
+            return self.images.embed(backbone, self.images.prepare(backbone, images)).vectors
 
     def search_by_input(self, app_id: str, input_id: str, *, page: int = 1, per_page: int = 20,
                         flt: SearchFilter | None = None) -> list[SearchHit]:

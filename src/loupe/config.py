@@ -20,8 +20,13 @@ class Config(msgspec.Struct, frozen=True):
     lmdb_map_size: int = 64 * 1024**3
     torch_threads: int = max(1, os.cpu_count() or 1)
     embed_batch_size: int = 32
+    # What runs the backbones: "openvino" (compiled once per backbone into DATA_DIR/compiled) or
+    # "torch" (the reference). Precision "auto": bf16 where the CPU has native bf16, else f32.
+    runtime: str = "openvino"
+    precision: str = "auto"
     backbone_idle_seconds: float = 1800.0  # a backbone unused this long is unloaded (not the default one)
     embed_concurrency: int = max(2, os.cpu_count() or 1)  # requests decoding + embedding new images at once
+    decode_workers: int = max(2, os.cpu_count() or 1)  # threads decoding and preprocessing images
     # Exact search streams every vector per query (66 MB at 12.9k x 1280 fp32: ~5 ms, memory-bound);
     # above this many vectors an IVF index scans about a quarter of them.
     approx_index_threshold: int = 10_000
@@ -57,6 +62,10 @@ class Config(msgspec.Struct, frozen=True):
         return Path(self.data_dir) / "store.lmdb"
 
     @property
+    def compiled_dir(self) -> Path:
+        return Path(self.data_dir) / "compiled"
+
+    @property
     def index_dir(self) -> Path:
         return Path(self.data_dir) / "indexes"
 
@@ -69,6 +78,10 @@ def config_from_env(**overrides: object) -> Config:
         values["data_dir"] = Path(env["LOUPE_DATA_DIR"])
     if "LOUPE_TORCH_THREADS" in env:
         values["torch_threads"] = int(env["LOUPE_TORCH_THREADS"])
+    if "LOUPE_RUNTIME" in env:
+        values["runtime"] = env["LOUPE_RUNTIME"]
+    if "LOUPE_PRECISION" in env:
+        values["precision"] = env["LOUPE_PRECISION"]
     if "LOUPE_APPROX_INDEX_THRESHOLD" in env:
         values["approx_index_threshold"] = int(env["LOUPE_APPROX_INDEX_THRESHOLD"])
     if "LOUPE_PUBLIC_URL" in env:

@@ -10,12 +10,15 @@ not the biases. Warm starts from a previous head cut the iterations needed after
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
-import torch
 
 from loupe.dot_products import pairwise_dots
+
+if TYPE_CHECKING:
+    import torch
 
 BF16_MIN_ELEMENTS = 500_000  # ~400 examples of 1,280-d: few-shot fits exact, CV and big fits fast
 
@@ -93,6 +96,8 @@ def exclusive_targets(positive: np.ndarray, negative: np.ndarray) -> Targets:
 def fit_head(x: np.ndarray, targets: Targets, mutually_exclusive: bool, *, l2: float,
              warm: Head | None = None, max_iter: int = 100, tol: float = 1e-5) -> Head:
     """Minimise mean weighted loss + l2/2 * ||W||^2."""
+    import torch  # here, not at the top: predicting and searching never need it
+
     n, d = x.shape
     c = targets.values.shape[1]
     # Large sets: the two matmuls per step are memory-bound; bfloat16 halves the bytes and runs on
@@ -136,6 +141,8 @@ def fit_head(x: np.ndarray, targets: Targets, mutually_exclusive: bool, *, l2: f
 
 
 def _matmul_dtype() -> torch.dtype:
+    import torch
+
     from loupe.backbones.runtimes import cpu_has_fast_bf16
 
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32

@@ -7,12 +7,20 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from loupe.backbones.preprocess import Preprocessing
+
 
 @runtime_checkable
 class Backbone(Protocol):
     id: str
     dim: int
     supports_text: bool
+    preprocessing: Preprocessing
+
+    @property
+    def embedder(self) -> str:
+        """runtime/precision that makes the vectors, e.g. "openvino/bf16" or "torch/fp32"."""
+        ...
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """One RGB image -> float32 CHW array ready for the network."""
@@ -20,6 +28,10 @@ class Backbone(Protocol):
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         """RGB images -> float32[n, dim], each row L2-normalised."""
+        ...
+
+    def embed_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """Preprocessed CHW arrays -> float32[n, dim], each row L2-normalised."""
         ...
 
     def embed_text(self, texts: list[str]) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +17,15 @@ from loupe.errors import BackboneUnavailable
 from loupe.torchvision_compat import import_with_torchvision_fix
 
 ARCHITECTURE = "ViT-B-32"
+
+
+class _TextTower(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model: Any = model  # timm / open_clip model: their methods, not Module's
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens)
 
 
 class ClipBackbone:
@@ -42,13 +52,26 @@ class ClipBackbone:
         self.chunk = chunk
         self.session: Session = TorchSession(self.model, self.model.encode_image, fast=fast, bf16_batches=False)
 
+    def image_tower(self) -> torch.nn.Module:
+        return self.model.visual.eval()  # encode_image(x) is visual(x) when not normalising
+
+    def text_tower(self) -> torch.nn.Module:
+        return _TextTower(self.model).eval()
+
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return center_crop_resize(image, self.preprocessing)
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        return l2_normalise(run_in_chunks(self.session, [self.preprocess(im) for im in images], self.chunk))
+        return self.embed_arrays([self.preprocess(im) for im in images])
+
+    def embed_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
+        return l2_normalise(run_in_chunks(self.session, arrays, self.chunk))
+
+    @property
+    def embedder(self) -> str:
+        return f"{self.session.runtime}/{self.session.precision}"
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +49,15 @@ def load_positional(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> 
     model.load_state_dict(mapped)
 
 
+class _Pooled(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model: Any = model  # timm / open_clip model: their methods, not Module's
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+
+
 class EfficientNetLite:
     dim = 1280
     supports_text = False
@@ -69,13 +79,29 @@ class EfficientNetLite:
     def _pooled(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
 
+    def imagenet_head(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ImageNet classifier over the pooled features: weights [1000, dim], bias [1000]."""
+        fc = self.model.get_classifier()
+        return fc.weight.detach().float().numpy().copy(), fc.bias.detach().float().numpy().copy()
+
+    def image_tower(self) -> torch.nn.Module:
+        """The network from image to pooled features, as one module (what a compiled runtime converts)."""
+        return _Pooled(self.model).eval()
+
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return center_crop_resize(image, self.preprocessing)
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        return l2_normalise(run_in_chunks(self.session, [self.preprocess(im) for im in images], self.chunk))
+        return self.embed_arrays([self.preprocess(im) for im in images])
+
+    def embed_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
+        return l2_normalise(run_in_chunks(self.session, arrays, self.chunk))
+
+    @property
+    def embedder(self) -> str:
+        return f"{self.session.runtime}/{self.session.precision}"
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         raise CapabilityMissing(f"backbone {self.id} has no text tower; text needs a CLIP backbone")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -12,8 +13,29 @@ from loupe.errors import BackboneUnavailable
 BACKBONE_IDS = ("effnet-lite2", "effnet-lite0", "clip-vit-b-32")
 DEFAULT_BACKBONE = "effnet-lite2"  # the one that always works offline; CLIP where its weights can be had
 
+log = logging.getLogger(__name__)
+
+
+RUNTIMES = ("openvino", "torch")
+
 
 def load_backbone(backbone_id: str, config: Config) -> Backbone:
+    """The one place that chooses what runs a backbone: the configured runtime, else torch."""
+    if backbone_id not in BACKBONE_IDS:
+        raise BackboneUnavailable(f"unknown backbone {backbone_id!r}; known: {', '.join(BACKBONE_IDS)}")
+    if config.runtime not in RUNTIMES:
+        raise BackboneUnavailable(f"unknown runtime {config.runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if config.runtime == "openvino":
+        from loupe.backbones.compiled import RuntimeUnavailable, load_compiled
+
+        try:
+            return load_compiled(backbone_id, config, lambda: load_torch(backbone_id, config))
+        except RuntimeUnavailable as exc:
+            log.warning("%s: running %s with torch", exc, backbone_id)
+    return load_torch(backbone_id, config)
+
+
+def load_torch(backbone_id: str, config: Config) -> Backbone:
     import torch
 
     torch.set_num_threads(config.torch_threads)

@@ -16,6 +16,9 @@ class App(msgspec.Struct, kw_only=True):
     # Bumped by every write to the app's inputs or labels, so a process can tell that another one
     # (e.g. `loupe import` next to `loupe serve`) changed what its in-memory caches mirror.
     generation: int = 0
+    # Runtime/precision of what embedded the app's images ("openvino/bf16", "torch/fp32", ...); more
+    # than one means its vectors come from several (each validated against the torch fp32 reference).
+    embedders: list[str] = []
 
 
 class Input(msgspec.Struct, kw_only=True):
