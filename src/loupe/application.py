@@ -30,7 +30,7 @@ from loupe.errors import (
     QuotaExceeded,
 )
 from loupe.ids import check_id, check_name, new_id
-from loupe.image_pipeline import Embedded, ImagePipeline
+from loupe.image_pipeline import Embedded, ImagePipeline, Prepared
 from loupe.imaging import DecodedImage
 from loupe.indexes import VectorIndex
 from loupe.label_mirror import LabelMirror
@@ -59,6 +59,13 @@ class NewInput(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] = {}
     concepts: list[str] = []
     not_concepts: list[str] = []
+
+
+class PreparedInputs(msgspec.Struct):
+    app: App
+    items: list[NewInput]
+    ids: list[str]
+    images: Prepared
 
 
 class AddedInputs(msgspec.Struct):
@@ -193,6 +200,12 @@ class Loupe:
     # -------------------------------------------------------------- inputs
     def add_inputs(self, app_id: str, items: list[NewInput]) -> AddedInputs:
         """All or nothing: one bad image or duplicate id refuses the whole batch, naming the culprit."""
+        with self.embed_gate:
+            return self.add_prepared(self.prepare_inputs(app_id, items))
+
+    def prepare_inputs(self, app_id: str, items: list[NewInput]) -> PreparedInputs:
+        """Check a batch and decode + preprocess its images, touching nothing: the import pipeline runs
+        this for the next batch while the current one is embedded and stored."""
         app = self.get_app(app_id)
         ids = [check_id("input", item.id) if item.id is not None else new_id() for item in items]
         seen: set[str] = set()
@@ -205,12 +218,14 @@ class Loupe:
             check_metadata(item.metadata)
             for concept_id in itertools.chain(item.concepts, item.not_concepts):
                 check_id("concept", concept_id)
-        backbone = self.backbone(app)
-        with self.embed_gate:
-            prepared = self.images.prepare(backbone, [item.image for item in items],
-                                           [f"input {i} ({input_id})" for i, input_id in enumerate(ids)])
-            embedded = self.images.embed(backbone, prepared)
-        return self._store_inputs(app, items, ids, prepared.decoded, embedded)
+        prepared = self.images.prepare(self.backbone(app), [item.image for item in items],
+                                       [f"input {i} ({input_id})" for i, input_id in enumerate(ids)])
+        return PreparedInputs(app=app, items=items, ids=ids, images=prepared)
+
+    def add_prepared(self, batch: PreparedInputs) -> AddedInputs:
+        """Embed what a prepared batch still needs, then store it (all or nothing)."""
+        embedded = self.images.embed(self.backbone(batch.app), batch.images)
+        return self._store_inputs(batch.app, batch.items, batch.ids, batch.images.decoded, embedded)
 
     def _store_inputs(self, app: App, items: list[NewInput], ids: list[str], decoded: list[DecodedImage],
                       embedded: Embedded) -> AddedInputs:

@@ -15,7 +15,8 @@ from loupe.errors import LoupeError, NotFound
 
 
 def _open(args: argparse.Namespace) -> Loupe:
-    return Loupe(config_from_env(data_dir=args.data_dir, torch_threads=args.threads))
+    return Loupe(config_from_env(data_dir=args.data_dir, torch_threads=args.threads, runtime=args.runtime,
+                                 precision=args.precision))
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -114,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loupe", description="Few-shot custom image concepts and visual search.")
     parser.add_argument("--data-dir",
                         help="where the store and indexes live (env LOUPE_DATA_DIR; default ./loupe-data)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    parser.add_argument("--threads", type=int, help="threads for the network (default: all cores)")
+    parser.add_argument("--runtime", choices=["openvino", "torch"],
+                        help="what runs the backbone (env LOUPE_RUNTIME; default openvino, compiled once into "
+                             "DATA_DIR/compiled; torch is the reference and the fallback)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                        help="network precision (env LOUPE_PRECISION; default auto: bf16 where the CPU has it)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("import", help="import a folder: one subfolder per concept")

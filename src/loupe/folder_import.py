@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
 
-from loupe.application import Loupe, NewInput
+from loupe.application import Loupe, NewInput, PreparedInputs
 from loupe.errors import Conflict, ImageError, NotFound
 from loupe.ids import MAX_ID_LENGTH
 from loupe.imaging import content_hash
@@ -60,24 +61,51 @@ def import_folder(loupe: Loupe, root: Path, app_id: str, *, batch_size: int = 32
     started = time.perf_counter()
     files = scan_folder(root)
     report = ImportReport(found=len(files))
-    for start in range(0, len(files), batch_size):
-        batch = files[start:start + batch_size]
-        new: list[NewInput] = []
-        for item in batch:
-            data = item.path.read_bytes()
-            status = _already_there(loupe, app_id, item.input_id, content_hash(data))
-            if status == "same":
-                report.skipped += 1
-            elif status == "changed":
-                report.failed.append((str(item.path), "already imported with different content"))
-            else:
-                new.append(NewInput(image=data, id=item.input_id, source=str(item.path.relative_to(root)),
-                                    concepts=[item.concept] if item.concept else []))
-        _add(loupe, app_id, new, report)
-        if progress:
-            progress(len(batch))
+    batches = [files[start:start + batch_size] for start in range(0, len(files), batch_size)]
+    # Two stages: a worker reads, checks, decodes and preprocesses batch i+1 while this thread embeds
+    # and stores batch i, so the network never waits for Pillow (and the disk) between batches.
+    with ThreadPoolExecutor(1, thread_name_prefix="loupe-import") as ahead:
+        upcoming = ahead.submit(_read, loupe, app_id, root, batches[0]) if batches else None
+        for i, batch in enumerate(batches):
+            assert upcoming is not None
+            read = upcoming.result()
+            upcoming = ahead.submit(_read, loupe, app_id, root, batches[i + 1]) if i + 1 < len(batches) else None
+            report.skipped += read.skipped
+            report.failed += read.failed
+            _add(loupe, app_id, read, report)
+            if progress:
+                progress(len(batch))
     report.seconds = time.perf_counter() - started
     return report
+
+
+class _Read(msgspec.Struct):
+    new: list[NewInput]
+    prepared: PreparedInputs | None  # None: some image of the batch is bad (found one by one later)
+    skipped: int = 0
+    failed: list[tuple[str, str]] = []
+
+
+def _read(loupe: Loupe, app_id: str, root: Path, batch: list[FolderImage]) -> _Read:
+    new: list[NewInput] = []
+    skipped, failed = 0, []
+    for item in batch:
+        data = item.path.read_bytes()
+        status = _already_there(loupe, app_id, item.input_id, content_hash(data))
+        if status == "same":
+            skipped += 1
+        elif status == "changed":
+            failed.append((str(item.path), "already imported with different content"))
+        else:
+            new.append(NewInput(image=data, id=item.input_id, source=str(item.path.relative_to(root)),
+                                concepts=[item.concept] if item.concept else []))
+    prepared = None
+    if new:
+        try:
+            prepared = loupe.prepare_inputs(app_id, new)
+        except (ImageError, Conflict):
+            pass
+    return _Read(new, prepared, skipped, failed)
 
 
 def _already_there(loupe: Loupe, app_id: str, input_id: str, sha256: str) -> str:
@@ -88,7 +116,20 @@ def _already_there(loupe: Loupe, app_id: str, input_id: str, sha256: str) -> str
     return "same" if record.sha256 == sha256 else "changed"
 
 
-def _add(loupe: Loupe, app_id: str, items: list[NewInput], report: ImportReport) -> None:
+def _add(loupe: Loupe, app_id: str, read: _Read, report: ImportReport) -> None:
+    if read.prepared is not None:
+        try:
+            added = loupe.add_prepared(read.prepared)
+        except Conflict:
+            _add_items(loupe, app_id, read.new, report)
+            return
+        report.added += len(added.inputs)
+        report.embedded += added.embedded
+    elif read.new:
+        _add_items(loupe, app_id, read.new, report)
+
+
+def _add_items(loupe: Loupe, app_id: str, items: list[NewInput], report: ImportReport) -> None:
     if not items:
         return
     try:
@@ -100,7 +141,7 @@ def _add(loupe: Loupe, app_id: str, items: list[NewInput], report: ImportReport)
             return
         # A batch is all or nothing: find the bad files one by one and keep the good ones.
         for item in items:
-            _add(loupe, app_id, [item], report)
+            _add_items(loupe, app_id, [item], report)
         return
     report.added += len(added.inputs)
     report.embedded += added.embedded

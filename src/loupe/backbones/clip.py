@@ -32,7 +32,7 @@ class ClipBackbone:
     supports_text = True
 
     def __init__(self, pretrained: str, *, backbone_id: str = "clip-vit-b-32", chunk: int = 32,
-                 fast: bool = True) -> None:
+                 fast: bool = True, bf16: bool = True) -> None:
         """`pretrained` is an open_clip pretrained tag (downloaded once, then cached) or a local file."""
         open_clip = import_with_torchvision_fix("open_clip")
         looks_like_path = os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
@@ -50,7 +50,8 @@ class ClipBackbone:
                                            mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
         self.tokenizer = open_clip.get_tokenizer(ARCHITECTURE)
         self.chunk = chunk
-        self.session: Session = TorchSession(self.model, self.model.encode_image, fast=fast, bf16_batches=False)
+        self.session: Session = TorchSession(self.model, self.model.encode_image, fast=fast, bf16_batches=False,
+                                             bf16=bf16)
 
     def image_tower(self) -> torch.nn.Module:
         return self.model.visual.eval()  # encode_image(x) is visual(x) when not normalising

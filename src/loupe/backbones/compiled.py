@@ -16,7 +16,8 @@ from loupe.backbones.base import Backbone, l2_normalise
 from loupe.backbones.preprocess import center_crop_resize
 from loupe.backbones.runtimes import Session, run_in_chunks
 from loupe.backbones.runtimes.compiled_cache import CacheKey, CompiledCache
-from loupe.backbones.runtimes.openvino_session import OpenVinoSession, resolve_precision
+from loupe.backbones.runtimes.cpu import resolve_precision
+from loupe.backbones.runtimes.openvino_session import OpenVinoSession
 from loupe.backbones.specs import SPECS, BackboneSpec, weights_identity
 from loupe.config import Config
 from loupe.errors import CapabilityMissing

@@ -62,7 +62,7 @@ class EfficientNetLite:
     dim = 1280
     supports_text = False
 
-    def __init__(self, variant: str = "lite2", *, chunk: int = 8, fast: bool = True) -> None:
+    def __init__(self, variant: str = "lite2", *, chunk: int = 8, fast: bool = True, bf16: bool = True) -> None:
         if variant not in _VARIANTS:
             raise BackboneUnavailable(f"unknown EfficientNet-Lite variant {variant!r}")
         _, _, arch, size = _VARIANTS[variant]
@@ -74,7 +74,7 @@ class EfficientNetLite:
         self.preprocessing = Preprocessing(size=size, crop_pct=0.89 if variant == "lite2" else 0.875,
                                            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
         self.chunk = chunk
-        self.session: Session = TorchSession(self.model, self._pooled, fast=fast)
+        self.session: Session = TorchSession(self.model, self._pooled, fast=fast, bf16=bf16)
 
     def _pooled(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)

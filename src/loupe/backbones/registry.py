@@ -7,6 +7,7 @@ import threading
 import time
 
 from loupe.backbones.base import Backbone
+from loupe.backbones.runtimes.cpu import resolve_precision
 from loupe.config import Config
 from loupe.errors import BackboneUnavailable
 
@@ -39,14 +40,15 @@ def load_torch(backbone_id: str, config: Config) -> Backbone:
     import torch
 
     torch.set_num_threads(config.torch_threads)
+    bf16 = resolve_precision(config.precision) == "bf16"
     if backbone_id in ("effnet-lite2", "effnet-lite0"):
         from loupe.backbones.effnet_lite import EfficientNetLite
 
-        return EfficientNetLite(backbone_id.removeprefix("effnet-"))
+        return EfficientNetLite(backbone_id.removeprefix("effnet-"), bf16=bf16)
     if backbone_id == "clip-vit-b-32":
         from loupe.backbones.clip import ClipBackbone
 
-        return ClipBackbone(config.weights.get(backbone_id, config.clip_pretrained_tag))
+        return ClipBackbone(config.weights.get(backbone_id, config.clip_pretrained_tag), bf16=bf16)
     raise BackboneUnavailable(f"unknown backbone {backbone_id!r}; known: {', '.join(BACKBONE_IDS)}")
 
 

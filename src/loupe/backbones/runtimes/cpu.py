@@ -18,3 +18,15 @@ def cpu_flags() -> frozenset[str]:
 def cpu_has_fast_bf16() -> bool:
     """Native bfloat16 matmuls (AVX512-BF16 or AMX)."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def resolve_precision(asked: str) -> str:
+    """"auto" -> bf16 where the CPU has native bf16, else fp32. Never left to the runtime (OpenVINO
+    picks bf16 silently on such CPUs): the choice is recorded with the vectors it makes."""
+    if asked == "auto":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    if asked in ("f32", "fp32"):
+        return "fp32"
+    if asked == "bf16":
+        return "bf16"
+    raise ValueError(f"precision must be auto, fp32 or bf16, got {asked!r}")

@@ -8,22 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from loupe.backbones.runtimes.cpu import cpu_has_fast_bf16
-
 # OpenVINO's names for the precisions Loupe records (its "f32" is Loupe's "fp32").
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
-
-
-def resolve_precision(asked: str) -> str:
-    """"auto" -> bf16 where the CPU has native bf16, else fp32. Never left to OpenVINO, which picks
-    bf16 silently on such CPUs: the choice is recorded with the vectors it makes."""
-    if asked == "auto":
-        return "bf16" if cpu_has_fast_bf16() else "fp32"
-    if asked in ("f32", "fp32"):
-        return "fp32"
-    if asked == "bf16":
-        return "bf16"
-    raise ValueError(f"precision must be auto, fp32 or bf16, got {asked!r}")
 
 
 class OpenVinoSession:

@@ -19,13 +19,13 @@ class TorchSession:
     runtime = "torch"
 
     def __init__(self, module: torch.nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
-                 *, fast: bool = True, bf16_batches: bool = True) -> None:
+                 *, fast: bool = True, bf16_batches: bool = True, bf16: bool = True) -> None:
         self.fast = fast
         # Measured here: bf16 speeds convnets at every batch size, but ViT only at batch 1
         # (at 4-16 images its bf16 matmuls ran 3-6x slower than fp32), hence the switch.
         self.bf16_batches = bf16_batches
         self.module = module.eval()
-        self.use_bf16 = fast and cpu_has_fast_bf16()
+        self.use_bf16 = fast and bf16 and cpu_has_fast_bf16()
         self.precision = "bf16" if self.use_bf16 else "fp32"
         if fast:
             self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
