@@ -20,9 +20,19 @@ def machine() -> dict:
 
     # Native bfloat16 decides which matmul dtype the backbone and large head fits use, so timings from
     # CPUs with and without it are not comparable.
+    from loupe.backbones.runtimes.cpu import cpu_flags
+
+    try:
+        import openvino
+
+        openvino_version = openvino.__version__
+    except ImportError:
+        openvino_version = "not installed"
+    flags = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
     return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__, "processor": platform.processor() or platform.machine(),
-            "cpu_model": _cpu_model(), "native_bf16": cpu_has_fast_bf16()}
+            "torch": torch.__version__, "openvino": openvino_version,
+            "processor": platform.processor() or platform.machine(), "cpu_model": _cpu_model(),
+            "native_bf16": cpu_has_fast_bf16(), "amx": any(f.startswith("amx") for f in flags), "cpu_flags": flags}
 
 
 def _cpu_model() -> str:

@@ -17,7 +17,13 @@ from loupe.config import Config
 from loupe.errors import NotFound
 from loupe.folder_import import import_folder
 
-CACHE_DIR = HERE / ".cache" / "loupe-data"
+
+def cache_dir(runtime: str = "openvino", precision: str = "auto") -> Path:
+    """One Loupe data dir per runtime/precision, so their vectors can be compared."""
+    return HERE / ".cache" / f"loupe-data-{runtime}-{precision}"
+
+
+CACHE_DIR = cache_dir()  # the product's default runtime
 
 
 class Embedded(msgspec.Struct):
@@ -28,9 +34,10 @@ class Embedded(msgspec.Struct):
     input_ids: list[str]
 
 
-def embedded(dataset: str, backbone: str = "effnet-lite2", data_dir: Path = CACHE_DIR) -> Embedded:
+def embedded(dataset: str, backbone: str = "effnet-lite2", data_dir: Path = CACHE_DIR, *,
+             runtime: str = "openvino", precision: str = "auto") -> Embedded:
     app_id = f"{dataset}-{backbone}"
-    with Loupe(Config(data_dir=data_dir)) as loupe:
+    with Loupe(Config(data_dir=data_dir, runtime=runtime, precision=precision)) as loupe:
         try:
             loupe.get_app(app_id)
         except NotFound:

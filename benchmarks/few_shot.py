@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
-from embedded_datasets import embedded  # noqa: E402
+from embedded_datasets import cache_dir, embedded  # noqa: E402
 
 from loupe.blend import blend  # noqa: E402
 from loupe.heads import head_probabilities  # noqa: E402
@@ -43,8 +43,8 @@ from loupe.training_set import TrainingSet  # noqa: E402
 SHOTS = (1, 2, 4, 8, 16)
 
 
-def splits(dataset: str, shots: int, seed: int):
-    data = embedded(dataset)
+def splits(dataset: str, shots: int, seed: int, runtime: str = "openvino", precision: str = "auto"):
+    data = embedded(dataset, data_dir=cache_dir(runtime, precision), runtime=runtime, precision=precision)
     rng = np.random.default_rng(seed)
     classes = [i for i, c in enumerate(data.classes) if c != "BACKGROUND_Google"]
     train, test = [], []
@@ -115,6 +115,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--name", default="few_shot", help="results/<name>.json")
+    parser.add_argument("--runtime", default="openvino", choices=["openvino", "torch"],
+                        help="what embeds the photos (each runtime/precision has its own cached vectors)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     args = parser.parse_args()
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     # 1 shot of 101 classes makes scikit-learn wonder whether y is a regression target; it is not.
@@ -126,7 +129,7 @@ def main() -> None:
             accs: dict[str, list[float]] = {}
             eces: list[float] = []
             for seed in seeds:
-                xtr, ytr, xte, yte, c = splits(dataset, shots, seed)
+                xtr, ytr, xte, yte, c = splits(dataset, shots, seed, args.runtime, args.precision)
                 probe = linear_probe(xtr, ytr, xte)
                 scores = {"linear_probe": probe, "knn": knn(xtr, ytr, xte, c), "ncm": ncm(xtr, ytr, xte, c),
                           "tip_adapter": tip_adapter(xtr, ytr, xte, c, probe),
@@ -144,7 +147,8 @@ def main() -> None:
             print(dataset, shots, {k: v["mean"] for k, v in row.items() if isinstance(v, dict)},
                   "loupe - best:", row["loupe_minus_best_baseline"], "ECE:", row["loupe_calibration_error"],
                   flush=True)
-    path = write_result(args.name, {"seeds": seeds, "backbone": "effnet-lite2", "rows": rows})
+    path = write_result(args.name, {"seeds": seeds, "backbone": "effnet-lite2", "runtime": args.runtime,
+                                    "precision": args.precision, "rows": rows})
     print(f"written to {path}")
 
 

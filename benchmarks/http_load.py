@@ -100,12 +100,25 @@ async def load(base: str, key: str, make_request, total: int, concurrency: int) 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--runtimes", default="torch,openvino", help="one server per runtime, same run")
     args = parser.parse_args()
     key, ids, embed_ms = prepare()
+    by_runtime = {runtime: serve_and_load(runtime, key, ids, args.requests) for runtime in args.runtimes.split(",")}
+    result = {"inputs": 12925, "in_process_embed_ms": round(embed_ms, 2), "runtimes": by_runtime,
+              "targets": {"predict_stored_input_p50_ms": 5, "predict_new_jpeg_c1_p50_ms": 15, "search_p50_ms": 10,
+                          "predict_new_jpeg_c8_rps_vs_torch": 3.0}}
+    if "torch" in by_runtime and "openvino" in by_runtime:
+        result["openvino_vs_torch_new_jpeg_c8_rps"] = round(
+            by_runtime["openvino"]["predict_new_jpeg_c8"]["throughput_rps"]
+            / by_runtime["torch"]["predict_new_jpeg_c8"]["throughput_rps"], 2)
+    print(f"written to {write_result('http_load', result)}")
+
+
+def serve_and_load(runtime: str, key: str, ids: list[str], n: int) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "LOUPE_DATA_DIR": str(CACHE_DIR)}
+    env = {**os.environ, "LOUPE_DATA_DIR": str(CACHE_DIR), "LOUPE_RUNTIME": runtime}
     server = subprocess.Popen([sys.executable, "-m", "loupe.cli", "serve", "--port", str(port)], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -121,8 +134,8 @@ def main() -> None:
                            {"inputs": [{"data": {"image": {"base64": jpegs[i % len(jpegs)]}}}]})
         search = lambda i: ("POST", "/v2/searches", {"query": {"ands": [  # noqa: E731
             {"output": {"input": {"id": ids[i % len(ids)], "data": {"image": {}}}}}]}})
-        n = args.requests
         asyncio.run(load(base, key, stored, 50, 8))  # warm-up
+        asyncio.run(load(base, key, fresh, 16, 8))
         results = {
             "predict_stored_input": asyncio.run(load(base, key, stored, n, 8)),
             "predict_stored_input_c1": asyncio.run(load(base, key, stored, n // 2, 1)),
@@ -134,13 +147,9 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    result = {"inputs": 12925, "in_process_embed_ms": round(embed_ms, 2), **results,
-              "targets": {"predict_stored_input_p50_ms": 5, "predict_new_jpeg_p50_ms": round(embed_ms + 15, 1),
-                          "search_p50_ms": 10}}
     for name, row in results.items():
-        print(f"{name:22s} {row}")
-    print(f"in-process embed of one 256-px JPEG: {embed_ms:.1f} ms")
-    print(f"written to {write_result('http_load', result)}")
+        print(f"{runtime:9s} {name:22s} {row}", flush=True)
+    return results
 
 
 if __name__ == "__main__":

@@ -100,7 +100,8 @@ def test_errors_map_by_type_not_by_message():
 def test_backbones_are_run_by_a_session(shared_backbones):
     backbone = shared_backbones.get("effnet-lite2")
     assert isinstance(backbone.session, Session)
-    assert backbone.session.runtime == "torch" and backbone.session.precision in ("fp32", "bf16")
+    assert backbone.session.runtime == "openvino" and backbone.session.precision in ("fp32", "bf16")
+    assert backbone.embedder == f"openvino/{backbone.session.precision}"
 
 
 def test_a_slow_backbone_load_does_not_stall_a_loaded_one(monkeypatch, tmp_path, shared_backbones):

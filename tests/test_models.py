@@ -326,13 +326,13 @@ def test_general_model_and_workflow_with_clip(clip_weights, tmp_path):
         query = dataset_images(CLOTHING / "test" / "hat", 1)[0].read_bytes()
         calls = []
         backbone = loupe.backbone(loupe.get_app("clip"))
-        original = backbone.embed
-        backbone.embed = lambda images: calls.append(len(images)) or original(images)
+        original = backbone.embed_arrays
+        backbone.embed_arrays = lambda arrays: calls.append(len(arrays)) or original(arrays)
         try:
             results = run_workflow(loupe, "clip", [query], [
                 WorkflowStep("general", concepts=("shoe", "hat", "dog")), WorkflowStep("m")])
         finally:
-            backbone.embed = original
+            backbone.embed_arrays = original
         assert calls == [1]  # one image, embedded once for both models
         general, custom = results
         assert [c.concept_id for c in general.predictions[0].concepts] != []
