@@ -13,10 +13,11 @@ from loupe.backbones.registry import BackboneCache
 from loupe.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-DATASETS = SHARED / "datasets"
-CLOTHING = DATASETS / "clothing10"
-CALTECH = DATASETS / "caltech101"
+# Photos in the repository, so a plain clone runs the suite: the package's Clothing-10 demo set (CC0;
+# 20 training photos per class, 40 hats, 10 held out per class) and 20 Caltech-101 photos (CC BY 4.0).
+# The full datasets in ../shared are for the benchmarks.
+CLOTHING = REPO / "src" / "loupe" / "demo_photos" / "clothing10"
+CALTECH = REPO / "tests" / "photos" / "caltech101"
 
 
 def dataset_images(folder: Path, n: int, start: int = 0) -> list[Path]:

@@ -493,7 +493,7 @@ def test_decoding_and_embedding_new_images_is_gated(probe, monkeypatch):
                 running[0] -= 1
 
     monkeypatch.setattr(backbone, "embed_arrays", counting)
-    photos = [p.read_bytes() for p in dataset_images(CLOTHING / "train" / "skirt", 12, start=40)]
+    photos = [p.read_bytes() for p in dataset_images(CLOTHING / "train" / "skirt", 12, start=8)]
     threads = [threading.Thread(target=loupe.image_vectors, args=(app, [p])) for p in photos]
     for t in threads:
         t.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from loupe.allocator import keep_large_buffers_returnable
@@ -84,24 +85,39 @@ def cmd_keys(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from loupe.demo import ensure_demo, find_demo_photos
+    from loupe.demo import ensure_demo
     from loupe.service.app import create_app
     from loupe.service.transport import protocol_with_header_timeout
 
+    def say(text: str) -> None:
+        print(text, flush=True)
+
     loupe = _open(args)
+    data_dir = Path(loupe.config.data_dir)
     # The server owns the data dir: trains a crash cut short are failed now (other commands that open
     # the store, e.g. `loupe keys`, must not touch trains a running server is doing).
     interrupted = loupe.models.recover_interrupted()
     if interrupted:
-        print(f"{interrupted} interrupted train(s)/evaluation(s) marked failed", flush=True)
-    loupe.backbones.get(DEFAULT_BACKBONE)  # ready before the first request, not during it
+        say(f"{interrupted} interrupted train(s)/evaluation(s) marked failed")
+    say(f"loading backbone {DEFAULT_BACKBONE} ({loupe.config.runtime}; the first start in a data dir compiles it, "
+        "about 5 s) ...")
+    started = time.perf_counter()
+    backbone = loupe.backbones.get(DEFAULT_BACKBONE)  # ready before the first request, not during it
+    say(f"  ready in {time.perf_counter() - started:.1f} s ({backbone.embedder})")
+    public_url = args.public_url or loupe.config.public_url or f"http://{args.host}:{args.port}"
     if args.demo:
-        key = ensure_demo(loupe, find_demo_photos(Path.cwd()), Path(loupe.config.data_dir) / "demo-key.txt")
-        print(f"demo app 'demo' (Clothing-10 sample, model 'clothes') - API key: {key}", flush=True)
-        print(f"  web page: http://{args.host}:{args.port}/ (sign in with the key)", flush=True)
-        print(f"  API:      curl -H 'Authorization: Key {key}' http://{args.host}:{args.port}/v2/models", flush=True)
+        key = ensure_demo(loupe, data_dir / "demo-key.txt", say)
+        say(f"demo app 'demo' (Clothing-10 sample, model 'clothes') - API key: {key}")
+        say(f"  web page: {public_url}/ (sign in with the key)")
+        say(f"  API:      curl -H 'Authorization: Key {key}' {public_url}/v2/models")
+    elif not loupe.list_apps():
+        dd = f" --data-dir {args.data_dir}" if args.data_dir else ""
+        say("no apps yet. In another terminal, make one and a key to sign in with:")
+        say(f"  loupe{dd} apps create my-app && loupe{dd} keys create --app my-app")
+        say("  (or import a folder with one subfolder per concept: "
+            f"loupe{dd} import PHOTOS --app my-app) - or restart with --demo for a ready-made app")
+    say(f"Loupe serving on {public_url}/ (web page), {public_url}/v2 (API); Ctrl-C stops")
     try:
-        public_url = args.public_url or loupe.config.public_url or f"http://{args.host}:{args.port}"
         uvicorn.run(create_app(loupe, max_body_bytes=args.max_body_mb * 1024 * 1024, public_url=public_url),
                     host=args.host,
                     port=args.port, log_level="warning", access_log=False,
