@@ -38,13 +38,13 @@ def test_import_twice_then_search(tree, tmp_path, capsys):
     assert "8 already there" in out and "0 embedded" in out
 
     assert main(["--data-dir", data, "apps"]) == 0
-    assert "shop\tbackbone=effnet-lite2\tinputs=8\tconcepts=2" in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines()[2].split()[:4] == ["shop", "effnet-lite2", "8", "2"]
 
     query = dataset_images(CLOTHING / "test" / "shoes", 1)[0]
     assert main(["--data-dir", data, "search", "--app", "shop", str(query), "-k", "3"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    lines = capsys.readouterr().out.strip().splitlines()[2:]  # under the table's header
     assert len(lines) == 3
-    assert lines[0].startswith("1.0000") and "[shoes]" in lines[0]  # the query itself was imported
+    assert lines[0].startswith("1.0000") and " shoes " in lines[0]  # the query itself was imported
 
 
 def test_import_into_app_with_other_backbone_is_refused(tree, tmp_path, capsys):
@@ -59,3 +59,106 @@ def test_console_script_runs(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "no apps yet" in result.stdout
     assert shutil.which("loupe"), "the `loupe` console command is installed"
+
+
+@pytest.fixture
+def shop_tree(tmp_path):
+    """Four concepts, 8 training photos each, as a shop would lay out a folder."""
+    root = tmp_path / "shop"
+    for cls in ("shoes", "hat", "dress", "pants"):
+        (root / cls).mkdir(parents=True)
+        for path in dataset_images(CLOTHING / "train" / cls, 8):
+            shutil.copy(path, root / cls / path.name)
+    return root
+
+
+def test_the_whole_loop_on_the_cli(shop_tree, tmp_path, capsys):
+    """import -> models create -> train -> predict a held-out photo -> evaluate, advice, versions, list ->
+    keys list/revoke -> delete model -> delete app; tables by default, JSON with --json."""
+    import json
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert main([*data, "import", str(shop_tree), "--app", "shop"]) == 0
+    assert main([*data, "models", "create", "--app", "shop", "garments", "--concepts", "shoes,hat,dress,pants",
+                 "--mutually-exclusive", "--closed-environment"]) == 0
+    assert "train it: loupe models train --app shop garments" in capsys.readouterr().out
+    assert main([*data, "models", "train", "--app", "shop", "garments"]) == 0
+    assert "on 32 examples" in capsys.readouterr().out
+
+    held_out = dataset_images(CLOTHING / "test" / "hat", 1)[0]
+    assert main([*data, "predict", "--app", "shop", "--model", "garments", str(held_out), "--json"]) == 0
+    [answer] = json.loads(capsys.readouterr().out)
+    assert answer["concepts"][0]["id"] == "hat" and len(answer["concepts"]) == 3
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for path in dataset_images(CLOTHING / "test" / "shoes", 3):
+        shutil.copy(path, folder / path.name)
+    assert main([*data, "predict", "--app", "shop", "--model", "garments", str(folder), "--top", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["image", "#1", "#2"] and len(lines) == 2 + 3
+    assert sum("shoes" in line.split()[1] for line in lines[2:]) >= 2
+
+    assert main([*data, "models", "evaluate", "--app", "shop", "garments"]) == 0
+    out = capsys.readouterr().out
+    assert "top-1 accuracy" in out and "ROC AUC" in out
+    assert main([*data, "models", "advice", "--app", "shop", "garments", "--json"]) == 0
+    assert any(f["kind"] == "few_examples" for f in json.loads(capsys.readouterr().out))
+    assert main([*data, "models", "versions", "--app", "shop", "garments"]) == 0
+    assert "trained" in capsys.readouterr().out
+    assert main([*data, "models", "list", "--app", "shop"]) == 0
+    assert "garments" in capsys.readouterr().out
+
+    assert main([*data, "keys", "create", "--app", "shop", "--scope", "predict"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert main([*data, "keys", "list", "--app", "shop", "--json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["scope"] == "predict" and key.startswith(listed["hint"])
+    assert main([*data, "keys", "revoke", "--app", "shop", listed["hint"]]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert main([*data, "keys", "list", "--app", "shop", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+    assert main([*data, "models", "delete", "--app", "shop", "garments"]) == 0
+    assert main([*data, "apps", "delete", "shop"]) == 2  # needs --yes
+    assert "--yes" in capsys.readouterr().err
+    assert main([*data, "apps", "delete", "shop", "--yes"]) == 0
+    capsys.readouterr()
+    assert main([*data, "apps", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_user_mistakes_are_messages_not_tracebacks(tmp_path, capsys):
+    data = ["--data-dir", str(tmp_path / "data")]
+    cases = [
+        ["search", "--app", "nope", str(tmp_path / "missing.jpg")],
+        ["predict", "--app", "nope", "--model", "m", str(tmp_path / "missing.jpg")],
+        ["models", "train", "--app", "nope", "m"],
+        ["models", "create", "--app", "nope", "m", "--concepts", "a,b"],
+        ["keys", "revoke", "--app", "nope", "lk_abc"],
+        ["import", str(tmp_path / "no-folder"), "--app", "x"],
+    ]
+    for argv in cases:
+        assert main([*data, *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("loupe: ") and "Traceback" not in err, (argv, err)
+
+
+def test_every_command_and_flag_has_help():
+    from loupe.cli import build_parser
+
+    parser = build_parser()
+    pending = [parser]
+    seen = 0
+    while pending:
+        current = pending.pop()
+        for action in current._actions:
+            if action.dest in ("help",):
+                continue
+            if hasattr(action, "choices") and isinstance(action.choices, dict):
+                for name, sub in action.choices.items():
+                    pending.append(sub)
+                    assert sub.description or sub.format_usage(), name
+                continue
+            assert action.help, (current.prog, action.dest)
+            seen += 1
+    assert seen > 30

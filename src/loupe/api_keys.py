@@ -72,6 +72,19 @@ class ApiKeys:
             records = [msgspec.msgpack.decode(v, type=KeyRecord) for v in tx.iter_api_keys()]
         return [r for r in records if r.app_id == app_id]
 
+    def revoke(self, app_id: str, key_or_hint: str) -> KeyRecord:
+        """Revoke one key of the app, named by the key itself or by its hint (first characters)."""
+        records = self.list(app_id)
+        exact = [r for r in records if hmac.compare_digest(r.digest, _digest(key_or_hint))]
+        found = exact or [r for r in records if r.hint.startswith(key_or_hint) or key_or_hint.startswith(r.hint)]
+        if not found:
+            raise NotFound("key", key_or_hint, f"app {app_id!r} has no key {key_or_hint!r}")
+        if len(found) > 1:
+            raise InvalidArgument(f"{key_or_hint!r} matches {len(found)} keys of app {app_id!r}: give the whole key")
+        with self._store.write() as tx:
+            tx.delete_api_key(found[0].digest)
+        return found[0]
+
     def revoke_app(self, app_id: str) -> None:
         records = self.list(app_id)
         with self._store.write() as tx:

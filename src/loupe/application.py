@@ -96,6 +96,7 @@ class Loupe:
         self.indexes = AppIndexes(self.store, config.index_dir, config.approx_index_threshold)
         self.labels = LabelMirror(self.store)
         self._generations: dict[str, int] = {}  # per app: the generation our caches reflect
+        self._model_generations: dict[str, int] = {}  # per app: the model generation our model caches reflect
         self.keys = ApiKeys(self.store)
         # Decoding and embedding new images hold large buffers (a 40 MP photo is 120 MB of pixels) and
         # all the cores: at most this many run at once, the rest wait, so memory and latency stay bounded.
@@ -148,6 +149,9 @@ class Loupe:
             raise NotFound("app", app_id)
         if self._generations.setdefault(app.id, app.generation) != app.generation:
             self._resync(app.id, app.generation)
+        if self._model_generations.setdefault(app.id, app.model_generation) != app.model_generation:
+            self._model_generations[app.id] = app.model_generation
+            self.models.forget_app(app.id)  # models changed (here or in another process): reload them
         return app
 
     def _resync(self, app_id: str, generation: int) -> None:

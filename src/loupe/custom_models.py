@@ -244,6 +244,14 @@ class CustomModels:
         for key in [k for k in self._allow if k[0] == app_id]:
             self._allow.pop(key, None)
 
+    def forget_app(self, app_id: str) -> None:
+        """Drop every cached version and 'latest trained' answer of the app's models."""
+        with self._cache_lock:
+            for latest in [k for k in self._latest_trained if k[0] == app_id]:
+                del self._latest_trained[latest]
+            for loaded in [k for k in self._loaded if k[0] == app_id]:
+                del self._loaded[loaded]
+
     def forget(self, app_id: str, model_id: str) -> None:
         with self._cache_lock:
             self._latest_trained.pop((app_id, model_id), None)
@@ -501,7 +509,7 @@ class CustomModels:
         vectors = self._data.image_vectors(app, images)
         return self.predict_vectors(app_id, model_id, vectors, version_id)
 
-    def predict(self, app_id: str, model_id: str, inputs: list[str | bytes],
+    def predict(self, app_id: str, model_id: str, inputs: Sequence[str | bytes],
                 version_id: str | None = None) -> ModelAnswer:
         """Predict stored inputs (given by id) and new images (given as bytes), in the order given,
         all with one version: the latest trained one, or the named one."""

@@ -250,18 +250,27 @@ class WriteTxn(ReadTxn):
 
     def put_model(self, app_id: str, model: Model) -> None:
         self._put("models", K.join(app_id, model.id), msgspec.msgpack.encode(model))
+        self._models_changed(app_id)
 
     def delete_model(self, app_id: str, model_id: str) -> None:
         for version in list(self.iter_versions(app_id, model_id)):
             self.delete_version(app_id, model_id, version)
         self._delete("models", K.join(app_id, model_id))
+        self._models_changed(app_id)
 
     def put_version(self, app_id: str, version: ModelVersion) -> None:
         self._put("versions", K.join(app_id, version.model_id, K.seq_bytes(version.seq)),
                   msgspec.msgpack.encode(version))
+        self._models_changed(app_id)
 
     def delete_version(self, app_id: str, model_id: str, version: ModelVersion) -> None:
         self._delete("versions", K.join(app_id, model_id, K.seq_bytes(version.seq)))
+        self._models_changed(app_id)
+
+    def _models_changed(self, app_id: str) -> None:
+        app = self.get_app(app_id)
+        if app is not None:
+            self.put_app(msgspec.structs.replace(app, model_generation=app.model_generation + 1))
 
     def put_concept(self, app_id: str, concept: Concept) -> None:
         self._put("concepts", K.join(app_id, concept.id), msgspec.msgpack.encode(concept))

@@ -19,6 +19,9 @@ class App(msgspec.Struct, kw_only=True):
     # Runtime/precision of what embedded the app's images ("openvino/bf16", "torch/fp32", ...); more
     # than one means its vectors come from several (each validated against the torch fp32 reference).
     embedders: list[str] = []
+    # Bumped by every write to the app's models or versions, so a server notices a model that another
+    # process (e.g. `loupe models train`) created, trained or deleted, and drops what it cached of them.
+    model_generation: int = 0
 
 
 class Input(msgspec.Struct, kw_only=True):

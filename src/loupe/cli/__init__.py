@@ -1,0 +1,268 @@
+"""The `loupe` command: parser and the data commands; models and predict live in loupe.cli.models."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from loupe.allocator import keep_large_buffers_returnable
+from loupe.application import Loupe
+from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE
+from loupe.cli.models import register as register_models
+from loupe.cli.output import as_json, table, when
+from loupe.config import config_from_env
+from loupe.errors import LoupeError, NotFound
+
+
+def _open(args: argparse.Namespace) -> Loupe:
+    return Loupe(config_from_env(data_dir=args.data_dir, torch_threads=args.threads, runtime=args.runtime,
+                                 precision=args.precision))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from loupe.folder_import import import_folder, scan_folder
+
+    root = Path(args.folder)
+    if not root.is_dir():
+        raise LoupeError(f"{root} is not a folder")
+    with _open(args) as loupe:
+        try:
+            app = loupe.get_app(args.app)
+            if args.backbone and args.backbone != app.backbone:
+                raise LoupeError(f"app {app.id!r} uses backbone {app.backbone}, not {args.backbone}")
+        except NotFound:
+            app = loupe.create_app(args.app, args.backbone or DEFAULT_BACKBONE)
+            print(f"created app {app.id!r} with backbone {app.backbone}")
+        total = len(scan_folder(root))
+        with tqdm(total=total, unit="img", desc=f"import {app.id}", dynamic_ncols=True) as bar:
+            report = import_folder(loupe, root, app.id, batch_size=args.batch_size, progress=bar.update)
+        loupe.index(app)  # build (or bring up to date) and save the index now, not on first search
+        loupe.indexes.save(app)
+    print(f"{report.found} images found: {report.added} added, {report.skipped} already there, "
+          f"{len(report.failed)} failed; {report.embedded} embedded in {report.seconds:.1f} s")
+    for path, reason in report.failed[:20]:
+        print(f"  failed: {path}: {reason}", file=sys.stderr)
+    return 0 if not report.failed else 1
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    data = _read_file(args.image)
+    with _open(args) as loupe:
+        hits = loupe.search_by_image(args.app, data, per_page=args.k)
+    if args.json:
+        as_json([{"score": round(h.score, 4), "id": h.input.id, "concepts": h.input.concepts,
+                  "source": h.input.source} for h in hits])
+        return 0
+    table(["score", "input", "concepts", "source"],
+          [[f"{h.score:.4f}", h.input.id, ",".join(h.input.concepts) or "-", h.input.source] for h in hits])
+    return 0
+
+
+def cmd_apps(args: argparse.Namespace) -> int:
+    with _open(args) as loupe:
+        if args.action == "create":
+            app = loupe.create_app(args.name, args.backbone)
+            print(f"created app {app.id!r} with backbone {app.backbone}; a key for it: "
+                  f"loupe keys create --app {app.id}")
+            return 0
+        if args.action == "delete":
+            if not args.yes:
+                raise LoupeError(f"deleting app {args.name!r} removes its inputs, models and keys for good: "
+                                 "add --yes to go ahead")
+            loupe.delete_app(args.name)
+            print(f"deleted app {args.name!r}")
+            return 0
+        summaries = loupe.list_apps()
+    if args.json:
+        as_json([{"id": s.app.id, "backbone": s.app.backbone, "inputs": s.input_count, "concepts": s.concept_count,
+                  "embedders": s.app.embedders} for s in summaries])
+    elif not summaries:
+        print("no apps yet: `loupe import DIR --app NAME` creates one (or `loupe apps create NAME`)")
+    else:
+        table(["app", "backbone", "inputs", "concepts", "embedded by"],
+              [[s.app.id, s.app.backbone, s.input_count, s.concept_count, ",".join(s.app.embedders) or "-"]
+               for s in summaries])
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    with _open(args) as loupe:
+        if args.action == "create":
+            key = loupe.keys.create(args.app, args.scope)
+            print(key)
+            print(f"(a new {args.scope}-scope key for app {args.app!r}; it is shown only this once)", file=sys.stderr)
+            return 0
+        if args.action == "revoke":
+            record = loupe.keys.revoke(args.app, args.key)
+            print(f"revoked key {record.hint}... of app {args.app!r}")
+            return 0
+        loupe.get_app(args.app)
+        records = loupe.keys.list(args.app)
+    if args.json:
+        as_json([{"hint": r.hint, "scope": r.scope.value, "created_at": r.created_at} for r in records])
+    else:
+        table(["key starts with", "scope", "created"], [[r.hint + "...", r.scope.value, when(r.created_at)]
+                                                          for r in records])
+    return 0
+
+
+def _read_file(name: str) -> bytes:
+    path = Path(name)
+    if not path.is_file():
+        raise LoupeError(f"{name}: no such file")
+    return path.read_bytes()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from loupe.demo import ensure_demo
+    from loupe.service.app import create_app
+    from loupe.service.transport import protocol_with_header_timeout
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    loupe = _open(args)
+    data_dir = Path(loupe.config.data_dir)
+    # The server owns the data dir: trains a crash cut short are failed now (other commands that open
+    # the store, e.g. `loupe keys`, must not touch trains a running server is doing).
+    interrupted = loupe.models.recover_interrupted()
+    if interrupted:
+        say(f"{interrupted} interrupted train(s)/evaluation(s) marked failed")
+    say(f"loading backbone {DEFAULT_BACKBONE} ({loupe.config.runtime}; the first start in a data dir compiles it, "
+        "about 5 s) ...")
+    started = time.perf_counter()
+    backbone = loupe.backbones.get(DEFAULT_BACKBONE)  # ready before the first request, not during it
+    say(f"  ready in {time.perf_counter() - started:.1f} s ({backbone.embedder})")
+    public_url = args.public_url or loupe.config.public_url or f"http://{args.host}:{args.port}"
+    if args.demo:
+        key = ensure_demo(loupe, data_dir / "demo-key.txt", say)
+        say(f"demo app 'demo' (Clothing-10 sample, model 'clothes') - API key: {key}")
+        say(f"  web page: {public_url}/ (sign in with the key)")
+        say(f"  API:      curl -H 'Authorization: Key {key}' {public_url}/v2/models")
+    elif not loupe.list_apps():
+        dd = f" --data-dir {args.data_dir}" if args.data_dir else ""
+        say("no apps yet. In another terminal, make one and a key to sign in with:")
+        say(f"  loupe{dd} apps create my-app && loupe{dd} keys create --app my-app")
+        say("  (or import a folder with one subfolder per concept: "
+            f"loupe{dd} import PHOTOS --app my-app) - or restart with --demo for a ready-made app")
+    say(f"Loupe serving on {public_url}/ (web page), {public_url}/v2 (API); Ctrl-C stops")
+    try:
+        uvicorn.run(create_app(loupe, max_body_bytes=args.max_body_mb * 1024 * 1024, public_url=public_url),
+                    host=args.host,
+                    port=args.port, log_level="warning", access_log=False,
+                    http=protocol_with_header_timeout(args.header_timeout))
+    finally:
+        loupe.close()  # after a clean stop (SIGTERM/Ctrl-C): indexes saved, so the next start is fast
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loupe", description="Few-shot custom image concepts and visual search: import labeled photos, "
+        "train a model in seconds, predict and search, from here or over a Clarifai-v2-compatible API.",
+        epilog="Start with `loupe serve --demo`, or `loupe import PHOTOS --app NAME` (one subfolder per concept), "
+               "then `loupe models create`, `loupe models train` and `loupe predict`.")
+    parser.add_argument("--data-dir",
+                        help="where the store and indexes live (env LOUPE_DATA_DIR; default ./loupe-data)")
+    parser.add_argument("--threads", type=int, help="threads for the network (default: all cores)")
+    parser.add_argument("--runtime", choices=["openvino", "torch"],
+                        help="what runs the backbone (env LOUPE_RUNTIME; default openvino, compiled once into "
+                             "DATA_DIR/compiled; torch is the reference and the fallback)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                        help="network precision (env LOUPE_PRECISION; default auto: bf16 where the CPU has it)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("import", help="import a folder of photos: one subfolder per concept",
+                       description="Import a folder tree: a photo's concept is the folder that holds it (split "
+                                   "folders such as train/ and test/ are fine). Running it again adds only what "
+                                   "is new.")
+    p.add_argument("folder", help="the folder to import")
+    p.add_argument("--app", required=True, help="the app to import into (created if it does not exist)")
+    p.add_argument("--backbone", choices=BACKBONE_IDS, help=f"for a new app (default {DEFAULT_BACKBONE})")
+    p.add_argument("--batch-size", type=int, default=32, help="photos per batch (default 32)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("search", help="the inputs most similar to an image file",
+                       description="Visual search: the app's inputs most similar to an image, best first.")
+    p.add_argument("image", help="an image file")
+    p.add_argument("--app", required=True, help="the app to search")
+    p.add_argument("-k", type=int, default=10, help="how many results (default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_search)
+
+    apps = sub.add_parser("apps", help="list, create or delete apps", description="Apps: list (default), "
+                          "create NAME [--backbone ID], delete NAME --yes.")
+    apps.set_defaults(func=cmd_apps, action="list", json=False)
+    apps_sub = apps.add_subparsers(dest="action", metavar="ACTION")
+    p = apps_sub.add_parser("list", help="the apps with their backbone and counts", description="List apps.")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = apps_sub.add_parser("create", help="create an empty app", description="Create an empty app.")
+    p.add_argument("name", help="the new app's id")
+    p.add_argument("--backbone", choices=BACKBONE_IDS, help=f"what embeds its images (default {DEFAULT_BACKBONE})")
+    p = apps_sub.add_parser("delete", help="delete an app with everything in it",
+                            description="Delete an app: its inputs, concepts, models, versions, feedback, keys.")
+    p.add_argument("name", help="the app to delete")
+    p.add_argument("--yes", action="store_true", help="confirm: the app cannot be brought back")
+
+    keys = sub.add_parser("keys", help="create, list or revoke API keys",
+                          description="API keys of an app: create prints a new key once (stored hashed); list "
+                                      "shows each key's first characters; revoke takes the key or those characters.")
+    keys.set_defaults(func=cmd_keys)
+    keys_sub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = keys_sub.add_parser("create", help="a new key, printed once", description="Create a key for an app.")
+    p.add_argument("--app", required=True, help="the app the key opens")
+    p.add_argument("--scope", choices=["all", "predict"], default="all",
+                   help="all (read and write) or predict (predict and search only)")
+    p = keys_sub.add_parser("list", help="the app's keys (first characters, scope, created)",
+                            description="List an app's keys.")
+    p.add_argument("--app", required=True, help="the app whose keys to list")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = keys_sub.add_parser("revoke", help="revoke a key", description="Revoke a key: it stops working at once.")
+    p.add_argument("key", help="the key, or its first characters as `keys list` shows them")
+    p.add_argument("--app", required=True, help="the app the key belongs to")
+
+    register_models(sub, _open)
+
+    p = sub.add_parser("serve", help="run the HTTP API (Clarifai v2 compatible) and the web page",
+                       description="Serve the API and the web page; --demo adds a ready-made app on first start.")
+    p.add_argument("--host", default=os.environ.get("LOUPE_HOST", "127.0.0.1"),
+                   help="address to bind (env LOUPE_HOST; default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("LOUPE_PORT", "8080")),
+                   help="port (env LOUPE_PORT; default 8080)")
+    p.add_argument("--demo", action="store_true",
+                   help="create (once) a demo app from the packaged Clothing-10 photos, with a trained model, and "
+                        "print its key")
+    p.add_argument("--max-body-mb", type=int, default=64, help="largest request body in MB (default 64)")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a connection has to send a request's headers before it is closed")
+    p.add_argument("--public-url", help="base URL clients reach this server at, for image URLs in answers "
+                                        "(env LOUPE_PUBLIC_URL; default http://HOST:PORT)")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in ("serve", "import"):
+        keep_large_buffers_returnable()
+    try:
+        return args.func(args)
+    except LoupeError as exc:
+        print(f"loupe: {exc.message}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unreadable files, full disks: a message, not a traceback
+        print(f"loupe: {exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""`loupe models ...` and `loupe predict`: the whole custom-model loop from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from loupe.application import Loupe
+from loupe.cli.output import as_json, table, when
+from loupe.errors import LoupeError
+from loupe.folder_import import IMAGE_SUFFIXES
+from loupe.store.records import ModelVersion
+
+Opener = Callable[[argparse.Namespace], Loupe]
+
+
+def register(sub: argparse._SubParsersAction, open_loupe: Opener) -> None:
+    models = sub.add_parser("models", help="create, train, list, evaluate, advise on and delete custom models",
+                            description="Custom models of an app: each names concepts; train makes a version.")
+    actions = models.add_subparsers(dest="action", required=True)
+
+    def action(name: str, help_text: str, fn: Callable[[Loupe, argparse.Namespace], int],
+               model: bool = True) -> argparse.ArgumentParser:
+        p = actions.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--app", required=True, help="the app the model belongs to")
+        if model:
+            p.add_argument("model", help="the model's id")
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.set_defaults(func=lambda args: _run(open_loupe, fn, args))
+        return p
+
+    p = action("create", "create a model over some of the app's concepts", _create)
+    p.add_argument("--concepts", required=True, help="comma-separated concept ids, e.g. hat,shoes,dress")
+    p.add_argument("--name", help="a display name (default: the id)")
+    p.add_argument("--mutually-exclusive", action="store_true",
+                   help="exactly one concept applies to an image (confidences sum to 1)")
+    p.add_argument("--closed-environment", action="store_true",
+                   help="train only on inputs labeled with the model's concepts (others are not negatives)")
+    action("train", "train a new version now (small sets finish before the command returns)", _train)
+    action("list", "list the app's models and their latest versions", _list, model=False)
+    action("versions", "list a model's versions, newest first, with their status and metrics", _versions)
+    action("evaluate", "cross-validate the latest trained version (5 folds) and print its metrics", _evaluate)
+    action("advice", "data-quality findings: few examples, imbalance, suspected mislabels, duplicates", _advice)
+    action("delete", "delete a model and all its versions", _delete)
+
+    p = sub.add_parser("predict", help="predict images (files, folders or URLs) with a custom model",
+                       description="Predict every concept of a model for each image, best first.")
+    p.add_argument("images", nargs="+", metavar="FILE|DIR|URL", help="image files, folders of images, or URLs")
+    p.add_argument("--app", required=True, help="the app the model belongs to")
+    p.add_argument("--model", required=True, help="the model's id")
+    p.add_argument("--top", type=int, default=3, help="concepts to show per image (default 3)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=lambda args: _run(open_loupe, _predict, args))
+
+
+def _run(open_loupe: Opener, fn: Callable[[Loupe, argparse.Namespace], int], args: argparse.Namespace) -> int:
+    with open_loupe(args) as loupe:
+        return fn(loupe, args)
+
+
+def _create(loupe: Loupe, args: argparse.Namespace) -> int:
+    concepts = [c.strip() for c in args.concepts.split(",") if c.strip()]
+    if not concepts:
+        raise LoupeError("--concepts needs at least one concept id")
+    model, _ = loupe.models.create(args.app, args.model, name=args.name, concept_ids=concepts,
+                                   mutually_exclusive=args.mutually_exclusive,
+                                   closed_environment=args.closed_environment)
+    if args.json:
+        as_json(model)
+    else:
+        print(f"created model {model.id!r} over {', '.join(model.concept_ids)}; "
+              f"train it: loupe models train --app {args.app} {model.id}")
+    return 0
+
+
+def _train(loupe: Loupe, args: argparse.Namespace) -> int:
+    version = loupe.models.train(args.app, args.model, wait=True)
+    if args.json:
+        as_json(_version_summary(version))
+        return 0 if version.status == "trained" else 1
+    if version.status != "trained":
+        print(f"training failed: {version.detail}")
+        return 1
+    print(f"trained version {version.id} of {args.model!r} on {version.train_size} examples in "
+          f"{version.train_seconds:.2f} s")
+    return 0
+
+
+def _list(loupe: Loupe, args: argparse.Namespace) -> int:
+    rows: list[dict[str, Any]] = []
+    for model in loupe.models.list_models(args.app, per_page=1000):
+        version = loupe.models.version(args.app, model.id)
+        rows.append({"id": model.id, "concepts": model.concept_ids, "mutually_exclusive": model.mutually_exclusive,
+                     "closed_environment": model.closed_environment, "latest_version": _version_summary(version)})
+    if args.json:
+        as_json(rows)
+    elif not rows:
+        print(f"no models in {args.app!r} yet: loupe models create --app {args.app} MODEL --concepts a,b")
+    else:
+        table(["model", "concepts", "latest version", "status", "trained"],
+              [[r["id"], ",".join(r["concepts"]), r["latest_version"]["id"], r["latest_version"]["status"],
+                when(r["latest_version"]["trained_at"])] for r in rows])
+    return 0
+
+
+def _versions(loupe: Loupe, args: argparse.Namespace) -> int:
+    versions = [_version_summary(v) for v in loupe.models.versions(args.app, args.model, per_page=1000)]
+    if args.json:
+        as_json(versions)
+    else:
+        table(["version", "status", "examples", "seconds", "top-1 (evaluated)", "trained"],
+              [[v["id"], v["status"], v["train_size"], v["train_seconds"], v["top1_accuracy"], when(v["trained_at"])]
+               for v in versions])
+    return 0
+
+
+def _evaluate(loupe: Loupe, args: argparse.Namespace) -> int:
+    latest = loupe.models.trained_version(args.app, args.model)
+    version = loupe.models.evaluate(args.app, args.model, latest.id, wait=True)
+    evaluation = version.evaluation
+    if evaluation is None or evaluation.status != "evaluated":
+        print(f"evaluation failed: {evaluation.detail if evaluation else 'no result'}")
+        return 1
+    if args.json:
+        as_json({k: v for k, v in msgspec.to_builtins(evaluation).items() if k != "predictions"})
+        return 0
+    if evaluation.top1_accuracy is not None:
+        print(f"top-1 accuracy {evaluation.top1_accuracy:.3f} ({evaluation.folds}-fold cross-validation)")
+    table(["concept", "positives", "ROC AUC", "precision", "recall", "F1"],
+          [[m.concept_id, m.num_pos, _round(m.roc_auc), _round(m.precision), _round(m.recall), _round(m.f1)]
+           for m in evaluation.concepts])
+    return 0
+
+
+def _advice(loupe: Loupe, args: argparse.Namespace) -> int:
+    findings = loupe.models.advice(args.app, args.model)
+    if args.json:
+        as_json(findings)
+    elif not findings:
+        print("no findings: the labels look consistent")
+    else:
+        table(["kind", "concepts", "inputs", "advice"],
+              [[f.kind, ",".join(f.concept_ids) or "-",
+                ",".join(f.input_ids[:5]) + (" ..." if len(f.input_ids) > 5 else ""), f.message] for f in findings])
+    return 0
+
+
+def _delete(loupe: Loupe, args: argparse.Namespace) -> int:
+    loupe.models.delete(args.app, args.model)
+    print(f"deleted model {args.model!r}") if not args.json else as_json({"deleted": args.model})
+    return 0
+
+
+def _predict(loupe: Loupe, args: argparse.Namespace) -> int:
+    names, images = [], []
+    for source in args.images:
+        for name, data in _read_images(loupe, source):
+            names.append(name)
+            images.append(data)
+    if not images:
+        raise LoupeError("no images found in " + ", ".join(args.images))
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(images), 32):
+        answer = loupe.models.predict(args.app, args.model, images[start:start + 32])
+        for name, prediction in zip(names[start:start + 32], answer.predictions):
+            rows.append({"image": name, "version": prediction.version_id,
+                         "concepts": [{"id": c.concept_id, "value": round(c.value, 4)}
+                                      for c in prediction.concepts[:args.top]]})
+    if args.json:
+        as_json(rows)
+    else:
+        table(["image", *[f"#{i + 1}" for i in range(args.top)]],
+              [[r["image"], *[f"{c['id']} {c['value']:.3f}" for c in r["concepts"]]] for r in rows])
+    return 0
+
+
+def _read_images(loupe: Loupe, source: str) -> list[tuple[str, bytes]]:
+    if source.startswith(("http://", "https://")):
+        return [(source, loupe.urls.fetch(source))]
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return [(str(p), p.read_bytes()) for p in files]
+    if not path.is_file():
+        raise LoupeError(f"{source}: no such file, folder or URL")
+    return [(source, path.read_bytes())]
+
+
+def _version_summary(version: ModelVersion) -> dict:
+    evaluation = version.evaluation
+    return {"id": version.id, "status": version.status, "detail": version.detail, "train_size": version.train_size,
+            "train_seconds": round(version.train_seconds, 3), "trained_at": version.trained_at,
+            "top1_accuracy": None if evaluation is None or evaluation.top1_accuracy is None
+            else round(evaluation.top1_accuracy, 4)}
+
+
+def _round(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
