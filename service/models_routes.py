@@ -12,6 +12,7 @@ from litestar.params import RawBody
 
 from loupe.api_keys import KeyRecord
 from loupe.application import Loupe
+from loupe.general_model import imagenet_classes, is_general
 from loupe.ids import new_id
 from loupe.service.auth import WRITE
 from loupe.service.clarifai_json import (
@@ -121,8 +122,7 @@ def get_model(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str | Non
 
 
 def _model_answer(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str | None) -> dict:
-    model = loupe.models.get(key.app_id, model_id)
-    version = loupe.models.version(key.app_id, model_id, version_id)
+    model, version = loupe.describe_model(key.app_id, model_id, version_id)
     return ok(model=_model_out(loupe, key.app_id, model, version))
 
 
@@ -205,10 +205,10 @@ def predict(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, body:
     # A stored input is named by its id alone; anything with image data is a new image.
     items: list[str | bytes] = [w.id if w.id and not (w.data.image and (w.data.image.base64 or w.data.image.url))
                                 else image_bytes(loupe, w.data.image, i, deadline) for i, w in enumerate(req.inputs)]
-    answer = loupe.models.predict(key.app_id, model_id, items, version_id)
+    answer = loupe.predict(key.app_id, model_id, items, version_id)
     model_out = _model_out(loupe, key.app_id, answer.model, answer.version)
     predictions = answer.predictions
-    names = concept_names(loupe, key.app_id)
+    names = {**concept_names(loupe, key.app_id), **(imagenet_classes()[1] if is_general(model_id) else {})}
     outputs = []
     for wire_input, prediction in zip(req.inputs, predictions):
         image = wire_input.data.image

@@ -11,6 +11,7 @@ from litestar.params import RawBody
 
 from loupe.api_keys import KeyRecord
 from loupe.application import Loupe
+from loupe.general_model import imagenet_classes
 from loupe.ids import new_id
 from loupe.service.auth import WRITE
 from loupe.service.clarifai_json import timestamp
@@ -91,7 +92,7 @@ def run(loupe: Loupe, key: KeyRecord, workflow_id: str, body: RawBody) -> dict:
     deadline = request_deadline(loupe)
     images = [image_bytes(loupe, w.data.image, i, deadline) for i, w in enumerate(req.inputs)]
     results = run_workflow(loupe, key.app_id, images, list(workflow.steps))
-    names = concept_names(loupe, key.app_id)
+    names = {**imagenet_classes()[1], **concept_names(loupe, key.app_id)}
     now = timestamp(time.time())
     out = []
     for row, wire_input in enumerate(req.inputs):

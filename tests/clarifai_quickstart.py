@@ -87,6 +87,14 @@ def main():
     assert again.predict_by_filename(query)["outputs"][0]["data"]["concepts"][0]["id"] == "hat"
     step("predict")
 
+    general = app.public_models.general_model.predict_by_filename(query)["outputs"][0]
+    concepts = general["data"]["concepts"]
+    assert general["model"]["id"] == "aaa03c23b3724a16a56b629203edc62c" and len(concepts) == 20, general
+    assert all(c["id"].startswith("n0") and c["name"] for c in concepts), concepts[:3]
+    assert abs(sum(c["value"] for c in concepts) - 1) < 0.5 and concepts[0]["value"] >= concepts[-1]["value"]
+    print("general model:", [(c["name"], round(c["value"], 3)) for c in concepts[:3]])
+    step("general model (ImageNet, offline)")
+
     similar = app.inputs.search_by_image(filename=hats[0])
     assert similar[0].input_id == "qs-hat-0" and similar[0].score > 0.99, (similar[0].input_id, similar[0].score)
     by_id = app.inputs.search_by_image(image_id="qs-shoes-2")

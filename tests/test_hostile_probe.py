@@ -479,7 +479,7 @@ def test_decoding_and_embedding_new_images_is_gated(probe, monkeypatch):
     app = loupe.get_app("a")
     backbone = loupe.backbone(app)
     running, peak, lock = [0], [0], threading.Lock()
-    original = backbone.embed_arrays
+    original = backbone.features
 
     def counting(images):
         with lock:
@@ -492,7 +492,7 @@ def test_decoding_and_embedding_new_images_is_gated(probe, monkeypatch):
             with lock:
                 running[0] -= 1
 
-    monkeypatch.setattr(backbone, "embed_arrays", counting)
+    monkeypatch.setattr(backbone, "features", counting)
     photos = [p.read_bytes() for p in dataset_images(CLOTHING / "train" / "skirt", 12, start=8)]
     threads = [threading.Thread(target=loupe.image_vectors, args=(app, [p])) for p in photos]
     for t in threads:

@@ -315,7 +315,7 @@ def test_data_quality_advice_names_the_inputs_to_fix(shop):
 
 def test_general_model_and_workflow_with_clip(clip_weights, tmp_path):
     """Zero-shot scores from the CLIP text tower (random weights here: shapes and rules, not accuracy)."""
-    from loupe.workflow import WorkflowStep, general_predictions, run_workflow
+    from loupe.workflow import WorkflowStep, run_workflow, zero_shot_predictions
 
     config = Config(data_dir=tmp_path / "d", auto_retrain=False, weights={"clip-vit-b-32": str(clip_weights)})
     with Loupe(config) as loupe:
@@ -326,13 +326,13 @@ def test_general_model_and_workflow_with_clip(clip_weights, tmp_path):
         query = dataset_images(CLOTHING / "test" / "hat", 1)[0].read_bytes()
         calls = []
         backbone = loupe.backbone(loupe.get_app("clip"))
-        original = backbone.embed_arrays
-        backbone.embed_arrays = lambda arrays: calls.append(len(arrays)) or original(arrays)
+        original = backbone.features
+        backbone.features = lambda arrays: calls.append(len(arrays)) or original(arrays)
         try:
             results = run_workflow(loupe, "clip", [query], [
                 WorkflowStep("general", concepts=("shoe", "hat", "dog")), WorkflowStep("m")])
         finally:
-            backbone.embed_arrays = original
+            backbone.features = original
         assert calls == [1]  # one image, embedded once for both models
         general, custom = results
         assert [c.concept_id for c in general.predictions[0].concepts] != []
@@ -340,17 +340,44 @@ def test_general_model_and_workflow_with_clip(clip_weights, tmp_path):
         assert sum(c.value for c in general.predictions[0].concepts) == pytest.approx(1.0, abs=1e-5)
         assert {c.concept_id for c in custom.predictions[0].concepts} == {"shoes", "hat"}
         vectors = loupe.embeddings_of(loupe.get_app("clip"), np.array([1], np.int64))
-        by_app_concepts = general_predictions(loupe, "clip", vectors)
+        by_app_concepts = zero_shot_predictions(loupe, "clip", vectors)
         assert {c.concept_id for c in by_app_concepts[0].concepts} == {"shoes", "hat"}
 
 
-def test_general_model_needs_a_text_tower(shop):
-    from loupe.errors import CapabilityMissing
+def test_offline_general_model_scores_imagenet_concepts_with_one_embedding(shop):
+    """EfficientNet apps: the General model is the ImageNet-1k classifier over the stored features, at
+    Clarifai's id and an alias, in a workflow with a custom model (one embedding), by id or image."""
+    import io
+
+    import skimage.data
+    from PIL import Image
+
+    from loupe.general_model import GENERAL_MODEL_ID, imagenet_classes
     from loupe.workflow import WorkflowStep, run_workflow
 
-    loupe, held_out = shop
-    with pytest.raises(CapabilityMissing, match="text-capable"):
-        run_workflow(loupe, "shop", [held_out[0][0]], [WorkflowStep("general", concepts=("a", "b"))])
+    loupe, _ = shop
+    loupe.models.create("shop", "garments", concept_ids=CLASSES, mutually_exclusive=True)
+    loupe.models.train("shop", "garments")
+    buf = io.BytesIO()
+    Image.fromarray(skimage.data.coffee()).save(buf, "JPEG", quality=92)
+    coffee = buf.getvalue()
+    backbone = loupe.backbone(loupe.get_app("shop"))
+    calls = []
+    original = backbone.features
+    backbone.features = lambda arrays: calls.append(len(arrays)) or original(arrays)
+    try:
+        general, custom = run_workflow(loupe, "shop", [coffee], [WorkflowStep(GENERAL_MODEL_ID), WorkflowStep("garments")])
+    finally:
+        backbone.features = original
+    assert calls == [1]
+    top = general.predictions[0].concepts[0]
+    assert top.concept_id == "n07920052" and imagenet_classes()[1][top.concept_id] == "espresso" and top.value > 0.5
+    assert len(general.predictions[0].concepts) == 1000 and len(custom.predictions[0].concepts) == len(CLASSES)
+    answer = loupe.predict("shop", "general-image-recognition", ["shoes-0", coffee])
+    assert answer.model.id == GENERAL_MODEL_ID and answer.version.status == "trained"
+    assert answer.predictions[1].concepts[0].concept_id == "n07920052"
+    shoe_guess = imagenet_classes()[1][answer.predictions[0].concepts[0].concept_id]
+    assert any(w in shoe_guess.lower() for w in ("shoe", "sandal", "boot", "sneaker", "clog", "loafer")), shoe_guess
 
 
 def test_few_shot_confidences_mean_what_they_say(shop):

@@ -10,7 +10,7 @@ import fnmatch
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -21,7 +21,7 @@ from loupe.app_indexes import AppIndexes
 from loupe.backbones.base import Backbone
 from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE, BackboneCache
 from loupe.config import Config
-from loupe.custom_models import CustomModels
+from loupe.custom_models import CustomModels, ModelAnswer
 from loupe.errors import (
     Busy,
     Conflict,
@@ -29,13 +29,15 @@ from loupe.errors import (
     NotFound,
     QuotaExceeded,
 )
+from loupe.general_model import general_records, imagenet_predictions, is_general
 from loupe.ids import check_id, check_name, new_id
 from loupe.image_pipeline import Embedded, ImagePipeline, Prepared
-from loupe.imaging import DecodedImage
+from loupe.imaging import DecodedImage, decode_image
 from loupe.indexes import VectorIndex
 from loupe.label_mirror import LabelMirror
 from loupe.labels import EditAction, InputEdit, apply_edit, check_labels, check_metadata
 from loupe.pagination import page_window
+from loupe.prediction import Prediction
 from loupe.retrainer import Retrainer
 from loupe.search import (
     MAX_PREDICTED_CONCEPTS,
@@ -47,7 +49,7 @@ from loupe.search import (
     hits_for,
 )
 from loupe.store import Store, WriteTxn
-from loupe.store.records import App, Concept, Input
+from loupe.store.records import App, Concept, Input, Model, ModelVersion
 from loupe.thumbnails import thumbnail
 from loupe.url_fetch import UrlFetcher, UrlPolicy
 
@@ -255,7 +257,7 @@ class Loupe:
                     tx.retain_blob(image.sha256, item.image)
                     records.append(record)
                 for sha, vector in embedded.new.items():
-                    tx.put_embedding(backbone.id, sha, vector)
+                    tx.put_embedding(backbone.id, sha, vector, embedded.new_norms.get(sha))
                 previous = app.generation
                 embedders = app.embedders
                 if embedded.new and embedded.embedder not in embedders:
@@ -555,9 +557,69 @@ class Loupe:
 
     def image_vectors(self, app: App, images: list[bytes]) -> np.ndarray:
         """Decode and embed (or look up) images for a prediction or search, within the embedding gate."""
+        return self.image_embedded(app, images).vectors
+
+    def image_embedded(self, app: App, images: list[bytes]) -> Embedded:
+        """Vectors and feature norms of images (embedded, or looked up), within the embedding gate."""
         backbone = self.backbone(app)
         with self.embed_gate:
-            return self.images.embed(backbone, self.images.prepare(backbone, images)).vectors
+            return self.images.embed(backbone, self.images.prepare(backbone, images))
+
+    # ------------------------------------------------------- any model
+    def predict(self, app_id: str, model_id: str, inputs: Sequence[str | bytes],
+                version_id: str | None = None) -> ModelAnswer:
+        """Stored inputs (ids) and new images (bytes) through a custom model or the General model."""
+        if not is_general(model_id):
+            return self.models.predict(app_id, model_id, inputs, version_id)
+        if not inputs:
+            raise InvalidArgument("no inputs to predict")
+        app = self.get_app(app_id)
+        backbone = self.backbone(app)
+        vectors = np.zeros((len(inputs), backbone.dim), np.float32)
+        norms = np.full(len(inputs), np.nan, np.float32)
+        stored = {i: item for i, item in enumerate(inputs) if isinstance(item, str)}
+        new = {i: item for i, item in enumerate(inputs) if isinstance(item, bytes)}
+        if new:
+            embedded = self.image_embedded(app, list(new.values()))
+            vectors[list(new)], norms[list(new)] = embedded.vectors, embedded.norms
+        if stored:
+            records = [self.get_input(app_id, input_id) for input_id in stored.values()]
+            vectors[list(stored)] = self.embeddings_of(app, np.asarray([r.seq for r in records], np.int64))
+            with self.store.read() as tx:
+                norms[list(stored)] = [tx.get_feature_norm(app.backbone, r.sha256) or np.nan for r in records]
+        missing = [i for i in range(len(inputs)) if not np.isfinite(norms[i])]
+        if missing and not backbone.supports_text:
+            norms[missing] = self._feature_norms(app, [self._image_of(app_id, inputs[i]) for i in missing])
+        predictions = self.general_predictions(app, vectors, norms)
+        model, version = general_records(backbone)
+        return ModelAnswer(model, version, predictions)
+
+    def general_predictions(self, app: App, vectors: np.ndarray, norms: np.ndarray,
+                            concepts: Sequence[str] = ()) -> list[Prediction]:
+        """ImageNet-1k on EfficientNet apps; zero-shot over `concepts` (default: the app's) on CLIP apps."""
+        backbone = self.backbone(app)
+        if backbone.supports_text:
+            from loupe.workflow import zero_shot_predictions
+
+            return zero_shot_predictions(self, app.id, vectors, tuple(concepts))
+        return imagenet_predictions(backbone, vectors, norms)
+
+    def describe_model(self, app_id: str, model_id: str, version_id: str | None = None) -> tuple[Model, ModelVersion]:
+        """A model and one of its versions (the newest by default), the General model included."""
+        if is_general(model_id):
+            return general_records(self.backbone(self.get_app(app_id)))
+        return self.models.get(app_id, model_id), self.models.version(app_id, model_id, version_id)
+
+    def _image_of(self, app_id: str, item: str | bytes) -> bytes:
+        return item if isinstance(item, bytes) else self.input_image(app_id, item)
+
+    def _feature_norms(self, app: App, images: list[bytes]) -> np.ndarray:
+        """Norms for vectors stored before norms were kept: the images go through the network again."""
+        backbone = self.backbone(app)
+        with self.embed_gate:
+            arrays = [backbone.preprocess(img) for img in
+                      (decode_image(b, self.config.images).image for b in images) if img is not None]
+            return np.linalg.norm(backbone.features(arrays), axis=1).astype(np.float32)
 
     def search_by_input(self, app_id: str, input_id: str, *, page: int = 1, per_page: int = 20,
                         flt: SearchFilter | None = None) -> list[SearchHit]:

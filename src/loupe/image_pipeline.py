@@ -26,6 +26,7 @@ class Prepared(msgspec.Struct):
 
     decoded: list[DecodedImage]
     stored: dict[str, np.ndarray]  # sha256 -> vector already in the store
+    stored_norms: dict[str, float]  # sha256 -> its feature norm, where the store has it
     arrays: dict[str, np.ndarray]  # sha256 -> preprocessed CHW array, to embed
 
 
@@ -33,7 +34,9 @@ class Embedded(msgspec.Struct):
     """Vectors for a batch, in order, plus those that were new (to be stored with the inputs)."""
 
     vectors: np.ndarray
+    norms: np.ndarray  # each image's feature norm before normalising (NaN where not known)
     new: dict[str, np.ndarray]
+    new_norms: dict[str, float]
     embedder: str  # runtime/precision that made the new ones
 
 
@@ -58,6 +61,7 @@ class ImagePipeline:
         with self._store.read() as tx:
             stored = {sha: v for sha in dict.fromkeys(hashes)
                       if (v := tx.get_embedding(backbone.id, sha)) is not None and v.shape[0] == backbone.dim}
+            norms = {sha: n for sha in stored if (n := tx.get_feature_norm(backbone.id, sha)) is not None}
         first = {sha: i for i, sha in reversed(list(enumerate(hashes)))}  # one preprocess per content
         draft = draft_size(backbone)
 
@@ -72,16 +76,23 @@ class ImagePipeline:
             return msgspec.structs.replace(decoded, image=None), array
 
         done = list(self._pool.map(one, range(len(images)))) if len(images) > 1 else [one(0)] if images else []
-        return Prepared(decoded=[d for d, _ in done], stored=stored,
+        return Prepared(decoded=[d for d, _ in done], stored=stored, stored_norms=norms,
                         arrays={d.sha256: a for d, a in done if a is not None})
 
     @staticmethod
     def embed(backbone: Backbone, prepared: Prepared) -> Embedded:
         new: dict[str, np.ndarray] = {}
+        new_norms: dict[str, float] = {}
         if prepared.arrays:
-            fresh = backbone.embed_arrays(list(prepared.arrays.values()))
-            new = dict(zip(prepared.arrays, fresh))
+            features = backbone.features(list(prepared.arrays.values()))
+            lengths = np.linalg.norm(features, axis=1)
+            fresh = features / np.maximum(lengths, 1e-12)[:, None]
+            new = dict(zip(prepared.arrays, fresh.astype(np.float32)))
+            new_norms = dict(zip(prepared.arrays, lengths.astype(float).tolist()))
         vectors = {**prepared.stored, **new}
+        norms = {**prepared.stored_norms, **new_norms}
         stacked = (np.stack([vectors[d.sha256] for d in prepared.decoded]) if prepared.decoded
                    else np.zeros((0, backbone.dim), np.float32))
-        return Embedded(stacked.astype(np.float32, copy=False), new, backbone.embedder)
+        return Embedded(stacked.astype(np.float32, copy=False),
+                        np.asarray([norms.get(d.sha256, np.nan) for d in prepared.decoded], np.float32),
+                        new, new_norms, backbone.embedder)

@@ -1,4 +1,4 @@
-"""The zero-shot "general" model (CLIP text tower) and workflows: several models, one embedding per image."""
+"""Workflows (several models, one embedding per image) and the zero-shot General model of CLIP apps."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import msgspec
 import numpy as np
 
 from loupe.errors import CapabilityMissing, Conflict, InvalidArgument, NotFound
+from loupe.general_model import is_general
 from loupe.heads import head_probabilities
 from loupe.ids import check_id
 from loupe.prediction import ConceptScore, Prediction
@@ -40,7 +41,7 @@ def save_workflow(loupe: Loupe, app_id: str, workflow_id: str, steps: list[Workf
     if not steps:
         raise InvalidArgument("a workflow needs at least one model")
     for step in steps:
-        if step.model_id != GENERAL_MODEL_ID:
+        if not is_general(step.model_id):
             loupe.models.get(app_id, step.model_id)
     workflow = Workflow(id=workflow_id, steps=tuple(steps), created_at=time.time())
     with loupe.store.write() as tx:
@@ -70,8 +71,8 @@ class WorkflowResult(msgspec.Struct, frozen=True):
     predictions: list[Prediction]  # one per image
 
 
-def general_predictions(loupe: Loupe, app_id: str, vectors: np.ndarray,
-                        names: list[str] | tuple[str, ...] = ()) -> list[Prediction]:
+def zero_shot_predictions(loupe: Loupe, app_id: str, vectors: np.ndarray,
+                          names: list[str] | tuple[str, ...] = ()) -> list[Prediction]:
     """Zero-shot: score each name by the similarity of the image to a caption of it (softmax over names)."""
     app = loupe.get_app(app_id)
     backbone = loupe.backbone(app)
@@ -95,11 +96,12 @@ def run_workflow(loupe: Loupe, app_id: str, images: list[bytes], steps: list[Wor
     if not steps:
         raise InvalidArgument("a workflow needs at least one model")
     app = loupe.get_app(app_id)
-    vectors = loupe.image_vectors(app, images)  # once, for every step
+    embedded = loupe.image_embedded(app, images)  # once, for every step
+    vectors = embedded.vectors
     results = []
     for step in steps:
-        if step.model_id == GENERAL_MODEL_ID:
-            predictions = general_predictions(loupe, app_id, vectors, step.concepts)
+        if is_general(step.model_id):
+            predictions = loupe.general_predictions(app, vectors, embedded.norms, step.concepts)
         else:
             predictions = loupe.models.predict_vectors(app_id, step.model_id, vectors, step.version_id)
         results.append(WorkflowResult(step.model_id, predictions))

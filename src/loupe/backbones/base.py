@@ -34,6 +34,14 @@ class Backbone(Protocol):
         """Preprocessed CHW arrays -> float32[n, dim], each row L2-normalised."""
         ...
 
+    def features(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """Preprocessed CHW arrays -> float32[n, dim] pooled features, not normalised."""
+        ...
+
+    def classifier(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The ImageNet-1k head over the features (weights [1000, dim], bias [1000]), if the backbone has one."""
+        ...
+
     def embed_text(self, texts: list[str]) -> np.ndarray:
         """Strings -> float32[n, dim] L2-normalised (only when supports_text)."""
         ...

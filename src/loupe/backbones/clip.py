@@ -53,6 +53,9 @@ class ClipBackbone:
         self.session: Session = TorchSession(self.model, self.model.encode_image, fast=fast, bf16_batches=False,
                                              bf16=bf16)
 
+    def classifier(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return None  # zero-shot from the text tower instead (loupe.workflow)
+
     def image_tower(self) -> torch.nn.Module:
         return self.model.visual.eval()  # encode_image(x) is visual(x) when not normalising
 
@@ -68,7 +71,10 @@ class ClipBackbone:
         return self.embed_arrays([self.preprocess(im) for im in images])
 
     def embed_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
-        return l2_normalise(run_in_chunks(self.session, arrays, self.chunk))
+        return l2_normalise(self.features(arrays))
+
+    def features(self, arrays: list[np.ndarray]) -> np.ndarray:
+        return run_in_chunks(self.session, arrays, self.chunk)
 
     @property
     def embedder(self) -> str:

@@ -55,13 +55,20 @@ class CompiledBackbone:
 
     def embed_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
         """Already preprocessed CHW arrays (the import pipeline prepares them on worker threads)."""
-        return l2_normalise(run_in_chunks(self.session, arrays, self.spec.chunk))
+        return l2_normalise(self.features(arrays))
+
+    def features(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """The network's pooled features, not normalised (their norm matters to the ImageNet head)."""
+        return run_in_chunks(self.session, arrays, self.spec.chunk)
+
+    def classifier(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return self._classifier
 
     def classify_imagenet(self, images: list[Image.Image]) -> np.ndarray:
         """ImageNet-1k probabilities from the same weights (the classifier over the pooled features)."""
         if self._classifier is None:
             raise CapabilityMissing(f"backbone {self.id} has no ImageNet classifier")
-        features = run_in_chunks(self.session, [self.preprocess(im) for im in images], self.spec.chunk)
+        features = self.features([self.preprocess(im) for im in images])
         weights, bias = self._classifier
         logits = features @ weights.T + bias
         logits -= logits.max(axis=1, keepdims=True)

@@ -79,6 +79,9 @@ class EfficientNetLite:
     def _pooled(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
 
+    def classifier(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return self.imagenet_head()
+
     def imagenet_head(self) -> tuple[np.ndarray, np.ndarray]:
         """The ImageNet classifier over the pooled features: weights [1000, dim], bias [1000]."""
         fc = self.model.get_classifier()
@@ -97,7 +100,10 @@ class EfficientNetLite:
         return self.embed_arrays([self.preprocess(im) for im in images])
 
     def embed_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
-        return l2_normalise(run_in_chunks(self.session, arrays, self.chunk))
+        return l2_normalise(self.features(arrays))
+
+    def features(self, arrays: list[np.ndarray]) -> np.ndarray:
+        return run_in_chunks(self.session, arrays, self.chunk)
 
     @property
     def embedder(self) -> str:

@@ -20,7 +20,8 @@ from loupe.store.records import App, Concept, Input, Model, ModelVersion
 T = TypeVar("T", bound=msgspec.Struct)
 
 _DATABASES = ("apps", "inputs", "input_order", "labels", "concepts", "embeddings", "blobs", "blob_refs",
-              "models", "versions", "feedback", "api_keys", "workflows", "thumbnails", "counters")
+              "models", "versions", "feedback", "api_keys", "workflows", "thumbnails", "counters",
+              "feature_norms")
 MAX_DATABASES = 32
 
 
@@ -140,6 +141,11 @@ class ReadTxn:
     def get_embedding(self, backbone_id: str, sha256: str) -> np.ndarray | None:
         raw = self._get("embeddings", K.join(backbone_id, sha256))
         return None if raw is None else np.frombuffer(raw, dtype=np.float32)
+
+    def get_feature_norm(self, backbone_id: str, sha256: str) -> float | None:
+        """The L2 norm of the image's features before normalising (the ImageNet head needs it)."""
+        raw = self._get("feature_norms", K.join(backbone_id, sha256))
+        return None if raw is None else struct.unpack("<f", raw)[0]
 
     def get_blob(self, sha256: str) -> bytes | None:
         return self._get("blobs", sha256.encode())
@@ -275,8 +281,10 @@ class WriteTxn(ReadTxn):
     def put_concept(self, app_id: str, concept: Concept) -> None:
         self._put("concepts", K.join(app_id, concept.id), msgspec.msgpack.encode(concept))
 
-    def put_embedding(self, backbone_id: str, sha256: str, vector: np.ndarray) -> None:
+    def put_embedding(self, backbone_id: str, sha256: str, vector: np.ndarray, norm: float | None = None) -> None:
         self._put("embeddings", K.join(backbone_id, sha256), np.asarray(vector, np.float32).tobytes())
+        if norm is not None:
+            self._put("feature_norms", K.join(backbone_id, sha256), struct.pack("<f", norm))
 
     def retain_blob(self, sha256: str, data: bytes) -> None:
         """Keep the original bytes once per content, counting the inputs (of any app) that use them."""

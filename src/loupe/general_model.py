@@ -1,0 +1,67 @@
+"""The built-in General model: the 1,000 ImageNet concepts, offline, from the classifier the
+EfficientNet-Lite backbones were trained with. Served at the id Clarifai's official clients use for
+`app.public_models.general_model` and at a readable alias; concept ids are WordNet ids (n02123394,
+"Persian cat"). It works on the vectors Loupe already stores: the classifier reads the pooled
+features, i.e. the stored unit vector times its stored norm, so a workflow of General + custom
+models embeds each image once. CLIP apps keep the zero-shot General model (loupe.workflow).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from loupe.backbones.base import Backbone
+from loupe.errors import CapabilityMissing
+from loupe.prediction import ConceptScore, Prediction
+from loupe.store.records import Model, ModelVersion
+
+GENERAL_MODEL_ID = "aaa03c23b3724a16a56b629203edc62c"  # Clarifai's general model, as its clients name it
+GENERAL_MODEL_NAME = "general-image-recognition"
+GENERAL_ALIASES = (GENERAL_MODEL_ID, GENERAL_MODEL_NAME, "general")
+_CLASSES_FILE = Path(__file__).resolve().parent / "data" / "imagenet_classes.tsv"
+
+
+def is_general(model_id: str) -> bool:
+    return model_id in GENERAL_ALIASES
+
+
+@functools.cache
+def imagenet_classes() -> tuple[tuple[str, ...], dict[str, str]]:
+    """(WordNet ids in class order, id -> readable name), from the packaged list (timm's ImageNet-1k)."""
+    rows = [line.split("\t", 1) for line in _CLASSES_FILE.read_text().splitlines() if line]
+    return tuple(wnid for wnid, _ in rows), {wnid: name for wnid, name in rows}
+
+
+def general_records(backbone: Backbone) -> tuple[Model, ModelVersion]:
+    """What the API shows for the General model: one fixed, trained version per backbone."""
+    wnids, _ = imagenet_classes()
+    model = Model(id=GENERAL_MODEL_ID, name=GENERAL_MODEL_NAME, concept_ids=[], mutually_exclusive=True,
+                  created_at=0.0, next_version=2)
+    version = ModelVersion(id=f"{backbone.id}-imagenet-1k", seq=1, model_id=GENERAL_MODEL_ID, created_at=0.0,
+                           status="trained", mutually_exclusive=True, backbone=backbone.id, dim=backbone.dim,
+                           train_size=1_281_167)
+    return model, version
+
+
+def imagenet_predictions(backbone: Backbone, vectors: np.ndarray, norms: np.ndarray) -> list[Prediction]:
+    """Softmax over the 1,000 classes for each (unit vector, feature norm) pair, best first."""
+    head = backbone.classifier()
+    if head is None:
+        raise CapabilityMissing(f"backbone {backbone.id} has no ImageNet classifier")
+    if not np.all(np.isfinite(norms)):
+        raise ValueError("every vector needs its feature norm")
+    weights, bias = head
+    logits = (np.asarray(vectors, np.float32) * norms[:, None]) @ weights.T + bias
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    wnids, _ = imagenet_classes()
+    out = []
+    for row in probs:
+        order = np.argsort(-row, kind="stable")
+        out.append(Prediction(version_id=f"{backbone.id}-imagenet-1k", neighbours=[],
+                              concepts=[ConceptScore(wnids[j], float(row[j])) for j in order]))
+    return out
