@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CLOTHING, REPO, dataset_images
+from conftest import CALTECH, CLOTHING, REPO, dataset_images
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -45,6 +45,12 @@ def wait_until(page, expression: str, timeout: int = 30_000) -> None:
         time.sleep(0.1)
 
 
+# How far the page itself scrolls sideways (wide tables scroll inside their own box instead).
+PAGE_SCROLLS_SIDEWAYS = "(() => { window.scrollTo(10000, window.scrollY); const x = window.scrollX; window.scrollTo(0, window.scrollY); return x; })()"
+WIDE_ELEMENTS = ("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)"
+                 ".map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 8)")
+
+
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -67,6 +73,7 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"this is not a picture")
     held_out = dataset_images(CLOTHING / "test" / "hat", 2)[1]
+    airplane = sorted((CALTECH / "airplanes").glob("*.jpg"))[0]
 
     page.goto(base + "/")
     page.fill("#key", key)
@@ -79,8 +86,10 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     upload(page, "hat", hats[:8] + [broken], 9)
     failed = page.inner_text("#upload-list li[data-file='broken.jpg']")
     assert "failed" in failed and "not an image" in failed
-    wrong_id = page.inner_text("#upload-list li[data-file='actually-a-hat.jpg'] .state").split("stored as ")[1]
+    wrong_id = page.get_attribute("#upload-list li[data-file='actually-a-hat.jpg']", "data-input")
     wait_until(page, "document.querySelectorAll('#grid figure').length === 17")
+    assert "actually-a-hat.jpg" in page.inner_text("#grid")  # file names, not hex ids
+    assert page.inner_text("#page-label") == "Page 1 of 1 (17 inputs)" and page.is_disabled("#next")
     wait_until(page, "[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)")
     # Label a selection at once, then browse by that concept.
     page.check("#grid figure:nth-child(1) input[type=checkbox]")
@@ -104,9 +113,13 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     page.check("#model-concepts input[value=hat]")
     page.check("#model-me")
     page.click("#model-form button[type=submit]")
+    page.wait_for_selector(".notice:has-text('Model garments created')")
     page.click("text=Train garments")
     wait_until(page, "document.querySelector('#train-status').textContent.includes('trained')", timeout=60_000)
     assert "trained" in page.inner_text("#models-table tr[data-model=garments] .version")
+    page.click("#models-table tr[data-model=garments] details.history summary")
+    page.wait_for_selector("#models-table tr[data-model=garments] table.versions tbody tr:nth-child(2)")
+    assert "Model is trained" in page.inner_text("#models-table tr[data-model=garments] table.versions")
     shot(page, "2-models")
 
     page.click("nav [data-view=predict]")
@@ -115,7 +128,18 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     page.wait_for_selector("#top-concept")
     assert page.inner_text("#top-concept") == "hat"
     assert page.locator("#predict-result .bar-row").count() == 2
+    wait_until(page, "document.querySelector('#predict-result .query img').naturalWidth > 0")  # the query image
+    assert page.locator("#out-of-scope").count() == 0
+    wait_until(page, "[...document.querySelectorAll('#predict-result .thumbs .name')].every(s => s.textContent.endsWith('.jpg'))")
     shot(page, "3-predict")
+    page.set_input_files("#predict-file", str(airplane))  # not a garment: the closed model says so
+    page.wait_for_selector("#out-of-scope")
+    assert "unlike every example labeled for garments" in page.inner_text("#out-of-scope")
+    shot(page, "3-predict-out-of-scope")
+    page.select_option("#predict-model", "aaa03c23b3724a16a56b629203edc62c")  # the built-in General model
+    wait_until(page, "document.querySelectorAll('#predict-result .bar-row').length === 20")
+    assert "airliner" in page.inner_text("#predict-result .bars")
+    shot(page, "3-predict-general")
 
     page.click("nav [data-view=search]")
     page.set_input_files("#search-file", str(held_out))
@@ -126,7 +150,15 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     page.select_option("#eval-model", "garments")
     page.click("#eval-go")
     page.wait_for_selector("#eval-table", timeout=60_000)
-    assert page.locator("#confusion").count() == 1 and page.locator("#eval-result svg polyline").count() == 2
+    assert page.locator("#confusion").count() == 1 and page.locator("#eval-result svg polyline").count() == 4
+    charts = page.inner_text("#eval-result .charts")
+    assert "false positive rate" in page.inner_html("#eval-result .charts") and "hat (AUC" in charts
+    assert page.locator("#eval-result svg line[stroke-dasharray]").count() == 1  # the ROC diagonal
+    shown = page.locator("#eval-result .misclassified figure").count()
+    heading = page.inner_text("h3:has-text('Misclassified')")
+    assert heading.startswith("Misclassified") and str(shown) in heading
+    if shown:
+        assert "predicted as" in page.inner_text("#eval-result .misclassified")
     shot(page, "5-evaluate")
 
     page.click("nav [data-view=advice]")
@@ -135,7 +167,16 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     fix = page.locator(f".finding.suspected_mislabel[data-inputs='{wrong_id}'] button.fix")
     fix.wait_for(timeout=60_000)
     assert "as hat" in fix.inner_text()
+    assert page.locator("details.group.few_examples .finding").count() == 1  # one line, not one per concept
     shot(page, "6-advice")
+    # Dismissed findings stay dismissed (per model, in this browser) until the dismissal is cleared.
+    page.click(f".finding.suspected_mislabel[data-inputs='{wrong_id}'] button.dismiss-finding")
+    page.click("#advice-go")
+    page.wait_for_selector("#advice-result p:has-text('dismissed')")
+    assert page.locator(f".finding[data-inputs='{wrong_id}']").count() == 0
+    page.evaluate("localStorage.clear()")
+    page.click("#advice-go")
+    fix.wait_for(timeout=60_000)
     fix.click()  # one click fixes the label
     page.wait_for_selector(".relabel-status")
     status = page.inner_text(".relabel-status")
@@ -143,4 +184,15 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     assert after > before + 0.1, status  # the answer moved at once, same version
     page.wait_for_selector(".retrain-status.ok", timeout=120_000)
     assert "Retrained" in page.inner_text(".retrain-status")
+    page.wait_for_selector(".notice:has-text('retrained in the background')", timeout=30_000)
     shot(page, "7-advice-fixed")
+
+    assert page.request.get(base + "/static/favicon.svg").status == 200
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    page.click("nav [data-view=overview]")
+    assert page.evaluate("document.querySelector('nav').getBoundingClientRect().height") < 60  # one row of tabs
+    assert page.evaluate(PAGE_SCROLLS_SIDEWAYS) == 0, page.evaluate(WIDE_ELEMENTS)  # nothing runs off the screen
+    shot(page, "8-phone-overview")
+    page.click("nav [data-view=evaluate]")
+    assert page.evaluate(PAGE_SCROLLS_SIDEWAYS) == 0, page.evaluate(WIDE_ELEMENTS)
+    shot(page, "8-phone-evaluate")

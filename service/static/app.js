@@ -2,7 +2,13 @@
 // sessionStorage (gone when the tab closes); images are fetched with it and shown as blob URLs.
 "use strict";
 const $ = (s) => document.querySelector(s);
-const state = { key: sessionStorage.getItem("loupe-key") || "", app: null, page: 1, thumbs: new Map() };
+const state = { key: sessionStorage.getItem("loupe-key") || "", app: null, page: 1, thumbs: new Map(), names: new Map(),
+  training: new Set() };
+// A closed model's answer is flagged when even the nearest labeled example is this dissimilar (cosine of
+// EfficientNet-Lite vectors, measured on the demo photos with a hat/shoes model: held-out hats and shoes 0.42-0.78,
+// other garments 0.33-0.54, Caltech-101 objects 0.28-0.41).
+const OUT_OF_SCOPE = 0.4;
+const COLOURS = ["#0b57d0", "#b3261e", "#1a7f37", "#8e24aa", "#e37400", "#00838f", "#5d4037", "#c2185b", "#455a64", "#827717"];
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -50,11 +56,48 @@ const fileBase64 = (file) => new Promise((ok, fail) => {
   reader.readAsDataURL(file);
 });
 const split = (text) => text.split(",").map((s) => s.trim()).filter(Boolean);
+const GENERAL_MODEL = "aaa03c23b3724a16a56b629203edc62c";
+// What a person reads for an input: its file name, else the last part of its source, else its id.
+function inputName(input) {
+  const md = (input.data && input.data.metadata) || {};
+  if (md.filename) return String(md.filename);
+  const url = input.data && input.data.image && input.data.image.url;
+  if (url && !url.includes("/v2/inputs/")) return url.split("/").pop() || url;
+  return input.id;
+}
+async function nameOf(inputId) {
+  if (!state.names.has(inputId)) {
+    state.names.set(inputId, api("GET", `/v2/inputs/${encodeURIComponent(inputId)}`).then((r) => inputName(r.input))
+      .catch(() => inputId));
+  }
+  return state.names.get(inputId);
+}
+function nameSpan(inputId, suffix = "") {
+  const span = el("span", { class: "name", title: inputId }, inputId.length > 20 ? "…" : inputId);
+  nameOf(inputId).then((n) => { span.textContent = n + suffix; });
+  return span;
+}
+function notice(text) {
+  const n = el("p", { class: "notice", role: "status" }, text, " ",
+    el("button", { type: "button", class: "dismiss", "aria-label": "dismiss", onclick: () => n.remove() }, "×"));
+  $("#notices").append(n);
+  setTimeout(() => n.remove(), 15000);
+}
 const pct = (v) => `${(100 * v).toFixed(1)}%`;
 
 // ---------------------------------------------------------------- sign in and overview
-async function refresh() {
+async function refresh(force = true) {
   const { app } = await api("GET", "/v2/loupe/app");
+  const signature = JSON.stringify(app);
+  if (!force && signature === state.signature) return;  // polling: nothing changed, keep the page as it is
+  state.signature = signature;
+  const before = state.app ? Object.fromEntries(state.app.models.map((m) => [m.id, m.latest_version.id])) : {};
+  for (const m of app.models) {  // a version that appeared without a train click here: the background retrain
+    const v = m.latest_version;
+    if (before[m.id] && before[m.id] !== v.id && v.status === "trained" && !state.training.has(m.id)) {
+      notice(`Model ${m.id} was retrained in the background after label edits: version ${v.id.slice(0, 8)} is live.`);
+    }
+  }
   state.app = app;
   $("#app-summary").textContent =
     `App ${app.id} — backbone ${app.backbone} — ${app.input_count} inputs — key scope ${app.scope}`;
@@ -70,11 +113,14 @@ async function refresh() {
   const filter = $("#filter"), chosen = filter.value;
   filter.replaceChildren(el("option", { value: "" }, "All inputs"), ...app.concepts.map((c) => el("option", { value: c.id }, c.name)));
   filter.value = chosen;
+  const ticked = new Set([...document.querySelectorAll("#model-concepts input:checked")].map((b) => b.value));
   $("#model-concepts").replaceChildren(el("legend", {}, "Concepts"), ...app.concepts.map((c) =>
-    el("label", {}, el("input", { type: "checkbox", value: c.id, name: "concept" }), ` ${c.name}`)));
+    el("label", {}, el("input", { type: "checkbox", value: c.id, name: "concept", checked: ticked.has(c.id) }), ` ${c.name}`)));
   for (const sel of ["#predict-model", "#eval-model", "#advice-model"]) {
     const s = $(sel), was = s.value;
     s.replaceChildren(...app.models.map((m) => el("option", { value: m.id }, m.id)));
+    if (sel === "#predict-model") s.append(el("option", { value: GENERAL_MODEL }, app.supports_text ?
+      "General (zero-shot over this app's concepts)" : "General (1,000 ImageNet concepts, built in)"));
     if (was) s.value = was;
   }
   renderModels();
@@ -109,8 +155,11 @@ async function uploadFiles(files) {
     status.textContent = "uploading";
     try {
       const data = await fileBase64(file);
-      const res = await api("POST", "/v2/inputs", { inputs: [{ data: { image: { base64: data }, concepts } }] });
-      status.textContent = `stored as ${res.inputs[0].id}`; status.className = "state ok";
+      const res = await api("POST", "/v2/inputs", { inputs: [{ data: { image: { base64: data }, concepts,
+        metadata: { filename: file.name } } }] });
+      state.names.set(res.inputs[0].id, Promise.resolve(file.name));
+      li.dataset.input = res.inputs[0].id;
+      status.textContent = "stored"; status.className = "state ok";
     } catch (err) {
       status.textContent = `failed: ${err.message}`; status.className = "state failed";
     }
@@ -139,14 +188,26 @@ async function loadGrid() {
   const concept = $("#filter").value;
   const q = `/v2/inputs?page=${state.page}&per_page=24` + (concept ? `&concept=${encodeURIComponent(concept)}` : "");
   const { inputs } = await api("GET", q);
-  $("#page-label").textContent = `Page ${state.page}`;
+  const total = totalFor(concept), pages = Math.max(1, Math.ceil(total / 24));
+  $("#page-label").textContent = `Page ${state.page} of ${pages} (${total} input${total === 1 ? "" : "s"})`;
+  $("#prev").disabled = state.page <= 1;
+  $("#next").disabled = state.page >= pages;
   const grid = $("#grid"); grid.replaceChildren();
   for (const input of inputs) {
     const labels = input.data.concepts.map((c) => (c.value ? c.name : `not ${c.name}`)).join(", ") || "unlabeled";
-    const box = el("input", { type: "checkbox", value: input.id, "aria-label": `select ${input.id}` });
-    grid.append(el("figure", { "data-input": input.id }, thumbImg(input.id),
-      el("figcaption", {}, box, " ", input.id, el("br"), el("span", { class: "labels" }, labels))));
+    const name = inputName(input);
+    state.names.set(input.id, Promise.resolve(name));
+    const box = el("input", { type: "checkbox", value: input.id, "aria-label": `select ${name}` });
+    grid.append(el("figure", { "data-input": input.id }, thumbImg(input.id, name),
+      el("figcaption", {}, box, " ", el("span", { class: "name", title: input.id }, name), el("br"),
+        el("span", { class: "labels" }, labels))));
   }
+}
+
+function totalFor(concept) {
+  if (!concept) return state.app.input_count;
+  const c = state.app.concepts.find((x) => x.id === concept);
+  return c ? c.positives : 0;
 }
 
 async function applyLabel() {
@@ -164,10 +225,34 @@ function renderModels() {
   const tb = $("#models-table tbody"); tb.replaceChildren();
   for (const m of state.app.models) {
     const v = m.latest_version;
-    tb.append(el("tr", { "data-model": m.id }, el("td", {}, m.id),
-      el("td", { class: "version" }, `${v.id} ${v.status}${v.status === "trained" ? ` in ${v.train_seconds} s` : ""}`),
-      el("td", {}, el("button", { type: "button", onclick: () => guarded(() => train(m.id)) }, `Train ${m.id}`))));
+    const history = el("details", { class: "history" }, el("summary", {}, "Version history"));
+    history.addEventListener("toggle", () => { if (history.open) guarded(() => showVersions(m.id, history)); });
+    tb.append(el("tr", { "data-model": m.id }, el("td", {}, m.id, el("br"), el("small", {}, m.concept_ids.join(", "))),
+      el("td", { class: "version" }, `${v.id.slice(0, 8)} ${v.status}${v.status === "trained" ? ` in ${v.train_seconds} s` : ""}`,
+        history),
+      el("td", {}, el("button", { type: "button", onclick: () => guarded(() => train(m.id)) }, `Train ${m.id}`), " ",
+        el("button", { type: "button", class: "danger", onclick: () => guarded(() => deleteModel(m.id)) }, "Delete"))));
   }
+}
+
+async function showVersions(modelId, box) {
+  const { model_versions: versions } = await api("GET", `/v2/models/${encodeURIComponent(modelId)}/versions?per_page=50`);
+  box.replaceChildren(box.firstChild, el("table", { class: "versions" },
+    el("thead", {}, el("tr", {}, ["Version", "Created", "Status", "Examples", "Train time", "Top-1 (evaluated)"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, versions.map((v) => {
+      const s = v.metrics && v.metrics.summary;
+      return el("tr", {}, el("td", {}, v.id.slice(0, 8)), el("td", {}, v.created_at.replace("T", " ").slice(0, 16)),
+        el("td", {}, v.status.description), el("td", {}, v.total_input_count),
+        el("td", {}, v.train_stats ? `${v.train_stats.seconds} s` : "—"),
+        el("td", {}, s && s.top1_accuracy != null ? pct(s.top1_accuracy) : "—"));
+    }))));
+}
+
+async function deleteModel(modelId) {
+  if (!confirm(`Delete model ${modelId} and all its versions?`)) return;
+  await api("DELETE", `/v2/models/${encodeURIComponent(modelId)}`);
+  notice(`Model ${modelId} deleted.`);
+  await refresh();
 }
 
 async function createModel(ev) {
@@ -175,10 +260,18 @@ async function createModel(ev) {
   const concepts = [...document.querySelectorAll("#model-concepts input:checked")].map((b) => ({ id: b.value, value: 1 }));
   await api("POST", "/v2/models", { model: { id: $("#model-id").value.trim(), output_info: { data: { concepts },
     output_config: { concepts_mutually_exclusive: $("#model-me").checked, closed_environment: $("#model-closed").checked } } } });
+  const id = $("#model-id").value.trim();
+  $("#train-status").textContent = `Model ${id} created over ${concepts.length} concept(s). Train it to use it.`;
+  notice(`Model ${id} created.`);
   await refresh();
 }
 
 async function train(modelId) {
+  state.training.add(modelId);
+  try { await trainNow(modelId); } finally { state.training.delete(modelId); }
+}
+
+async function trainNow(modelId) {
   $("#train-status").textContent = `training ${modelId}…`;
   let { model } = await api("POST", `/v2/models/${encodeURIComponent(modelId)}/versions`);
   let v = model.model_version;
@@ -210,36 +303,73 @@ async function predictFile() {
   if (!file || !modelId) return;
   const out = await predictWith(modelId, { data: { image: { base64: await fileBase64(file) } } });
   const top = out.data.concepts[0];
-  $("#predict-result").replaceChildren(
-    el("p", {}, "Top concept: ", el("strong", { id: "top-concept" }, top ? top.name : "none"),
-      ` — model ${out.model.id}, version ${out.model.model_version.id}`),
-    bars(out.data.concepts),
-    el("h3", {}, "Nearest labeled examples that voted"),
-    el("div", { class: "thumbs" }, out.data.neighbours.map((n) =>
-      el("figure", {}, thumbImg(n.input_id), el("figcaption", {}, `${n.input_id} (similarity ${n.similarity.toFixed(2)})`)))));
+  const model = state.app.models.find((m) => m.id === modelId);
+  const nearest = Math.max(0, ...(out.data.neighbours || []).map((n) => n.similarity));
+  const parts = [
+    el("div", { class: "query" }, el("img", { src: URL.createObjectURL(file), alt: `the image: ${file.name}` }),
+      el("p", {}, el("strong", {}, file.name), el("br"), "Top concept: ",
+        el("strong", { id: "top-concept" }, top ? top.name : "none"),
+        el("br"), el("small", {}, `model ${out.model.name || out.model.id}, version ${out.model.model_version.id.slice(0, 18)}`)))];
+  if (model && model.closed_environment && out.data.neighbours && nearest < OUT_OF_SCOPE) {
+    parts.push(el("p", { class: "warning", id: "out-of-scope" }, `This image looks unlike every example labeled for ${modelId} `,
+      `(nearest similarity ${nearest.toFixed(2)}): the model only knows ${model.concept_ids.join(", ")}, `,
+      "so its answer may not mean much here."));
+  }
+  parts.push(bars(out.data.concepts));
+  if (out.data.neighbours && out.data.neighbours.length) {
+    parts.push(el("h3", {}, "Nearest labeled examples that voted"), el("div", { class: "thumbs" }, out.data.neighbours.map((n) =>
+      el("figure", {}, thumbImg(n.input_id), el("figcaption", {}, nameSpan(n.input_id), ` (similarity ${n.similarity.toFixed(2)})`)))));
+  }
+  $("#predict-result").replaceChildren(...parts);
 }
 
 async function search(query) {
   const { hits } = await api("POST", "/v2/searches", { query: { ands: [{ output: { input: query } }] } });
-  $("#search-results").replaceChildren(...hits.map((h) => el("figure", { "data-input": h.input.id }, thumbImg(h.input.id),
-    el("figcaption", {}, `${h.input.id} — score ${h.score.toFixed(3)}`))));
+  $("#search-results").replaceChildren(...hits.map((h) => el("figure", { "data-input": h.input.id },
+    thumbImg(h.input.id, inputName(h.input)), el("figcaption", {}, `${inputName(h.input)} — score ${h.score.toFixed(3)}`))));
 }
 
 // ---------------------------------------------------------------- evaluation
+// A small line chart in SVG: axes with ticks and titles, an optional diagonal, one line per series.
+function lineChart({ label, xTitle, yTitle, series, diagonal }) {
+  const ns = "http://www.w3.org/2000/svg", W = 300, H = 260, L = 44, B = 38, T = 8, R = 10;
+  const w = W - L - R, h = H - T - B;
+  const node = (tag, attrs, text) => {
+    const n = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+    if (text != null) n.textContent = text;
+    return n;
+  };
+  const x = (v) => L + v * w, y = (v) => T + (1 - v) * h;
+  const svg = node("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": label, class: "chart" });
+  svg.append(node("rect", { x: L, y: T, width: w, height: h, fill: "#fff", stroke: "#999" }));
+  for (const t of [0, 0.25, 0.5, 0.75, 1]) {
+    svg.append(node("line", { x1: x(t), x2: x(t), y1: y(0), y2: y(0) + 4, stroke: "#555" }),
+      node("text", { x: x(t), y: y(0) + 16, "text-anchor": "middle", "font-size": 10 }, t),
+      node("line", { x1: x(0) - 4, x2: x(0), y1: y(t), y2: y(t), stroke: "#555" }),
+      node("line", { x1: x(0), x2: x(1), y1: y(t), y2: y(t), stroke: "#eee" }),
+      node("text", { x: x(0) - 7, y: y(t) + 3, "text-anchor": "end", "font-size": 10 }, t));
+  }
+  svg.append(node("text", { x: L + w / 2, y: H - 4, "text-anchor": "middle", "font-size": 11 }, xTitle),
+    node("text", { x: 11, y: T + h / 2, "text-anchor": "middle", "font-size": 11, transform: `rotate(-90 11 ${T + h / 2})` }, yTitle));
+  if (diagonal) svg.append(node("line", { x1: x(0), y1: y(0), x2: x(1), y2: y(1), stroke: "#888", "stroke-dasharray": "4 3" }));
+  series.forEach((s, i) => svg.append(node("polyline", { points: s.x.map((v, j) => `${x(v)},${y(s.y[j])}`).join(" "),
+    fill: "none", stroke: COLOURS[i % COLOURS.length], "stroke-width": 2 })));
+  const legend = el("ul", { class: "legend" }, series.map((s, i) => el("li", {},
+    el("span", { class: "swatch", style: `background:${COLOURS[i % COLOURS.length]}` }), s.name)));
+  return el("figure", { class: "chart-box" }, svg, legend);
+}
+
 function rocPlot(metrics) {
-  const ns = "http://www.w3.org/2000/svg", size = 220;
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("width", size); svg.setAttribute("height", size); svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", "ROC curves per concept");
-  const colours = ["#0b57d0", "#b3261e", "#1a7f37", "#8e24aa", "#e37400", "#00838f", "#5d4037", "#c2185b", "#455a64", "#827717"];
-  metrics.forEach((m, i) => {
-    if (!m.roc_curve) return;
-    const line = document.createElementNS(ns, "polyline");
-    line.setAttribute("points", m.roc_curve.fpr.map((x, j) => `${x * size},${(1 - m.roc_curve.tpr[j]) * size}`).join(" "));
-    line.setAttribute("fill", "none"); line.setAttribute("stroke", colours[i % colours.length]); line.setAttribute("stroke-width", 2);
-    svg.append(line);
-  });
-  return svg;
+  return lineChart({ label: "ROC curves per concept", xTitle: "false positive rate", yTitle: "true positive rate",
+    diagonal: true, series: metrics.filter((m) => m.roc_curve).map((m) => ({
+      name: `${m.concept.id} (AUC ${m.roc_auc == null ? "—" : m.roc_auc.toFixed(2)})`, x: m.roc_curve.fpr, y: m.roc_curve.tpr })) });
+}
+
+function prPlot(metrics) {
+  return lineChart({ label: "precision-recall curves per concept", xTitle: "recall", yTitle: "precision",
+    series: metrics.filter((m) => m.precision_recall_curve).map((m) => ({ name: m.concept.id,
+      x: m.precision_recall_curve.recall, y: m.precision_recall_curve.precision })) });
 }
 
 async function evaluate() {
@@ -257,20 +387,27 @@ async function evaluate() {
   const s = metrics.summary;
   const parts = [el("p", {}, s.top1_accuracy != null ? `Top-1 accuracy ${pct(s.top1_accuracy)}, ` : "",
     `mean ROC AUC ${s.macro_avg_roc_auc.toFixed(3)}, mean F1 ${s.macro_avg_f1_score.toFixed(3)}`),
-  el("table", { id: "eval-table" }, el("thead", {}, el("tr", {}, ["Concept", "Positives", "Negatives", "ROC AUC", "Precision", "Recall", "F1"].map((h) => el("th", {}, h)))),
+  el("div", { class: "scroll" }, el("table", { id: "eval-table" }, el("thead", {}, el("tr", {}, ["Concept", "Positives", "Negatives", "ROC AUC", "Precision", "Recall", "F1"].map((h) => el("th", {}, h)))),
     el("tbody", {}, metrics.binary_metrics.map((m) => el("tr", {}, el("td", {}, m.concept.id), el("td", {}, m.num_pos), el("td", {}, m.num_neg),
-      el("td", {}, m.roc_auc == null ? "—" : m.roc_auc.toFixed(3)), el("td", {}, m.precision.toFixed(3)), el("td", {}, m.recall.toFixed(3)), el("td", {}, m.f1.toFixed(3)))))),
-  el("h3", {}, "ROC curves"), rocPlot(metrics.binary_metrics)];
+      el("td", {}, m.roc_auc == null ? "—" : m.roc_auc.toFixed(3)), el("td", {}, m.precision.toFixed(3)), el("td", {}, m.recall.toFixed(3)), el("td", {}, m.f1.toFixed(3))))))),
+  el("h3", {}, "ROC and precision-recall curves (held-out predictions)"),
+  el("div", { class: "charts" }, rocPlot(metrics.binary_metrics), prPlot(metrics.binary_metrics))];
   if (metrics.confusion_matrix) {
     const ids = metrics.confusion_matrix.concept_ids, cell = {};
     for (const c of metrics.confusion_matrix.matrix) cell[`${c.actual}|${c.predicted}`] = c.value;
-    parts.push(el("h3", {}, "Confusion matrix (rows: actual, columns: predicted)"), el("table", { id: "confusion" },
+    parts.push(el("h3", {}, "Confusion matrix (rows: actual, columns: predicted)"), el("div", { class: "scroll" }, el("table", { id: "confusion" },
       el("thead", {}, el("tr", {}, el("th", {}, ""), ids.map((p) => el("th", {}, p)))),
-      el("tbody", {}, ids.map((a) => el("tr", {}, el("th", {}, a), ids.map((p) => el("td", {}, cell[`${a}|${p}`] || 0)))))));
+      el("tbody", {}, ids.map((a) => el("tr", {}, el("th", {}, a), ids.map((p) => el("td", {}, cell[`${a}|${p}`] || 0))))))));
   }
-  parts.push(el("h3", {}, `Misclassified (${metrics.test_set.length})`), el("div", { class: "thumbs" },
-    metrics.test_set.slice(0, 40).map((t) => el("figure", {}, thumbImg(t.id),
-      el("figcaption", {}, `${t.id}: is ${t.ground_truth_concepts.map((c) => c.id).join(", ") || "—"}`)))));
+  const shown = metrics.test_set.slice(0, 40);
+  parts.push(el("h3", {}, metrics.test_set.length > shown.length
+    ? `Misclassified: ${metrics.test_set.length} (the first ${shown.length} shown)` : `Misclassified: ${shown.length}`),
+  el("div", { class: "thumbs misclassified" }, shown.map((t) => {
+    const guess = t.predicted_concepts.reduce((a, b) => (b.value > a.value ? b : a), { id: "—", value: 0 });
+    return el("figure", {}, thumbImg(t.id), el("figcaption", {}, nameSpan(t.id), el("br"),
+      `is ${t.ground_truth_concepts.map((c) => c.id).join(", ") || "none of them"}, predicted as `,
+      el("strong", {}, guess.id), ` (${guess.value.toFixed(2)})`));
+  })));
   $("#eval-result").replaceChildren(...parts);
 }
 
@@ -278,17 +415,44 @@ async function evaluate() {
 async function advice() {
   const modelId = $("#advice-model").value;
   const { findings } = await api("GET", `/v2/models/${encodeURIComponent(modelId)}/advice`);
+  const dismissed = new Set(JSON.parse(localStorage.getItem(`loupe-dismissed-${modelId}`) || "[]"));
+  const keyOf = (f) => `${f.kind}|${f.concept_ids.join(",")}|${f.input_ids.join(",")}`;
+  const open = findings.filter((f) => !dismissed.has(keyOf(f)));
   const box = $("#advice-result");
-  box.replaceChildren(el("p", {}, findings.length ? `${findings.length} finding(s)` : "No problems found."));
-  for (const f of findings) {
-    const item = el("div", { class: `finding ${f.kind}`, "data-kind": f.kind, "data-inputs": f.input_ids.join(" ") },
-      el("p", {}, f.message), el("div", { class: "thumbs" }, f.input_ids.map((id) => thumbImg(id))));
-    if (f.kind === "suspected_mislabel" && f.suggested_concept) {
-      const inputId = f.input_ids[0];
-      item.append(el("button", { type: "button", class: "fix", onclick: () => guarded(() => relabel(modelId, inputId, f.concept_ids[0], f.suggested_concept, item)) },
-        `Relabel ${inputId} as ${f.suggested_concept}`));
+  box.replaceChildren(el("p", {}, open.length ? `${open.length} finding(s)` : "No problems found.",
+    dismissed.size ? ` (${findings.length - open.length} dismissed)` : ""));
+  const titles = { suspected_mislabel: "Suspected mislabels", near_duplicates: "Near duplicates labeled differently",
+    imbalance: "Imbalance between concepts", few_examples: "Concepts with few examples" };
+  for (const kind of ["suspected_mislabel", "near_duplicates", "imbalance", "few_examples"]) {
+    const group = open.filter((f) => f.kind === kind);
+    if (!group.length) continue;
+    const details = el("details", { class: `group ${kind}`, "data-kind": kind },
+      el("summary", {}, `${titles[kind]} (${group.length})`));
+    details.open = kind === "suspected_mislabel" || kind === "near_duplicates";
+    if (kind === "few_examples") {  // one line for all of them, not ten identical ones
+      details.append(el("p", { class: "finding few_examples" }, "Add examples of: ",
+        group.map((f) => f.concept_ids.join(", ")).join("; "), ". ", group[0].message.split(":").pop()));
     }
-    box.append(item);
+    for (const f of kind === "few_examples" ? [] : group) {
+      const message = el("p", {}, f.message);
+      for (const id of f.input_ids) {  // a person reads file names, not ids
+        nameOf(id).then((n) => { message.textContent = message.textContent.replaceAll(`'${id}'`, `'${n}'`); });
+      }
+      const item = el("div", { class: `finding ${f.kind}`, "data-kind": f.kind, "data-inputs": f.input_ids.join(" ") },
+        message, el("div", { class: "thumbs" }, f.input_ids.slice(0, 8).map((id) =>
+          el("figure", {}, thumbImg(id), el("figcaption", {}, nameSpan(id))))));
+      if (f.kind === "suspected_mislabel" && f.suggested_concept) {
+        const inputId = f.input_ids[0];
+        item.append(el("button", { type: "button", class: "fix", onclick: () => guarded(() => relabel(modelId, inputId, f.concept_ids[0], f.suggested_concept, item)) },
+          `Relabel as ${f.suggested_concept}`), " ");
+      }
+      item.append(el("button", { type: "button", class: "dismiss-finding", onclick: () => {
+        dismissed.add(keyOf(f)); localStorage.setItem(`loupe-dismissed-${modelId}`, JSON.stringify([...dismissed]));
+        item.remove();
+      } }, "Dismiss (the label is right)"));
+      details.append(item);
+    }
+    box.append(details);
   }
 }
 
@@ -346,4 +510,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#eval-go").addEventListener("click", () => guarded(evaluate));
   $("#advice-go").addEventListener("click", () => guarded(advice));
   if (state.key) guarded(() => signIn(state.key));
+  // Keep the overview current and say when a background retrain lands.
+  setInterval(() => { if (state.app && !document.hidden) refresh(false).catch(() => {}); }, 4000);
 });
