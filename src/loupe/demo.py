@@ -3,6 +3,8 @@ downscaled to 256 px), a trained 10-concept model and a key. Works from any inst
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from loupe.folder_import import import_folder
 
 DEMO_APP = "demo"
 DEMO_MODEL = "clothes"
+PER_CONCEPT = 20
 # 20 training photos per class (40 hats, for the advice tests) and 10 held out per class.
 DEMO_PHOTOS = Path(__file__).resolve().parent / "demo_photos" / "clothing10"
 
@@ -25,10 +28,15 @@ def ensure_demo(loupe: Loupe, key_file: Path, say: Callable[[str], None] = print
         train = DEMO_PHOTOS / "train"
         if not train.is_dir():
             raise NotFound("demo photos", "", f"demo photos not found in {train}: reinstall loupe") from None
-        say(f"creating the demo app: importing {sum(1 for _ in train.rglob('*.jpg'))} photos of "
-            f"{sum(1 for p in train.iterdir() if p.is_dir())} concepts ...")
+        folders = sorted(p for p in train.iterdir() if p.is_dir())
+        say(f"creating the demo app: importing {PER_CONCEPT} photos of each of {len(folders)} concepts ...")
         loupe.create_app(DEMO_APP)
-        report = import_folder(loupe, train, DEMO_APP)
+        with tempfile.TemporaryDirectory() as tmp:  # the same number of each, for a balanced demo
+            for folder in folders:
+                (Path(tmp) / folder.name).mkdir()
+                for image in sorted(folder.glob("*.jpg"))[:PER_CONCEPT]:
+                    shutil.copy(image, Path(tmp) / folder.name / image.name)
+            report = import_folder(loupe, Path(tmp), DEMO_APP)
         say(f"  {report.added} photos imported in {report.seconds:.1f} s; training model {DEMO_MODEL!r} ...")
         concepts = [c.id for c in loupe.list_concepts(DEMO_APP, per_page=1000)]
         loupe.models.create(DEMO_APP, DEMO_MODEL, concept_ids=concepts, mutually_exclusive=True,
