@@ -7,7 +7,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from loupe.backbones.preprocess import Preprocessing
+from loupe.backbones.preprocess import Preprocessing, center_crop_resize
+from loupe.backbones.runtimes.base import Session, run_in_chunks
 
 
 @runtime_checkable
@@ -45,6 +46,37 @@ class Backbone(Protocol):
     def embed_text(self, texts: list[str]) -> np.ndarray:
         """Strings -> float32[n, dim] L2-normalised (only when supports_text)."""
         ...
+
+
+class SessionBackbone:
+    """What every backbone does the same way once it has a session: preprocess, run in chunks, normalise.
+    Subclasses set `dim`, `preprocessing`, `session` and `chunk` (images per network call)."""
+
+    dim: int
+    preprocessing: Preprocessing
+    session: Session
+    chunk: int
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return center_crop_resize(image, self.preprocessing)
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        return self.embed_arrays([self.preprocess(im) for im in images])
+
+    def embed_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """Already preprocessed CHW arrays (the import pipeline prepares them on worker threads)."""
+        return l2_normalise(self.features(arrays))
+
+    def features(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """The network's pooled features, not normalised (their norm matters to the ImageNet head)."""
+        return run_in_chunks(self.session, arrays, self.chunk)
+
+    @property
+    def embedder(self) -> str:
+        """What makes the vectors (runtime/precision): recorded with the app whose vectors it made."""
+        return f"{self.session.runtime}/{self.session.precision}"
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from loupe.backbones.base import l2_normalise
-from loupe.backbones.preprocess import Preprocessing, center_crop_resize
-from loupe.backbones.runtimes import Session, run_in_chunks
+from loupe.backbones.base import SessionBackbone, l2_normalise
+from loupe.backbones.preprocess import Preprocessing
+from loupe.backbones.runtimes import Session
 from loupe.backbones.runtimes.torch_session import TorchSession
 from loupe.errors import BackboneUnavailable
 from loupe.torchvision_compat import import_with_torchvision_fix
@@ -28,7 +27,7 @@ class _TextTower(torch.nn.Module):
         return self.model.encode_text(tokens)
 
 
-class ClipBackbone:
+class ClipBackbone(SessionBackbone):
     supports_text = True
 
     def __init__(self, pretrained: str, *, backbone_id: str = "clip-vit-b-32", chunk: int = 32,
@@ -61,24 +60,6 @@ class ClipBackbone:
 
     def text_tower(self) -> torch.nn.Module:
         return _TextTower(self.model).eval()
-
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        return center_crop_resize(image, self.preprocessing)
-
-    def embed(self, images: list[Image.Image]) -> np.ndarray:
-        if not images:
-            return np.zeros((0, self.dim), np.float32)
-        return self.embed_arrays([self.preprocess(im) for im in images])
-
-    def embed_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
-        return l2_normalise(self.features(arrays))
-
-    def features(self, arrays: list[np.ndarray]) -> np.ndarray:
-        return run_in_chunks(self.session, arrays, self.chunk)
-
-    @property
-    def embedder(self) -> str:
-        return f"{self.session.runtime}/{self.session.precision}"
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         if not texts:

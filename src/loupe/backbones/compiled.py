@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from loupe.backbones.base import Backbone, l2_normalise
-from loupe.backbones.preprocess import center_crop_resize
-from loupe.backbones.runtimes import Session, run_in_chunks
+from loupe.backbones.base import Backbone, SessionBackbone, l2_normalise
+from loupe.backbones.runtimes import Session
 from loupe.backbones.runtimes.compiled_cache import CacheKey, CompiledCache
 from loupe.backbones.runtimes.cpu import resolve_precision
 from loupe.backbones.runtimes.openvino_session import OpenVinoSession
@@ -31,7 +30,7 @@ class RuntimeUnavailable(Exception):
     """The compiled runtime cannot be used here (not installed, conversion failed): use torch."""
 
 
-class CompiledBackbone:
+class CompiledBackbone(SessionBackbone):
     def __init__(self, spec: BackboneSpec, session: Session, text_session: Session | None = None,
                  tokenizer: Callable[[], Callable[[list[str]], np.ndarray]] | None = None,
                  classifier: tuple[np.ndarray, np.ndarray] | None = None) -> None:
@@ -39,27 +38,12 @@ class CompiledBackbone:
         self.spec = spec
         self.id, self.dim, self.supports_text = spec.id, spec.dim, spec.supports_text
         self.preprocessing = spec.preprocessing
+        self.chunk = spec.chunk
         self.session = session
         self._text_session = text_session
         self._make_tokenizer = tokenizer
         self._tokenize: Callable[[list[str]], np.ndarray] | None = None
         self._classifier = classifier  # ImageNet head (weights [1000, dim], bias) over pooled features
-
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        return center_crop_resize(image, self.preprocessing)
-
-    def embed(self, images: list[Image.Image]) -> np.ndarray:
-        if not images:
-            return np.zeros((0, self.dim), np.float32)
-        return self.embed_arrays([self.preprocess(im) for im in images])
-
-    def embed_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
-        """Already preprocessed CHW arrays (the import pipeline prepares them on worker threads)."""
-        return l2_normalise(self.features(arrays))
-
-    def features(self, arrays: list[np.ndarray]) -> np.ndarray:
-        """The network's pooled features, not normalised (their norm matters to the ImageNet head)."""
-        return run_in_chunks(self.session, arrays, self.spec.chunk)
 
     def classifier(self) -> tuple[np.ndarray, np.ndarray] | None:
         return self._classifier
@@ -74,11 +58,6 @@ class CompiledBackbone:
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
-
-    @property
-    def embedder(self) -> str:
-        """What makes the vectors (runtime/precision): recorded with the app whose vectors it made."""
-        return f"{self.session.runtime}/{self.session.precision}"
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         if self._text_session is None or self._make_tokenizer is None:

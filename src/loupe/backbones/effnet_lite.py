@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from loupe.backbones.base import l2_normalise
-from loupe.backbones.preprocess import Preprocessing, center_crop_resize
-from loupe.backbones.runtimes import Session, run_in_chunks
+from loupe.backbones.base import SessionBackbone
+from loupe.backbones.preprocess import Preprocessing
+from loupe.backbones.runtimes import Session
 from loupe.backbones.runtimes.torch_session import TorchSession
 from loupe.errors import BackboneUnavailable, CapabilityMissing
 from loupe.torchvision_compat import import_with_torchvision_fix
@@ -58,7 +58,7 @@ class _Pooled(torch.nn.Module):
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
 
 
-class EfficientNetLite:
+class EfficientNetLite(SessionBackbone):
     dim = 1280
     supports_text = False
 
@@ -90,24 +90,6 @@ class EfficientNetLite:
     def image_tower(self) -> torch.nn.Module:
         """The network from image to pooled features, as one module (what a compiled runtime converts)."""
         return _Pooled(self.model).eval()
-
-    def preprocess(self, image: Image.Image) -> np.ndarray:
-        return center_crop_resize(image, self.preprocessing)
-
-    def embed(self, images: list[Image.Image]) -> np.ndarray:
-        if not images:
-            return np.zeros((0, self.dim), np.float32)
-        return self.embed_arrays([self.preprocess(im) for im in images])
-
-    def embed_arrays(self, arrays: list[np.ndarray]) -> np.ndarray:
-        return l2_normalise(self.features(arrays))
-
-    def features(self, arrays: list[np.ndarray]) -> np.ndarray:
-        return run_in_chunks(self.session, arrays, self.chunk)
-
-    @property
-    def embedder(self) -> str:
-        return f"{self.session.runtime}/{self.session.precision}"
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         raise CapabilityMissing(f"backbone {self.id} has no text tower; text needs a CLIP backbone")
