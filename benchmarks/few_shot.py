@@ -5,7 +5,8 @@ Caltech-101 (101 classes; BACKGROUND_Google left out) and Clothing-10; 1/2/4/8/1
 Clothing-10's own test split; for Caltech-101 every image not drawn as a shot, up to 30 per class.
 
 Methods
-- linear probe: scikit-learn LogisticRegression (C=1, balanced classes)
+- linear probe: scikit-learn LogisticRegression (balanced classes), C=1 and C=10 (the stronger of the
+  two on photo sets the project had never used; the best per row is the baseline Loupe is compared to)
 - kNN: 5 nearest shots, similarity-weighted votes (1-NN at 1 shot)
 - NCM: nearest class mean (cosine)
 - Tip-Adapter-style cache: linear-probe logits + alpha * exp(-beta (1 - sim)) @ one-hot labels, with
@@ -62,10 +63,10 @@ def splits(dataset: str, shots: int, seed: int, runtime: str = "openvino", preci
     return data.x[train], y[train], data.x[test], y[test], len(classes)
 
 
-def linear_probe(xtr, ytr, xte):
+def linear_probe(xtr, ytr, xte, c_value: float = 1.0):
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000).fit(xtr, ytr).decision_function(xte)
+    return LogisticRegression(C=c_value, class_weight="balanced", max_iter=3000).fit(xtr, ytr).decision_function(xte)
 
 
 def knn(xtr, ytr, xte, c, k=5):
@@ -131,7 +132,8 @@ def main() -> None:
             for seed in seeds:
                 xtr, ytr, xte, yte, c = splits(dataset, shots, seed, args.runtime, args.precision)
                 probe = linear_probe(xtr, ytr, xte)
-                scores = {"linear_probe": probe, "knn": knn(xtr, ytr, xte, c), "ncm": ncm(xtr, ytr, xte, c),
+                scores = {"linear_probe": probe, "linear_probe_c10": linear_probe(xtr, ytr, xte, 10.0),
+                          "knn": knn(xtr, ytr, xte, c), "ncm": ncm(xtr, ytr, xte, c),
                           "tip_adapter": tip_adapter(xtr, ytr, xte, c, probe),
                           "loupe": loupe_predictor(xtr, ytr, xte, c)}
                 for name, s in scores.items():
@@ -140,8 +142,13 @@ def main() -> None:
             row = {"dataset": dataset, "shots": shots, "test_images": int(len(yte))}
             row.update({name: {"mean": round(float(np.mean(a)), 4), "std": round(float(np.std(a)), 4)}
                         for name, a in accs.items()})
-            best_baseline = max(np.mean(a) for name, a in accs.items() if name != "loupe")
-            row["loupe_minus_best_baseline"] = round(float(np.mean(accs["loupe"]) - best_baseline), 4)
+            # The strongest baseline is picked per row with the test results in hand (the probe's C among
+            # them): generous to the baselines, so "Loupe minus best" errs against Loupe.
+            best_name = max((name for name in accs if name != "loupe"), key=lambda name: np.mean(accs[name]))
+            row["best_baseline"] = best_name
+            row["loupe_minus_best_baseline"] = round(float(np.mean(accs["loupe"]) - np.mean(accs[best_name])), 4)
+            paired = np.asarray(accs["loupe"]) - np.asarray(accs[best_name])
+            row["loupe_minus_best_baseline_std_over_seeds"] = round(float(np.std(paired)), 4)
             row["loupe_calibration_error"] = round(float(np.mean(eces)), 4)
             rows.append(row)
             print(dataset, shots, {k: v["mean"] for k, v in row.items() if isinstance(v, dict)},

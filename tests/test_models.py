@@ -404,3 +404,31 @@ def test_versions_stored_before_relative_temperatures_keep_their_temperature():
     assert params.relative_temperature is None
     assert scaled_to(params, 0.05).temperature == 0.5
     assert scaled_to(msgspec.structs.replace(params, relative_temperature=0.4), 0.05).temperature == pytest.approx(0.02)
+
+
+def test_blend_cross_validation_samples_every_concept(monkeypatch):
+    """102 concepts x 16 examples (more rows than the blend's cross-validation takes): every concept keeps
+    enough positives in the sample, in every row order, so cross-validation always runs."""
+    from loupe import training
+    from loupe.training_set import TrainingSet
+
+    rng = np.random.default_rng(0)
+    c, per = 102, 16
+    centres = rng.standard_normal((c, 64)).astype(np.float32)
+    labels = np.repeat(np.arange(c), per)
+    x = centres[labels] + 0.8 * rng.standard_normal((len(labels), 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ran = []
+    monkeypatch.setattr(training, "choose_blend", lambda *a, **k: (ran.append(1), (training.DEFAULT_BLEND, None))[1])
+    monkeypatch.setattr(training, "cross_validate", lambda *a, **k: None)
+    for order in range(20):
+        perm = np.random.default_rng(order).permutation(len(labels))
+        positive = np.zeros((len(labels), c), bool)
+        positive[np.arange(len(labels)), labels[perm]] = True
+        ts = TrainingSet(seqs=np.arange(len(labels)), input_ids=[str(i) for i in range(len(labels))],
+                         positive=positive, negative=~positive, explicit_negative=np.zeros_like(positive))
+        rows = training.cv_rows(positive, training.CV_MAX_ROWS, seed=order)
+        assert positive[rows].sum(axis=0).min() >= training.MIN_POSITIVES_FOR_CV + 1
+        assert len(rows) <= max(training.CV_MAX_ROWS, c * (training.MIN_POSITIVES_FOR_CV + 1))
+        training.select_blend(x[perm], ts, True, training.targets_for(True), seed=order)
+    assert len(ran) == 20  # cross-validation chose the blend every time, never the silent default

@@ -124,12 +124,30 @@ def _sample(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
     return rows if len(rows) <= n else np.random.default_rng(seed).choice(rows, n, replace=False)
 
 
+def cv_rows(positive: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """The rows the blend's cross-validation sees: all of them up to `limit`; beyond, every concept's
+    positives first (up to an equal share, at least MIN_POSITIVES_FOR_CV + 1 each, so no concept falls
+    below the cross-validation minimum by chance), then a random fill up to `limit`. Drawing the rows
+    at random instead left a concept of a 102-concept, 16-example model under 4 positives in 14 of 20
+    row orders, and cross-validation was silently skipped."""
+    n, c = positive.shape
+    if n <= limit:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    share = max(MIN_POSITIVES_FOR_CV + 1, limit // max(1, c))
+    chosen = np.zeros(n, bool)
+    for j in range(c):
+        have = np.flatnonzero(positive[:, j])
+        chosen[rng.choice(have, min(share, len(have)), replace=False)] = True
+    rest = np.flatnonzero(~chosen)
+    fill = max(0, limit - int(chosen.sum()))
+    chosen[rng.choice(rest, min(fill, len(rest)), replace=False)] = True
+    return np.flatnonzero(chosen)
+
+
 def select_blend(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, make_targets: MakeTargets,
                  seed: int) -> BlendParams:
-    rows = np.arange(len(ts.seqs))
-    if len(rows) > CV_MAX_ROWS:
-        rng = np.random.default_rng(seed)
-        rows = np.sort(rng.choice(rows, CV_MAX_ROWS, replace=False))
+    rows = cv_rows(ts.positive, CV_MAX_ROWS, seed)
     pos, neg = ts.positive[rows], ts.negative[rows]
     min_pos = int(pos.sum(axis=0).min()) if pos.size else 0
     if min_pos < MIN_POSITIVES_FOR_CV:
