@@ -24,6 +24,7 @@ class Config(msgspec.Struct, frozen=True):
     # "torch" (the reference). Precision "auto": bf16 where the CPU has native bf16, else f32.
     runtime: str = "openvino"
     precision: str = "auto"
+    runtime_mode: str = "latency"  # OpenVINO's performance hint: "latency" or "throughput"
     backbone_idle_seconds: float = 1800.0  # a backbone unused this long is unloaded (not the default one)
     embed_concurrency: int = max(2, os.cpu_count() or 1)  # requests decoding + embedding new images at once
     decode_workers: int = max(2, os.cpu_count() or 1)  # threads decoding and preprocessing images
@@ -80,6 +81,8 @@ def config_from_env(**overrides: object) -> Config:
         values["torch_threads"] = int(env["LOUPE_TORCH_THREADS"])
     if "LOUPE_RUNTIME" in env:
         values["runtime"] = env["LOUPE_RUNTIME"]
+    if "LOUPE_RUNTIME_MODE" in env:
+        values["runtime_mode"] = env["LOUPE_RUNTIME_MODE"]
     if "LOUPE_PRECISION" in env:
         values["precision"] = env["LOUPE_PRECISION"]
     if "LOUPE_APPROX_INDEX_THRESHOLD" in env:

@@ -98,7 +98,7 @@ def load_compiled(backbone_id: str, config: Config, torch_loader: Callable[[], A
             xml = cache.get_or_build(key, build)
             try:
                 return OpenVinoSession(core, str(xml), precision, config.torch_threads,
-                                       config.embed_concurrency), xml.parent
+                                       config.embed_concurrency, config.runtime_mode), xml.parent
             except RuntimeError as exc:  # a file the manifest vouched for, yet OpenVINO cannot read it
                 if attempt:
                     raise RuntimeUnavailable(f"OpenVINO cannot load {backbone_id}: {exc}") from exc

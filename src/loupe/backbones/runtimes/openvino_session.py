@@ -15,12 +15,13 @@ _HINTS = {"fp32": "f32", "bf16": "bf16"}
 class OpenVinoSession:
     runtime = "openvino"
 
-    def __init__(self, core: Any, model_path: str, precision: str, threads: int, requests: int) -> None:
+    def __init__(self, core: Any, model_path: str, precision: str, threads: int, requests: int,
+                 mode: str = "latency") -> None:
         self.precision = precision
-        # Latency mode: one stream over all cores answers a lone image fastest, and measured here it
-        # also served 8 concurrent callers within 10 % of throughput mode.
+        # "latency": one stream over all cores answers a lone image fastest; "throughput": a stream per
+        # core or two, for many concurrent callers (see README for what each measured).
         self._compiled = core.compile_model(model_path, "CPU", {
-            "INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": mode.upper(),
             "INFERENCE_NUM_THREADS": threads})
         # One infer request per concurrent caller: callers never share one, and never wait on a lock of
         # ours while another runs (OpenVINO releases the GIL and schedules them on its streams).
