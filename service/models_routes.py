@@ -259,6 +259,20 @@ def advice(loupe: Loupe, key: KeyRecord, model_id: str) -> dict:
     return ok(findings=[msgspec.to_builtins(f) for f in findings])
 
 
+class PostDismissal(msgspec.Struct):
+    input_id: str
+    concept_id: str
+
+
+@post("/v2/models/{model_id:str}/advice/dismissals", status_code=200, guards=WRITE)
+@in_thread
+def dismiss(loupe: Loupe, key: KeyRecord, model_id: str, body: RawBody) -> dict:
+    """The label of a suspected mislabel is right: the finding is not reported again for this model."""
+    req = decode(body, PostDismissal)
+    loupe.models.dismiss(key.app_id, model_id, req.input_id, req.concept_id)
+    return ok()
+
+
 ROUTES = [list_models, create_model, search_models, patch_models, delete_models, get_model, delete_model,
           output_info, list_versions, train, get_version, delete_version, evaluate, get_metrics, predict,
-          model_inputs, feedback, advice]
+          model_inputs, feedback, advice, dismiss]

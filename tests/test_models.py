@@ -313,6 +313,33 @@ def test_data_quality_advice_names_the_inputs_to_fix(shop):
     assert "wrong" not in {i for f in after if f.kind == "suspected_mislabel" for i in f.input_ids}
 
 
+def test_a_dismissed_mislabel_stays_dismissed(tmp_path, shared_backbones):
+    """A person says the label is right: the finding does not come back, across a restart, until the
+    model is deleted."""
+    config = Config(data_dir=tmp_path / "d", auto_retrain=False)
+    hats = dataset_images(CLOTHING / "train" / "hat", 9)
+    items = _train_items("shoes", 8) + [NewInput(image=p.read_bytes(), id=f"hat-{i}", concepts=["hat"])
+                                        for i, p in enumerate(hats[:8])]
+    items.append(NewInput(image=hats[8].read_bytes(), id="odd", concepts=["shoes"]))
+    with Loupe(config, backbones=shared_backbones) as loupe:
+        loupe.create_app("d")
+        loupe.add_inputs("d", items)
+        loupe.models.create("d", "m", concept_ids=["shoes", "hat"], mutually_exclusive=True)
+        loupe.models.train("d", "m")
+        flagged = {f.input_ids[0] for f in loupe.models.advice("d", "m") if f.kind == "suspected_mislabel"}
+        assert "odd" in flagged
+        loupe.models.dismiss("d", "m", "odd", "shoes")
+        with pytest.raises(NotFound):
+            loupe.models.dismiss("d", "m", "no-such-input", "shoes")
+    with Loupe(config, backbones=shared_backbones) as loupe:  # a restart
+        again = {f.input_ids[0] for f in loupe.models.advice("d", "m") if f.kind == "suspected_mislabel"}
+        assert "odd" not in again and again == flagged - {"odd"}
+        loupe.models.delete("d", "m")
+        loupe.models.create("d", "m", concept_ids=["shoes", "hat"], mutually_exclusive=True)
+        loupe.models.train("d", "m")
+        assert "odd" in {f.input_ids[0] for f in loupe.models.advice("d", "m") if f.kind == "suspected_mislabel"}
+
+
 def test_general_model_and_workflow_with_clip(clip_weights, tmp_path):
     """Zero-shot scores from the CLIP text tower (random weights here: shapes and rules, not accuracy)."""
     from loupe.workflow import WorkflowStep, run_workflow, zero_shot_predictions

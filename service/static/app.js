@@ -414,6 +414,7 @@ async function evaluate() {
 // ---------------------------------------------------------------- advice
 async function advice() {
   const modelId = $("#advice-model").value;
+  $("#advice-result").replaceChildren(el("p", { class: "hint" }, "Checking the data (a 5-fold cross-validation)…"));
   const { findings } = await api("GET", `/v2/models/${encodeURIComponent(modelId)}/advice`);
   const dismissed = new Set(JSON.parse(localStorage.getItem(`loupe-dismissed-${modelId}`) || "[]"));
   const keyOf = (f) => `${f.kind}|${f.concept_ids.join(",")}|${f.input_ids.join(",")}`;
@@ -446,10 +447,15 @@ async function advice() {
         item.append(el("button", { type: "button", class: "fix", onclick: () => guarded(() => relabel(modelId, inputId, f.concept_ids[0], f.suggested_concept, item)) },
           `Relabel as ${f.suggested_concept}`), " ");
       }
-      item.append(el("button", { type: "button", class: "dismiss-finding", onclick: () => {
-        dismissed.add(keyOf(f)); localStorage.setItem(`loupe-dismissed-${modelId}`, JSON.stringify([...dismissed]));
+      item.append(el("button", { type: "button", class: "dismiss-finding", onclick: () => guarded(async () => {
+        if (f.kind === "suspected_mislabel") {  // kept by the server: it stays dismissed for everyone
+          await api("POST", `/v2/models/${encodeURIComponent(modelId)}/advice/dismissals`,
+            { input_id: f.input_ids[0], concept_id: f.concept_ids[0] });
+        } else {  // other findings: dismissed in this browser
+          dismissed.add(keyOf(f)); localStorage.setItem(`loupe-dismissed-${modelId}`, JSON.stringify([...dismissed]));
+        }
         item.remove();
-      } }, "Dismiss (the label is right)"));
+      }) }, f.kind === "suspected_mislabel" ? "Dismiss (the label is right)" : "Dismiss"));
       details.append(item);
     }
     box.append(details);

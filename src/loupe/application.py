@@ -190,6 +190,7 @@ class Loupe:
             for model in models:
                 tx.delete_model(app_id, model.id)
             tx.delete_feedback(app_id)
+            tx.delete_dismissals(app_id)
             tx.delete_app(app_id)
         for model in models:
             self.models.forget(app_id, model.id)

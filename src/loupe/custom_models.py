@@ -398,7 +398,18 @@ class CustomModels:
         held = None
         if version.blend is not None and len(ts.seqs):
             held = evaluate(x, ts, version.concept_ids, version.mutually_exclusive, version.blend)
-        return advise(x, ts, version.concept_ids, version.mutually_exclusive, held)
+        with self._store.read() as tx:
+            dismissed = tx.dismissed(app_id, model_id)
+        return [f for f in advise(x, ts, version.concept_ids, version.mutually_exclusive, held)
+                if not (f.kind == "suspected_mislabel" and (f.input_ids[0], f.concept_ids[0]) in dismissed)]
+
+    def dismiss(self, app_id: str, model_id: str, input_id: str, concept_id: str) -> None:
+        """A person checked a suspected mislabel and the label is right: it is not reported again (kept
+        in LMDB, per model, until the model is deleted)."""
+        self.get(app_id, model_id)
+        self._data.get_input(app_id, input_id)
+        with self._store.write() as tx:
+            tx.put_dismissal(app_id, model_id, input_id, concept_id)
 
     # ---------------------------------------------------------- prediction
     def _loaded_latest(self, app_id: str, model_id: str, version_id: str | None = None) -> LoadedVersion:

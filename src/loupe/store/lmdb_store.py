@@ -21,7 +21,7 @@ T = TypeVar("T", bound=msgspec.Struct)
 
 _DATABASES = ("apps", "inputs", "input_order", "labels", "concepts", "embeddings", "blobs", "blob_refs",
               "models", "versions", "feedback", "api_keys", "workflows", "thumbnails", "counters",
-              "feature_norms")
+              "feature_norms", "dismissals")
 MAX_DATABASES = 32
 
 
@@ -160,6 +160,11 @@ class ReadTxn:
         for _, value in self.txn.cursor(db=self.store.db("api_keys")):
             yield value
 
+    def dismissed(self, app_id: str, model_id: str) -> set[tuple[str, str]]:
+        """(input id, concept id) pairs a person said are labeled right, for this model's advice."""
+        pairs = (key.split(K.SEP)[-2:] for key, _ in self.iter_prefix("dismissals", K.prefix(app_id, model_id)))
+        return {(input_id.decode("utf-8"), concept_id.decode("utf-8")) for input_id, concept_id in pairs}
+
     def feedback_count(self, app_id: str) -> int:
         raw = self._get("counters", K.join(app_id, "feedback"))
         return 0 if raw is None else struct.unpack(">Q", raw)[0]
@@ -248,6 +253,14 @@ class WriteTxn(ReadTxn):
         self._put("feedback", K.join(app_id, feedback_id), record)
         self._put("counters", K.join(app_id, "feedback"), struct.pack(">Q", self.feedback_count(app_id) + 1))
 
+    def put_dismissal(self, app_id: str, model_id: str, input_id: str, concept_id: str) -> None:
+        self._put("dismissals", K.join(app_id, model_id, input_id, concept_id), b"")
+
+    def delete_dismissals(self, app_id: str, model_id: str | None = None) -> None:
+        prefix = K.prefix(app_id, model_id) if model_id is not None else K.prefix(app_id)
+        for key in [key for key, _ in self.iter_prefix("dismissals", prefix)]:
+            self._delete("dismissals", key)
+
     def delete_feedback(self, app_id: str) -> None:
         keys = [key for key, _ in self.iter_prefix("feedback", K.prefix(app_id))]
         for key in keys:
@@ -261,6 +274,7 @@ class WriteTxn(ReadTxn):
     def delete_model(self, app_id: str, model_id: str) -> None:
         for version in list(self.iter_versions(app_id, model_id)):
             self.delete_version(app_id, model_id, version)
+        self.delete_dismissals(app_id, model_id)
         self._delete("models", K.join(app_id, model_id))
         self._models_changed(app_id)
 
