@@ -259,6 +259,14 @@ def advice(loupe: Loupe, key: KeyRecord, model_id: str) -> dict:
     return ok(findings=[msgspec.to_builtins(f) for f in findings])
 
 
+@get("/v2/models/{model_id:str}/suggestions")
+@in_thread
+def suggestions(loupe: Loupe, key: KeyRecord, model_id: str, count: int = 12) -> dict:
+    """Loupe's addition: unlabeled inputs to label next, best first, with the model's current guess."""
+    found = loupe.models.suggestions(key.app_id, model_id, count)
+    return ok(suggestions=[msgspec.to_builtins(s) for s in found])
+
+
 class PostDismissal(msgspec.Struct):
     input_id: str
     concept_id: str
@@ -275,4 +283,4 @@ def dismiss(loupe: Loupe, key: KeyRecord, model_id: str, body: RawBody) -> dict:
 
 ROUTES = [list_models, create_model, search_models, patch_models, delete_models, get_model, delete_model,
           output_info, list_versions, train, get_version, delete_version, evaluate, get_metrics, predict,
-          model_inputs, feedback, advice, dismiss]
+          model_inputs, feedback, advice, dismiss, suggestions]

@@ -14,7 +14,7 @@ from PIL import Image
 from loupe.application import Loupe, NewInput
 from loupe.blend import scaled_to
 from loupe.config import Config
-from loupe.errors import Conflict, ModelNotTrained, NotFound
+from loupe.errors import Conflict, InvalidArgument, ModelNotTrained, NotFound
 from loupe.labels import InputEdit
 from loupe.store.records import BlendParams
 
@@ -459,3 +459,27 @@ def test_blend_cross_validation_samples_every_concept(monkeypatch):
         assert len(rows) <= max(training.CV_MAX_ROWS, c * (training.MIN_POSITIVES_FOR_CV + 1))
         training.select_blend(x[perm], ts, True, training.targets_for(True), seed=order)
     assert len(ran) == 20  # cross-validation chose the blend every time, never the silent default
+
+
+def test_suggestions_rank_an_uncovered_concept_first(tmp_path, shared_backbones):
+    """Two concepts labeled, a third present only unlabeled: the first suggestions come from it (the
+    region no label covers), each with the model's guess; labeled inputs are never suggested."""
+    with Loupe(Config(data_dir=tmp_path / "d", auto_retrain=False), backbones=shared_backbones) as loupe:
+        loupe.create_app("s")
+        loupe.add_inputs("s", _train_items("shoes", 6) + _train_items("hat", 6))
+        loupe.add_inputs("s", [NewInput(image=p.read_bytes(), id=f"{cls}-u{i}")
+                               for cls in ("shoes", "hat") for i, p in enumerate(dataset_images(CLOTHING / "train" / cls, 4, start=6))]
+                         + [NewInput(image=p.read_bytes(), id=f"dress-u{i}")
+                            for i, p in enumerate(dataset_images(CLOTHING / "train" / "dress", 8))])
+        loupe.models.create("s", "m", concept_ids=["shoes", "hat", "dress"], mutually_exclusive=True)
+        untrained = loupe.models.suggestions("s", "m", count=3)
+        assert len(untrained) == 3 and all(s.concept_id is None for s in untrained)
+        loupe.edit_inputs("s", "merge", [InputEdit(input_id="dress-u7", concepts=["dress"])])
+        loupe.models.update("s", "m", concept_ids=["shoes", "hat"], action="overwrite")
+        loupe.models.train("s", "m")
+        found = loupe.models.suggestions("s", "m", count=4)
+        assert found[0].input_id.startswith("dress-u") and found[0].concept_id in ("shoes", "hat")
+        assert not {s.input_id for s in found} & {f"{c}-{i}" for c in ("shoes", "hat") for i in range(6)}
+        assert "dress-u7" in {s.input_id for s in loupe.models.suggestions("s", "m", count=20)}  # not this model's label
+        with pytest.raises(InvalidArgument):
+            loupe.models.suggestions("s", "m", count=0)

@@ -191,6 +191,21 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     page.wait_for_selector(".notice:has-text('retrained in the background')", timeout=30_000)
     shot(page, "7-advice-fixed")
 
+    # Label next: three new, unlabeled photos; the page suggests them with the model's guess, one click labels.
+    page.click("nav [data-view=inputs]")
+    page.fill("#up-concepts", "")
+    done = page.locator("#upload-list .state.ok, #upload-list .state.failed").count()
+    page.set_input_files("#files", [str(p) for p in dataset_images(CLOTHING / "test" / "shoes", 3, start=2)])
+    wait_until(page, f"document.querySelectorAll('#upload-list .state.ok, #upload-list .state.failed').length >= {done + 3}")
+    page.click("nav [data-view=next]")
+    page.select_option("#next-model", "garments")
+    page.click("#next-go")
+    page.wait_for_selector("#next-result figure button.label-it")
+    assert page.locator("#next-result figure").count() == 3 and "model's guess" in page.inner_text("#next-result")
+    shot(page, "9-label-next")
+    page.click("#next-result figure:nth-child(1) button.label-it")
+    page.wait_for_selector("#next-result figcaption.ok")
+
     assert page.request.get(base + "/static/favicon.svg").status == 200
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     page.click("nav [data-view=overview]")

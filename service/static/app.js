@@ -116,7 +116,7 @@ async function refresh(force = true) {
   const ticked = new Set([...document.querySelectorAll("#model-concepts input:checked")].map((b) => b.value));
   $("#model-concepts").replaceChildren(el("legend", {}, "Concepts"), ...app.concepts.map((c) =>
     el("label", {}, el("input", { type: "checkbox", value: c.id, name: "concept", checked: ticked.has(c.id) }), ` ${c.name}`)));
-  for (const sel of ["#predict-model", "#eval-model", "#advice-model"]) {
+  for (const sel of ["#predict-model", "#eval-model", "#advice-model", "#next-model"]) {
     const s = $(sel), was = s.value;
     s.replaceChildren(...app.models.map((m) => el("option", { value: m.id }, m.id)));
     if (sel === "#predict-model") s.append(el("option", { value: GENERAL_MODEL }, app.supports_text ?
@@ -411,6 +411,28 @@ async function evaluate() {
   $("#eval-result").replaceChildren(...parts);
 }
 
+// ---------------------------------------------------------------- label next
+async function suggestNext() {
+  const modelId = $("#next-model").value;
+  const model = state.app.models.find((m) => m.id === modelId);
+  $("#next-result").replaceChildren(el("p", { class: "hint" }, "Choosing…"));
+  const { suggestions } = await api("GET", `/v2/models/${encodeURIComponent(modelId)}/suggestions?count=12`);
+  const cards = suggestions.map((s) => {
+    const pick = el("select", { "aria-label": "concept" }, model.concept_ids.map((c) => el("option", { value: c }, c)));
+    if (s.concept_id) pick.value = s.concept_id;
+    const card = el("figure", { "data-input": s.input_id }, thumbImg(s.input_id),
+      el("figcaption", {}, nameSpan(s.input_id), el("br"),
+        s.concept_id ? `model's guess: ${s.concept_id} (${s.value.toFixed(2)})` : "not trained yet", el("br"),
+        pick, " ", el("button", { type: "button", class: "label-it", onclick: () => guarded(async () => {
+          await api("PATCH", "/v2/inputs", { action: "merge", inputs: [{ id: s.input_id, data: { concepts: [{ id: pick.value, value: 1 }] } }] });
+          card.replaceChildren(thumbImg(s.input_id), el("figcaption", { class: "ok" }, `labeled ${pick.value}`));
+          await refresh();
+        }) }, "Label")));
+    return card;
+  });
+  $("#next-result").replaceChildren(...(cards.length ? cards : [el("p", {}, "Every input has a label for this model.")]));
+}
+
 // ---------------------------------------------------------------- advice
 async function advice() {
   const modelId = $("#advice-model").value;
@@ -515,6 +537,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#search-text-go").addEventListener("click", () => guarded(() => search({ data: { text: { raw: $("#search-text").value } } })));
   $("#eval-go").addEventListener("click", () => guarded(evaluate));
   $("#advice-go").addEventListener("click", () => guarded(advice));
+  $("#next-go").addEventListener("click", () => guarded(suggestNext));
   if (state.key) guarded(() => signIn(state.key));
   // Keep the overview current and say when a background retrain lands.
   setInterval(() => { if (state.app && !document.hidden) refresh(false).catch(() => {}); }, 4000);

@@ -30,19 +30,26 @@ from loupe.errors import (
     TrainingFailed,
 )
 from loupe.evaluation import evaluate
-from loupe.heads import Head
+from loupe.heads import Head, head_probabilities
 from loupe.ids import check_id, check_name, new_id
 from loupe.labels import EditAction
 from loupe.pagination import page_window
 from loupe.prediction import LoadedVersion, Prediction, predict
 from loupe.store import ReadTxn
 from loupe.store.records import Evaluation, Model, ModelVersion
+from loupe.suggestions import MAX_POOL, suggest
 from loupe.training import fit_version
 from loupe.training_queue import FairQueue
 from loupe.training_set import LabelRule, TrainingSet, collect
 
 PREDICTED_THRESHOLD = 0.5  # a predicted-concept search keeps inputs scored at least this
 SCORED_CACHE_ENTRIES = 4  # (model version, labels) score tables kept; each is inputs x concepts floats
+
+
+class Suggestion(msgspec.Struct):
+    input_id: str
+    concept_id: str | None  # the model's current guess (None before its first train)
+    value: float | None
 
 
 class ModelAnswer(msgspec.Struct):
@@ -453,6 +460,46 @@ class CustomModels:
         allow = np.fromiter((s for s, e in list(labels.entries.items()) if rule.relevant(e)), np.int64)
         self._allow[(app_id, rule)] = (labels.version, allow)
         return allow
+
+    def suggestions(self, app_id: str, model_id: str, count: int = 12) -> list[Suggestion]:
+        """Unlabeled inputs (no label for any of the model's concepts) to label next, best first, each
+        with the model's current guess when it is trained (loupe.suggestions says how they are chosen)."""
+        if not 1 <= count <= 200:
+            raise InvalidArgument("count must be between 1 and 200")
+        model = self.get(app_id, model_id)
+        app = self._data.get_app(app_id)
+        concepts = set(model.concept_ids)
+        entries = list(self._data.labels.get(app_id).entries.items())
+        pool = np.asarray([s for s, e in entries if not (e.positives | e.negatives) & concepts], np.int64)
+        labeled = np.asarray([s for s, e in entries if e.positives & concepts], np.int64)
+        if not len(pool):
+            return []
+        rng = np.random.default_rng(0)
+        if len(pool) > MAX_POOL:
+            pool = np.sort(rng.choice(pool, MAX_POOL, replace=False))
+        if len(labeled) > MAX_POOL:
+            labeled = np.sort(rng.choice(labeled, MAX_POOL, replace=False))
+        x = self._data.embeddings_of(app, pool)
+        try:
+            loaded = self._loaded_latest(app_id, model_id)
+        except ModelNotTrained:
+            loaded = None
+        margins = None
+        if loaded is not None and loaded.version.blend is not None:
+            p = head_probabilities(loaded.head.logits(x), loaded.version.mutually_exclusive,
+                                   loaded.version.blend.temperature)
+            if loaded.version.mutually_exclusive and p.shape[1] > 1:
+                top2 = np.sort(p, axis=1)[:, -2:]
+                margins = top2[:, 1] - top2[:, 0]
+            else:
+                margins = np.abs(2 * p - 1).min(axis=1)
+        picks = suggest(x, self._data.embeddings_of(app, labeled), count, margins)
+        guesses = (self.predict_vectors(app_id, model_id, x[picks]) if loaded is not None
+                   else [None] * len(picks))
+        return [Suggestion(input_id=self._data.labels.get(app_id).entries[int(pool[i])].input_id,
+                           concept_id=g.concepts[0].concept_id if g else None,
+                           value=round(g.concepts[0].value, 4) if g else None)
+                for i, g in zip(picks, guesses)]
 
     def predict_vectors(self, app_id: str, model_id: str, vectors: np.ndarray,
                         version_id: str | None = None) -> list[Prediction]:
