@@ -40,6 +40,9 @@ class Config(msgspec.Struct, frozen=True):
     training_queue_total: int = 64
     # After label edits, models that asked for it retrain once the labels have been quiet this long.
     auto_retrain: bool = True
+    # Trains may learn from the app's unlabeled inputs too (self-training, used only when validation on
+    # the labeled inputs says it helps; loupe.semi_supervised).
+    semi_supervised: bool = True
     retrain_delay_seconds: float = 2.0
     # URL inputs: hosts that may resolve to private/loopback addresses (empty: none may).
     url_allow_hosts: tuple[str, ...] = ()

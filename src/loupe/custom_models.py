@@ -32,11 +32,13 @@ from loupe.errors import (
 from loupe.evaluation import evaluate
 from loupe.heads import Head, head_probabilities
 from loupe.ids import check_id, check_name, new_id
+from loupe.label_mirror import AppLabels
 from loupe.labels import EditAction
 from loupe.pagination import page_window
 from loupe.prediction import LoadedVersion, Prediction, predict
+from loupe.semi_supervised import MAX_UNLABELED
 from loupe.store import ReadTxn
-from loupe.store.records import Evaluation, Model, ModelVersion
+from loupe.store.records import App, Evaluation, Model, ModelVersion
 from loupe.suggestions import MAX_POOL, suggest
 from loupe.training import fit_version
 from loupe.training_queue import FairQueue
@@ -311,7 +313,9 @@ class CustomModels:
                 ts = collect(labels, rule)
                 x = self._data.embeddings_of(app, ts.seqs)
                 warm = self._warm_start(app_id, version)
-                fitted = fit_version(x, ts, version.concept_ids, version.mutually_exclusive, warm=warm)
+                unlabeled = self._unlabeled_vectors(app, labels, version) if version.mutually_exclusive else None
+                fitted = fit_version(x, ts, version.concept_ids, version.mutually_exclusive, warm=warm,
+                                     unlabeled=unlabeled)
             except TrainingFailed as exc:
                 self._set_status(app_id, version, status="failed", failure=exc.failure, detail=exc.detail)
                 return
@@ -323,8 +327,23 @@ class CustomModels:
                 weights=fitted.head.weights.astype(np.float32).tobytes(),
                 bias=fitted.head.bias.astype(np.float32).tobytes(), blend=fitted.blend, l2=fitted.l2,
                 train_size=len(ts.seqs), positives=fitted.positives, negatives=fitted.negatives,
-                train_seconds=fitted.seconds, trained_at=time.time())
+                train_seconds=fitted.seconds, trained_at=time.time(), unlabeled_seen=fitted.unlabeled_seen,
+                pseudo_labels=fitted.self_training.pseudo_labels,
+                pseudo_label_weight=fitted.self_training.weight,
+                self_training_strength=fitted.self_training.strength)
             self._write_version(app_id, done)
+
+    def _unlabeled_vectors(self, app: App, labels: AppLabels, version: ModelVersion) -> np.ndarray | None:
+        """Vectors of the app's inputs with no label for any of the version's concepts (at most
+        MAX_UNLABELED, sampled), for self-training; None when the app config turns it off."""
+        if not self._data.config.semi_supervised:
+            return None
+        concepts = set(version.concept_ids)
+        seqs = np.asarray([s for s, e in list(labels.entries.items())
+                           if not (e.positives | e.negatives) & concepts], np.int64)
+        if len(seqs) > MAX_UNLABELED:
+            seqs = np.sort(np.random.default_rng(0).choice(seqs, MAX_UNLABELED, replace=False))
+        return self._data.embeddings_of(app, seqs) if len(seqs) else None
 
     def _warm_start(self, app_id: str, version: ModelVersion) -> Head | None:
         try:

@@ -24,6 +24,7 @@ from loupe.heads import (
     logit_spread,
     ovr_targets,
 )
+from loupe.semi_supervised import PSEUDO_WEIGHT, SelfTraining, choose_strength, self_train
 from loupe.store.records import BlendParams
 from loupe.training_set import TrainingSet, example_groups
 
@@ -48,6 +49,8 @@ class FittedVersion(msgspec.Struct):
     positives: dict[str, int]
     negatives: dict[str, int]
     seconds: float
+    self_training: SelfTraining = SelfTraining(strength=0, pseudo_labels=0, weight=0.0)
+    unlabeled_seen: int = 0
 
 
 def regularisation_c(n_rows: int) -> float:
@@ -88,18 +91,38 @@ def check_examples(ts: TrainingSet, concept_ids: list[str], mutually_exclusive: 
 
 
 def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually_exclusive: bool, *,
-                warm: Head | None = None, seed: int = 0) -> FittedVersion:
+                warm: Head | None = None, seed: int = 0, unlabeled: np.ndarray | None = None) -> FittedVersion:
+    """`unlabeled`: vectors of the app's inputs with no label for the model, for self-training
+    (mutually exclusive models whose every example has one concept); used only if validation says so."""
     started = time.perf_counter()
     check_examples(ts, concept_ids, mutually_exclusive)
     make_targets = targets_for(mutually_exclusive)
     blend = select_blend(x, ts, mutually_exclusive, make_targets, seed)
     l2 = l2_for(len(ts.seqs))
     head = fit_coarse_to_fine(x, ts, mutually_exclusive, make_targets, l2, warm, seed)
+    scaled = scaled_to(blend, logit_spread(head, x))
+    used = SelfTraining(strength=0, pseudo_labels=0, weight=0.0)
+    single = ts.positive.sum(axis=1) == 1
+    if unlabeled is not None and len(unlabeled) and mutually_exclusive and single.all():
+        labels = ts.positive.argmax(axis=1)
+
+        def fit(xs: np.ndarray, ys: np.ndarray) -> tuple[Head, float, float]:
+            positive = np.eye(len(concept_ids), dtype=bool)[ys]
+            lam = l2_for(len(ys))
+            fitted = fit_head(xs, make_targets(positive, ~positive), True, l2=lam)
+            return fitted, scaled_to(blend, logit_spread(fitted, xs)).temperature, lam
+
+        strength = choose_strength(x, labels, unlabeled, fit, seed)
+        if strength:
+            head, n = self_train(x, labels, head, scaled.temperature, unlabeled, strength, l2)
+            scaled = scaled_to(blend, logit_spread(head, x))
+            used = SelfTraining(strength=strength, pseudo_labels=n, weight=PSEUDO_WEIGHT)
     return FittedVersion(
-        head=head, blend=scaled_to(blend, logit_spread(head, x)), l2=l2,
+        head=head, blend=scaled, l2=l2,
         positives={c: int(n) for c, n in zip(concept_ids, ts.positive.sum(axis=0))},
         negatives={c: int(n) for c, n in zip(concept_ids, ts.negative.sum(axis=0))},
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started, self_training=used,
+        unlabeled_seen=0 if unlabeled is None else len(unlabeled))
 
 
 def fit_coarse_to_fine(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, make_targets: MakeTargets, l2: float,

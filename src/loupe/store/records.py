@@ -133,4 +133,10 @@ class ModelVersion(msgspec.Struct, kw_only=True):
     negatives: dict[str, int] = {}
     train_seconds: float = 0.0
     trained_at: float = 0.0
+    # Self-training from the app's unlabeled inputs: how many it saw, how many became pseudo-labels
+    # (0 when validation said they would not help), at what weight and strength (loupe.semi_supervised).
+    unlabeled_seen: int = 0
+    pseudo_labels: int = 0
+    pseudo_label_weight: float = 0.0
+    self_training_strength: int = 0
     evaluation: Evaluation | None = None
