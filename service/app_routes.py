@@ -29,7 +29,7 @@ def overview(loupe: Loupe, key: KeyRecord) -> dict:
                                           "status_code": version_status(version)["code"],
                                           "train_seconds": round(version.train_seconds, 3),
                                           "created_at": timestamp(version.created_at)}})
-    return ok(app={"id": app.id, "backbone": app.backbone, "scope": key.scope.value,
+    return ok(app={"id": app.id, "backbone": app.backbone, "embedders": app.embedders, "scope": key.scope.value,
                    "supports_text": loupe.backbone(app).supports_text, "input_count": loupe.count_inputs(app.id),
                    "concepts": concepts, "models": models})
 

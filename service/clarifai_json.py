@@ -1,4 +1,4 @@
-"""Core records -> Clarifai v2 JSON objects (the shapes in ../shared/clarifai-v2.md §4). Always snake_case,
+"""Core records -> Clarifai v2 JSON objects (the shapes of Clarifai's v2 REST API). Always snake_case,
 always the fields the official clients index without checking."""
 
 from __future__ import annotations

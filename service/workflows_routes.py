@@ -1,4 +1,4 @@
-"""/v2/workflows: name several models (custom ones, or "general" for zero-shot on CLIP apps) and run
+"""/v2/workflows: name several models (custom ones, or the General model: ImageNet-1k, or zero-shot on CLIP apps) and run
 them all on images in one request, each image embedded once."""
 
 from __future__ import annotations

@@ -173,3 +173,19 @@ def test_a_cached_model_starts_without_torch(tmp_path):
 def test_weights_identity_is_the_wheel_files_hash():
     path = specs.wheel_weights_file("effnet-lite2")
     assert path.name.endswith(".pth") and specs.weights_identity("effnet-lite2", Config()) == specs.file_sha256(path)
+
+
+def test_the_app_records_what_embedded_its_vectors(tmp_path, shared_backbones):
+    from litestar.testing import TestClient
+
+    from loupe.application import Loupe, NewInput
+    from loupe.service.app import create_app
+
+    with Loupe(Config(data_dir=tmp_path), backbones=shared_backbones) as loupe:
+        loupe.create_app("a")
+        loupe.add_inputs("a", [NewInput(image=p.read_bytes()) for p in dataset_images(CLOTHING / "test" / "dress", 2)])
+        embedder = loupe.backbone(loupe.get_app("a")).embedder
+        assert loupe.get_app("a").embedders == [embedder]
+        headers = {"Authorization": f"Key {loupe.keys.create('a')}"}
+        with TestClient(create_app(loupe)) as client:
+            assert client.get("/v2/loupe/app", headers=headers).json()["app"]["embedders"] == [embedder]

@@ -3,6 +3,7 @@ application object satisfies, so `custom_models` does not depend on (or import) 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -31,5 +32,7 @@ class AppData(Protocol):
     def embeddings_of(self, app: App, seqs: np.ndarray) -> np.ndarray: ...
 
     def image_vectors(self, app: App, images: list[bytes]) -> np.ndarray: ...
+
+    def item_vectors(self, app: App, items: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]: ...
 
     def ensure_concepts(self, tx: WriteTxn, app_id: str, concept_ids: list[str], now: float) -> None: ...

@@ -576,24 +576,30 @@ class Loupe:
             raise InvalidArgument("no inputs to predict")
         app = self.get_app(app_id)
         backbone = self.backbone(app)
-        vectors = np.zeros((len(inputs), backbone.dim), np.float32)
-        norms = np.full(len(inputs), np.nan, np.float32)
-        stored = {i: item for i, item in enumerate(inputs) if isinstance(item, str)}
-        new = {i: item for i, item in enumerate(inputs) if isinstance(item, bytes)}
-        if new:
-            embedded = self.image_embedded(app, list(new.values()))
-            vectors[list(new)], norms[list(new)] = embedded.vectors, embedded.norms
-        if stored:
-            records = [self.get_input(app_id, input_id) for input_id in stored.values()]
-            vectors[list(stored)] = self.embeddings_of(app, np.asarray([r.seq for r in records], np.int64))
-            with self.store.read() as tx:
-                norms[list(stored)] = [tx.get_feature_norm(app.backbone, r.sha256) or np.nan for r in records]
+        vectors, norms = self.item_vectors(app, inputs)
         missing = [i for i in range(len(inputs)) if not np.isfinite(norms[i])]
         if missing and not backbone.supports_text:
             norms[missing] = self._feature_norms(app, [self._image_of(app_id, inputs[i]) for i in missing])
         predictions = self.general_predictions(app, vectors, norms)
         model, version = general_records(backbone)
         return ModelAnswer(model, version, predictions)
+
+    def item_vectors(self, app: App, items: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors and feature norms (NaN where not kept) of stored inputs (ids) and new images
+        (bytes), in the order given; new images are embedded within the gate."""
+        vectors = np.zeros((len(items), self.backbone(app).dim), np.float32)
+        norms = np.full(len(items), np.nan, np.float32)
+        stored = {i: item for i, item in enumerate(items) if isinstance(item, str)}
+        new = {i: item for i, item in enumerate(items) if isinstance(item, bytes)}
+        if new:
+            embedded = self.image_embedded(app, list(new.values()))
+            vectors[list(new)], norms[list(new)] = embedded.vectors, embedded.norms
+        if stored:
+            records = [self.get_input(app.id, input_id) for input_id in stored.values()]
+            vectors[list(stored)] = self.embeddings_of(app, np.asarray([r.seq for r in records], np.int64))
+            with self.store.read() as tx:
+                norms[list(stored)] = [tx.get_feature_norm(app.backbone, r.sha256) or np.nan for r in records]
+        return vectors, norms
 
     def general_predictions(self, app: App, vectors: np.ndarray, norms: np.ndarray,
                             concepts: Sequence[str] = ()) -> list[Prediction]:

@@ -48,6 +48,18 @@ PREDICTED_THRESHOLD = 0.5  # a predicted-concept search keeps inputs scored at l
 SCORED_CACHE_ENTRIES = 4  # (model version, labels) score tables kept; each is inputs x concepts floats
 
 
+def unlabeled_seqs(labels: AppLabels, concept_ids: list[str], limit: int) -> np.ndarray:
+    """The app's inputs with no label (either way) for any of these concepts: what self-training and
+    "label these next" draw from; a fixed random sample of `limit` beyond it, to bound the work."""
+    concepts = set(concept_ids)
+    return _sample([s for s, e in list(labels.entries.items()) if not (e.positives | e.negatives) & concepts], limit)
+
+
+def _sample(seqs: list[int], limit: int) -> np.ndarray:
+    out = np.asarray(seqs, np.int64)
+    return np.sort(np.random.default_rng(0).choice(out, limit, replace=False)) if len(out) > limit else out
+
+
 class Suggestion(msgspec.Struct):
     input_id: str
     concept_id: str | None  # the model's current guess (None before its first train)
@@ -338,11 +350,7 @@ class CustomModels:
         MAX_UNLABELED, sampled), for self-training; None when the app config turns it off."""
         if not self._data.config.semi_supervised:
             return None
-        concepts = set(version.concept_ids)
-        seqs = np.asarray([s for s, e in list(labels.entries.items())
-                           if not (e.positives | e.negatives) & concepts], np.int64)
-        if len(seqs) > MAX_UNLABELED:
-            seqs = np.sort(np.random.default_rng(0).choice(seqs, MAX_UNLABELED, replace=False))
+        seqs = unlabeled_seqs(labels, version.concept_ids, MAX_UNLABELED)
         return self._data.embeddings_of(app, seqs) if len(seqs) else None
 
     def _warm_start(self, app_id: str, version: ModelVersion) -> Head | None:
@@ -487,17 +495,12 @@ class CustomModels:
             raise InvalidArgument("count must be between 1 and 200")
         model = self.get(app_id, model_id)
         app = self._data.get_app(app_id)
-        concepts = set(model.concept_ids)
-        entries = list(self._data.labels.get(app_id).entries.items())
-        pool = np.asarray([s for s, e in entries if not (e.positives | e.negatives) & concepts], np.int64)
-        labeled = np.asarray([s for s, e in entries if e.positives & concepts], np.int64)
+        labels = self._data.labels.get(app_id)
+        pool = unlabeled_seqs(labels, model.concept_ids, MAX_POOL)
         if not len(pool):
             return []
-        rng = np.random.default_rng(0)
-        if len(pool) > MAX_POOL:
-            pool = np.sort(rng.choice(pool, MAX_POOL, replace=False))
-        if len(labeled) > MAX_POOL:
-            labeled = np.sort(rng.choice(labeled, MAX_POOL, replace=False))
+        labeled = _sample([s for s, e in list(labels.entries.items()) if e.positives & set(model.concept_ids)],
+                          MAX_POOL)
         x = self._data.embeddings_of(app, pool)
         try:
             loaded = self._loaded_latest(app_id, model_id)
@@ -564,6 +567,7 @@ class CustomModels:
         app = self._data.get_app(app_id)
         seqs = np.asarray(sorted(list(labels.entries)), np.int64)  # a snapshot: edits may go on
         scores = np.zeros((len(seqs), len(version.concept_ids)), np.float32)
+        column = {concept_id: j for j, concept_id in enumerate(version.concept_ids)}
         for start in range(0, len(seqs), 1024):
             if time.monotonic() > deadline:
                 raise TooLong("searching by predicted concepts took too long for this app's size; "
@@ -572,7 +576,7 @@ class CustomModels:
             for row, p in enumerate(self.predict_vectors(app_id, version.model_id, self._data.embeddings_of(app, chunk),
                                                          version.id)):
                 for c in p.concepts:
-                    scores[start + row, version.concept_ids.index(c.concept_id)] = c.value
+                    scores[start + row, column[c.concept_id]] = c.value
         with self._cache_lock:
             self._scored[key] = (seqs, scores)
             while len(self._scored) > SCORED_CACHE_ENTRIES:
@@ -581,10 +585,7 @@ class CustomModels:
 
     def predict_images(self, app_id: str, model_id: str, images: list[bytes],
                        version_id: str | None = None) -> list[Prediction]:
-        app = self._data.get_app(app_id)
-        self._loaded_latest(app_id, model_id, version_id)  # fail before embedding if untrained
-        vectors = self._data.image_vectors(app, images)
-        return self.predict_vectors(app_id, model_id, vectors, version_id)
+        return self.predict(app_id, model_id, images, version_id).predictions
 
     def predict(self, app_id: str, model_id: str, inputs: Sequence[str | bytes],
                 version_id: str | None = None) -> ModelAnswer:
@@ -593,21 +594,10 @@ class CustomModels:
         if not inputs:
             raise InvalidArgument("no inputs to predict")
         loaded = self._loaded_latest(app_id, model_id, version_id)  # fails before embedding if untrained
-        app = self._data.get_app(app_id)
-        stored = {i: item for i, item in enumerate(inputs) if isinstance(item, str)}
-        new = {i: item for i, item in enumerate(inputs) if isinstance(item, bytes)}
-        vectors = np.zeros((len(inputs), self._data.backbone(app).dim), np.float32)
-        if stored:
-            records = [self._data.get_input(app_id, input_id) for input_id in stored.values()]
-            vectors[list(stored)] = self._data.embeddings_of(app, np.asarray([r.seq for r in records], np.int64))
-        if new:
-            vectors[list(new)] = self._data.image_vectors(app, list(new.values()))
+        vectors, _ = self._data.item_vectors(self._data.get_app(app_id), inputs)
         predictions = self.predict_vectors(app_id, model_id, vectors, loaded.version.id)
         return ModelAnswer(self.get(app_id, model_id), loaded.version, predictions)
 
     def predict_inputs(self, app_id: str, model_id: str, input_ids: list[str],
                        version_id: str | None = None) -> list[Prediction]:
-        app = self._data.get_app(app_id)
-        records = [self._data.get_input(app_id, i) for i in input_ids]
-        vectors = self._data.embeddings_of(app, np.asarray([r.seq for r in records], np.int64))
-        return self.predict_vectors(app_id, model_id, vectors, version_id)
+        return self.predict(app_id, model_id, input_ids, version_id).predictions

@@ -35,14 +35,18 @@ def imagenet_classes() -> tuple[tuple[str, ...], dict[str, str]]:
     return tuple(wnid for wnid, _ in rows), {wnid: name for wnid, name in rows}
 
 
+def general_version_id(backbone: Backbone) -> str:
+    """ImageNet-1k on EfficientNet apps, zero-shot from the text tower on CLIP apps."""
+    return f"{backbone.id}-zero-shot" if backbone.supports_text else f"{backbone.id}-imagenet-1k"
+
+
 def general_records(backbone: Backbone) -> tuple[Model, ModelVersion]:
     """What the API shows for the General model: one fixed, trained version per backbone."""
-    wnids, _ = imagenet_classes()
     model = Model(id=GENERAL_MODEL_ID, name=GENERAL_MODEL_NAME, concept_ids=[], mutually_exclusive=True,
                   created_at=0.0, next_version=2)
-    version = ModelVersion(id=f"{backbone.id}-imagenet-1k", seq=1, model_id=GENERAL_MODEL_ID, created_at=0.0,
+    version = ModelVersion(id=general_version_id(backbone), seq=1, model_id=GENERAL_MODEL_ID, created_at=0.0,
                            status="trained", mutually_exclusive=True, backbone=backbone.id, dim=backbone.dim,
-                           train_size=1_281_167)
+                           train_size=0 if backbone.supports_text else 1_281_167)
     return model, version
 
 
@@ -62,6 +66,6 @@ def imagenet_predictions(backbone: Backbone, vectors: np.ndarray, norms: np.ndar
     out = []
     for row in probs:
         order = np.argsort(-row, kind="stable")
-        out.append(Prediction(version_id=f"{backbone.id}-imagenet-1k", neighbours=[],
+        out.append(Prediction(version_id=general_version_id(backbone), neighbours=[],
                               concepts=[ConceptScore(wnids[j], float(row[j])) for j in order]))
     return out

@@ -67,7 +67,7 @@ class ImagePipeline:
 
         def one(i: int) -> tuple[DecodedImage, np.ndarray | None]:
             try:
-                decoded = decode_image(images[i], self._limits, draft)
+                decoded = decode_image(images[i], self._limits, draft, hashes[i])
             except ImageError as exc:
                 raise type(exc)(f"{labels[i]}: {exc.message}" if labels else exc.message) from None
             array = None

@@ -36,12 +36,12 @@ def _megapixels(n: int) -> str:
     return f"{n / 1_000_000:.0f} MP" if n >= 1_000_000 else f"{n / 1_000_000:.2f} MP"
 
 
-def decode_image(data: bytes, limits: ImageLimits, draft: int | None = None) -> DecodedImage:
+def decode_image(data: bytes, limits: ImageLimits, draft: int | None = None, sha256: str | None = None) -> DecodedImage:
     """Decode, validate and normalise one image. Never loads pixels before the size checks pass.
 
     `draft`: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as both sides stay >= draft
     pixels (libjpeg scales in the DCT: a 12 MP photo decodes ~10x faster). width/height stay the
-    original's."""
+    original's. `sha256`: the content hash, when the caller already has it."""
     if not data:
         raise NotAnImage("not an image: the file is empty (0 bytes)")
     if len(data) > limits.max_bytes:
@@ -86,7 +86,7 @@ def decode_image(data: bytes, limits: ImageLimits, draft: int | None = None) -> 
             raise CorruptImage(f"image data is truncated or corrupt ({type(exc).__name__}: {exc})") from None
     # Record the original's upright size: EXIF may have turned the image a quarter.
     upright = (width, height) if rgb.size == loaded else (height, width)
-    return DecodedImage(rgb, content_hash(data), fmt, *upright)
+    return DecodedImage(rgb, sha256 or content_hash(data), fmt, *upright)
 
 
 _HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")

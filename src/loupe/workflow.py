@@ -9,7 +9,7 @@ import msgspec
 import numpy as np
 
 from loupe.errors import CapabilityMissing, Conflict, InvalidArgument, NotFound
-from loupe.general_model import is_general
+from loupe.general_model import general_version_id, is_general
 from loupe.heads import head_probabilities
 from loupe.ids import check_id
 from loupe.prediction import ConceptScore, Prediction
@@ -17,16 +17,15 @@ from loupe.prediction import ConceptScore, Prediction
 if TYPE_CHECKING:
     from loupe.application import Loupe
 
-GENERAL_MODEL_ID = "general"
 PROMPT = "a photo of a {}."
 # CLIP's trained logit scale is ~100; it turns cosine gaps of a few hundredths into clear answers.
 LOGIT_SCALE = 100.0
 
 
 class WorkflowStep(msgspec.Struct, frozen=True):
-    model_id: str  # a custom model's id, or "general"
+    model_id: str  # a custom model's id, or the General model's (loupe.general_model.GENERAL_ALIASES)
     version_id: str | None = None
-    concepts: tuple[str, ...] = ()  # for "general": names to score (default: the app's concepts)
+    concepts: tuple[str, ...] = ()  # for the General model of CLIP apps: names to score (default: the app's)
 
 
 class Workflow(msgspec.Struct, frozen=True):
@@ -87,7 +86,7 @@ def zero_shot_predictions(loupe: Loupe, app_id: str, vectors: np.ndarray,
     out = []
     for row in probs:
         order = np.argsort(-row, kind="stable")
-        out.append(Prediction(version_id=GENERAL_MODEL_ID, neighbours=[],
+        out.append(Prediction(version_id=general_version_id(backbone), neighbours=[],
                               concepts=[ConceptScore(names[j], float(row[j])) for j in order]))
     return out
 

@@ -66,6 +66,7 @@ class BackboneCache:
         self._last_used: dict[str, float] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()  # held only to look up or add a lock or an entry, never to load
+        self._next_sweep = 0.0
 
     def get(self, backbone_id: str) -> Backbone:
         now = time.monotonic()
@@ -80,7 +81,9 @@ class BackboneCache:
                     with self._guard:
                         self._loaded[backbone_id] = loaded
         self._last_used[backbone_id] = now
-        self.unload_idle(now)
+        if now >= self._next_sweep:  # every request asks for its backbone: look for idle ones once a minute
+            self._next_sweep = now + 60.0
+            self.unload_idle(now)
         return loaded
 
     def unload_idle(self, now: float | None = None) -> list[str]:
