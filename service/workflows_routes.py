@@ -1,5 +1,5 @@
-"""/v2/workflows: name several models (custom ones, or the General model: ImageNet-1k, or zero-shot on CLIP apps) and run
-them all on images in one request, each image embedded once."""
+"""/v2/workflows: name several models (custom ones, or the General model: ImageNet-1k, zero-shot on CLIP
+apps) and run them all on images in one request, each image embedded once."""
 
 from __future__ import annotations
 
