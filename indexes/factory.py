@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import struct
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def save_index(path: Path, index: VectorIndex, header: IndexHeader) -> None:
     """Header and index in one file, replaced atomically: a crash leaves the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     head = msgspec.json.encode(header)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    # Own temporary name: server workers sharing the data dir may save the same index at once.
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(_MAGIC + struct.pack(">I", len(head)) + head)

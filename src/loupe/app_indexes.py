@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from loupe.errors import NotFound
 from loupe.indexes import VectorIndex, build_index
 from loupe.indexes.factory import IndexHeader, load_index, save_index
 from loupe.store import Store
@@ -67,6 +68,40 @@ class AppIndexes:
                 return index
             log.info("index of app %s is stale (%s vs %s): rebuilding", app.id, header.checksum, checksum)
         return self.rebuild(app, dim)
+
+    def catch_up(self, app: App, dim: int) -> None:
+        """Another process changed the app: bring a loaded index level with LMDB by adding and removing
+        the difference (cheap: sequence numbers are compared, only new vectors are read)."""
+        with self.lock(app.id):
+            index = self._loaded.get(app.id)
+            if index is None:
+                return
+            with self._store.read() as tx:
+                stored = tx.input_seqs(app.id)
+            held = index.ids()
+            gone = np.setdiff1d(held, stored, assume_unique=True)
+            new = np.setdiff1d(stored, held, assume_unique=True)
+            if len(gone):
+                index.remove(gone)
+            if len(new):
+                index.add(new, self.vectors_of(app, new, dim))
+            if len(gone) or len(new):
+                self._dirty.add(app.id)
+            if index.kind == "exact" and index.count() > self._threshold:
+                self.rebuild(app, dim)
+
+    def vectors_of(self, app: App, seqs: np.ndarray, dim: int) -> np.ndarray:
+        """Stored vectors of the app's inputs with these sequence numbers, in that order."""
+        out = np.empty((len(seqs), dim), np.float32)
+        with self._store.read() as tx:
+            for row, seq in enumerate(seqs.tolist()):
+                input_id = tx.input_id_at(app.id, seq)
+                record = tx.get_input(app.id, input_id) if input_id is not None else None
+                vector = tx.get_embedding(app.backbone, record.sha256) if record is not None else None
+                if vector is None or vector.shape[0] != dim:
+                    raise NotFound("input", str(seq), f"input #{seq} of app {app.id!r} has no stored embedding")
+                out[row] = vector
+        return out
 
     def rebuild(self, app: App, dim: int) -> VectorIndex:
         with self.lock(app.id):

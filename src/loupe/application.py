@@ -32,7 +32,7 @@ from loupe.errors import (
 from loupe.general_model import general_records, imagenet_predictions, is_general
 from loupe.ids import check_id, check_name, new_id
 from loupe.image_pipeline import Embedded, ImagePipeline, Prepared
-from loupe.imaging import DecodedImage, decode_image
+from loupe.imaging import DecodedImage, content_hash, decode_image
 from loupe.indexes import VectorIndex
 from loupe.label_mirror import LabelMirror
 from loupe.labels import EditAction, InputEdit, apply_edit, check_labels, check_metadata
@@ -157,22 +157,26 @@ class Loupe:
         return app
 
     def _resync(self, app_id: str, generation: int) -> None:
-        """Another process wrote to the app: drop what we mirror of it; it reloads from LMDB on use."""
+        """Another process wrote to the app: the index catches up with LMDB, the label mirrors reload on use."""
         with self.indexes.lock(app_id):
             if self._generations.get(app_id) == generation:
                 return
-            self.indexes.drop_cached(app_id)
+            with self.store.read() as tx:
+                app = tx.get_app(app_id)
+            if app is not None:
+                self.indexes.catch_up(app, self.backbone(app).dim)
             self.labels.forget(app_id)
             self.models.forget_labels(app_id)
             self._generations[app_id] = generation
 
-    def _wrote(self, app_id: str, previous: int, new: int) -> None:
+    def _wrote(self, app_id: str, previous: int, new: int) -> bool:
         """After our own commit (under the app's lock): caches stay valid unless someone else wrote
-        between our last sync and this write."""
+        between our last sync and this write. False: they were brought level with LMDB, this write included."""
         if self._generations.get(app_id, previous) == previous:
             self._generations[app_id] = new
-        else:
-            self._resync(app_id, new)
+            return True
+        self._resync(app_id, new)
+        return False
 
     def list_apps(self) -> list[AppSummary]:
         with self.store.read() as tx:
@@ -214,6 +218,14 @@ class Loupe:
         """Check a batch and decode + preprocess its images, touching nothing: the import pipeline runs
         this for the next batch while the current one is embedded and stored."""
         app = self.get_app(app_id)
+        ids = self._checked_ids(items)
+        prepared = self.images.prepare(self.backbone(app), [item.image for item in items],
+                                       [f"input {i} ({input_id})" for i, input_id in enumerate(ids)])
+        return PreparedInputs(app=app, items=items, ids=ids, images=prepared)
+
+    @staticmethod
+    def _checked_ids(items: list[NewInput]) -> list[str]:
+        """Validate a batch's ids, labels and metadata; its ids, new ones made where none was given."""
         ids = [check_id("input", item.id) if item.id is not None else new_id() for item in items]
         seen: set[str] = set()
         for input_id in ids:
@@ -225,17 +237,27 @@ class Loupe:
             check_metadata(item.metadata)
             for concept_id in itertools.chain(item.concepts, item.not_concepts):
                 check_id("concept", concept_id)
-        prepared = self.images.prepare(self.backbone(app), [item.image for item in items],
-                                       [f"input {i} ({input_id})" for i, input_id in enumerate(ids)])
-        return PreparedInputs(app=app, items=items, ids=ids, images=prepared)
+        return ids
+
+    def add_embedded(self, app_id: str, items: list[NewInput], decoded: list[DecodedImage],
+                     embedded: Embedded, thumbnails: dict[str, bytes] | None = None) -> AddedInputs:
+        """Store a batch whose images were decoded and embedded elsewhere (e.g. on Ray workers): the
+        same checks and the same one transaction as `add_inputs`, all or nothing."""
+        app = self.get_app(app_id)
+        ids = self._checked_ids(items)
+        for item, image in zip(items, decoded):
+            if content_hash(item.image) != image.sha256:
+                raise Conflict(f"input {item.id!r}: the image changed while it was being embedded")
+        return self._store_inputs(app, items, ids, decoded, embedded, thumbnails or {})
 
     def add_prepared(self, batch: PreparedInputs) -> AddedInputs:
         """Embed what a prepared batch still needs, then store it (all or nothing)."""
         embedded = self.images.embed(self.backbone(batch.app), batch.images)
-        return self._store_inputs(batch.app, batch.items, batch.ids, batch.images.decoded, embedded)
+        return self._store_inputs(batch.app, batch.items, batch.ids, batch.images.decoded, embedded,
+                                  batch.images.thumbnails)
 
     def _store_inputs(self, app: App, items: list[NewInput], ids: list[str], decoded: list[DecodedImage],
-                      embedded: Embedded) -> AddedInputs:
+                      embedded: Embedded, thumbnails: dict[str, bytes]) -> AddedInputs:
         """One transaction for the batch, then the caches follow."""
         app_id = app.id
         backbone = self.backbone(app)
@@ -259,6 +281,8 @@ class Loupe:
                     records.append(record)
                 for sha, vector in embedded.new.items():
                     tx.put_embedding(backbone.id, sha, vector, embedded.new_norms.get(sha))
+                for sha, small in thumbnails.items():
+                    tx.put_thumbnail(sha, small)
                 previous = app.generation
                 embedders = app.embedders
                 if embedded.new and embedded.embedder not in embedders:
@@ -268,10 +292,10 @@ class Loupe:
                                               embedders=embedders)
                 tx.put_app(app)
             # Committed. Now the cache follows (an index not loaded yet is built from LMDB when needed).
-            self._wrote(app_id, previous, app.generation)
-            seqs = np.asarray([r.seq for r in records], np.int64)
-            self.indexes.add(app, backbone.dim, seqs, embedded.vectors)
-            self.labels.put(app_id, records)
+            if self._wrote(app_id, previous, app.generation):
+                seqs = np.asarray([r.seq for r in records], np.int64)
+                self.indexes.add(app, backbone.dim, seqs, embedded.vectors)
+                self.labels.put(app_id, records)
         self._labels_changed(app_id, records)
         return AddedInputs(records, len(embedded.new))
 
@@ -378,17 +402,7 @@ class Loupe:
 
     def embeddings_of(self, app: App, seqs: np.ndarray) -> np.ndarray:
         """Stored vectors of the app's inputs with these sequence numbers, in that order."""
-        dim = self.backbone(app).dim
-        out = np.empty((len(seqs), dim), np.float32)
-        with self.store.read() as tx:
-            for row, seq in enumerate(seqs.tolist()):
-                input_id = tx.input_id_at(app.id, seq)
-                record = tx.get_input(app.id, input_id) if input_id is not None else None
-                vector = tx.get_embedding(app.backbone, record.sha256) if record is not None else None
-                if vector is None:
-                    raise NotFound("input", str(seq), f"input #{seq} of app {app.id!r} has no stored embedding")
-                out[row] = vector
-        return out
+        return self.indexes.vectors_of(app, seqs, self.backbone(app).dim)
 
     def _labels_changed(self, app_id: str, records: list[Input]) -> None:
         """Schedule the debounced retrain of trained models whose examples these inputs are."""

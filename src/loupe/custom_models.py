@@ -36,9 +36,10 @@ from loupe.label_mirror import AppLabels
 from loupe.labels import EditAction
 from loupe.pagination import page_window
 from loupe.prediction import LoadedVersion, Prediction, predict
+from loupe.scale.train_lease import TrainLeases
 from loupe.semi_supervised import MAX_UNLABELED
 from loupe.store import ReadTxn
-from loupe.store.records import App, Evaluation, Model, ModelVersion
+from loupe.store.records import App, Evaluation, Model, ModelVersion, TrainLease
 from loupe.suggestions import MAX_POOL, suggest
 from loupe.training import fit_version
 from loupe.training_queue import FairQueue
@@ -88,7 +89,8 @@ class CustomModels:
         self._cache_lock = threading.Lock()
         # Scores of every input of an app, per (model, version, labels version): predicted-concept search.
         self._scored: OrderedDict[tuple[str, str, str, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._train_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._train_locks: dict[tuple[str, str], threading.Lock] = {}  # in this process
+        self._leases = TrainLeases(self._store)  # across the processes sharing the data dir
         cfg = data.config
         self.queue = FairQueue(cfg.max_concurrent_trainings, cfg.training_queue_per_app, cfg.training_queue_total)
 
@@ -315,7 +317,8 @@ class CustomModels:
         key = (app_id, version.model_id)
         with self._cache_lock:
             lock = self._train_locks.setdefault(key, threading.Lock())
-        with lock:
+        with lock, self._leases.hold(app_id, version.model_id, version.id,
+                                     lambda lease: self._fail_interrupted(app_id, version.model_id, lease)):
             self._set_status(app_id, version, status="training")
             try:
                 app = self._data.get_app(app_id)
@@ -344,6 +347,14 @@ class CustomModels:
                 pseudo_label_weight=fitted.self_training.weight,
                 self_training_strength=fitted.self_training.strength)
             self._write_version(app_id, done)
+
+    def _fail_interrupted(self, app_id: str, model_id: str, lease: TrainLease) -> None:
+        """The process that held the model's lease died mid-train: its version must not stay 'training'."""
+        with self._store.read() as tx:
+            version = tx.get_version(app_id, model_id, lease.version_id)
+        if version is not None and version.status in ("queued", "training"):
+            self._set_status(app_id, version, status="failed", failure="error",
+                             detail="interrupted: the server process training this version stopped; train again")
 
     def _unlabeled_vectors(self, app: App, labels: AppLabels, version: ModelVersion) -> np.ndarray | None:
         """Vectors of the app's inputs with no label for any of the version's concepts (at most

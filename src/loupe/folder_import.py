@@ -65,28 +65,26 @@ def import_folder(loupe: Loupe, root: Path, app_id: str, *, batch_size: int = 32
     # Two stages: a worker reads, checks, decodes and preprocesses batch i+1 while this thread embeds
     # and stores batch i, so the network never waits for Pillow (and the disk) between batches.
     with ThreadPoolExecutor(1, thread_name_prefix="loupe-import") as ahead:
-        upcoming = ahead.submit(_read, loupe, app_id, root, batches[0]) if batches else None
+        upcoming = ahead.submit(read_batch, loupe, app_id, root, batches[0]) if batches else None
         for i, batch in enumerate(batches):
             assert upcoming is not None
             read = upcoming.result()
-            upcoming = ahead.submit(_read, loupe, app_id, root, batches[i + 1]) if i + 1 < len(batches) else None
-            report.skipped += read.skipped
-            report.failed += read.failed
-            _add(loupe, app_id, read, report)
+            upcoming = ahead.submit(read_batch, loupe, app_id, root, batches[i + 1]) if i + 1 < len(batches) else None
+            add_read(loupe, app_id, read, report)
             if progress:
                 progress(len(batch))
     report.seconds = time.perf_counter() - started
     return report
 
 
-class _Read(msgspec.Struct):
+class ReadBatch(msgspec.Struct):
     new: list[NewInput]
     prepared: PreparedInputs | None  # None: some image of the batch is bad (found one by one later)
     skipped: int = 0
     failed: list[tuple[str, str]] = []
 
 
-def _read(loupe: Loupe, app_id: str, root: Path, batch: list[FolderImage]) -> _Read:
+def read_batch(loupe: Loupe, app_id: str, root: Path, batch: list[FolderImage]) -> ReadBatch:
     new: list[NewInput] = []
     skipped, failed = 0, []
     for item in batch:
@@ -105,7 +103,7 @@ def _read(loupe: Loupe, app_id: str, root: Path, batch: list[FolderImage]) -> _R
             prepared = loupe.prepare_inputs(app_id, new)
         except (ImageError, Conflict):
             pass
-    return _Read(new, prepared, skipped, failed)
+    return ReadBatch(new, prepared, skipped, failed)
 
 
 def _already_there(loupe: Loupe, app_id: str, input_id: str, sha256: str) -> str:
@@ -116,7 +114,9 @@ def _already_there(loupe: Loupe, app_id: str, input_id: str, sha256: str) -> str
     return "same" if record.sha256 == sha256 else "changed"
 
 
-def _add(loupe: Loupe, app_id: str, read: _Read, report: ImportReport) -> None:
+def add_read(loupe: Loupe, app_id: str, read: ReadBatch, report: ImportReport) -> None:
+    report.skipped += read.skipped
+    report.failed += read.failed
     if read.prepared is not None:
         try:
             added = loupe.add_prepared(read.prepared)

@@ -19,6 +19,7 @@ from loupe.config import ImageLimits
 from loupe.errors import ImageError
 from loupe.imaging import DecodedImage, content_hash, decode_image
 from loupe.store import Store
+from loupe.thumbnails import thumbnail_of
 
 
 class Prepared(msgspec.Struct):
@@ -28,6 +29,7 @@ class Prepared(msgspec.Struct):
     stored: dict[str, np.ndarray]  # sha256 -> vector already in the store
     stored_norms: dict[str, float]  # sha256 -> its feature norm, where the store has it
     arrays: dict[str, np.ndarray]  # sha256 -> preprocessed CHW array, to embed
+    thumbnails: dict[str, bytes] = {}  # sha256 -> JPEG thumbnail, when asked for
 
 
 class Embedded(msgspec.Struct):
@@ -47,7 +49,8 @@ def draft_size(backbone: Backbone) -> int:
 
 
 class ImagePipeline:
-    def __init__(self, store: Store, limits: ImageLimits, workers: int) -> None:
+    def __init__(self, store: Store | None, limits: ImageLimits, workers: int) -> None:
+        """Without a store (e.g. on a Ray worker) every image is embedded."""
         self._store = store
         self._limits = limits
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="loupe-decode")
@@ -55,29 +58,36 @@ class ImagePipeline:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def prepare(self, backbone: Backbone, images: list[bytes], labels: list[str] | None = None) -> Prepared:
+    def prepare(self, backbone: Backbone, images: list[bytes], labels: list[str] | None = None, *,
+                thumbnails: bool = False) -> Prepared:
         """`labels[i]` names image i in error messages (e.g. "input 3 (id)")."""
         hashes = [content_hash(data) for data in images]
-        with self._store.read() as tx:
-            stored = {sha: v for sha in dict.fromkeys(hashes)
-                      if (v := tx.get_embedding(backbone.id, sha)) is not None and v.shape[0] == backbone.dim}
-            norms = {sha: n for sha in stored if (n := tx.get_feature_norm(backbone.id, sha)) is not None}
+        stored: dict[str, np.ndarray] = {}
+        norms: dict[str, float] = {}
+        if self._store is not None:
+            with self._store.read() as tx:
+                stored = {sha: v for sha in dict.fromkeys(hashes)
+                          if (v := tx.get_embedding(backbone.id, sha)) is not None and v.shape[0] == backbone.dim}
+                norms = {sha: n for sha in stored if (n := tx.get_feature_norm(backbone.id, sha)) is not None}
         first = {sha: i for i, sha in reversed(list(enumerate(hashes)))}  # one preprocess per content
         draft = draft_size(backbone)
 
-        def one(i: int) -> tuple[DecodedImage, np.ndarray | None]:
+        def one(i: int) -> tuple[DecodedImage, np.ndarray | None, bytes | None]:
             try:
                 decoded = decode_image(images[i], self._limits, draft, hashes[i])
             except ImageError as exc:
                 raise type(exc)(f"{labels[i]}: {exc.message}" if labels else exc.message) from None
-            array = None
+            array = small = None
             if decoded.sha256 not in stored and first[decoded.sha256] == i and decoded.image is not None:
                 array = backbone.preprocess(decoded.image)
-            return msgspec.structs.replace(decoded, image=None), array
+                # From the draft-decoded pixels already in hand: far cheaper than decoding again later.
+                small = thumbnail_of(decoded.image) if thumbnails else None
+            return msgspec.structs.replace(decoded, image=None), array, small
 
         done = list(self._pool.map(one, range(len(images)))) if len(images) > 1 else [one(0)] if images else []
-        return Prepared(decoded=[d for d, _ in done], stored=stored, stored_norms=norms,
-                        arrays={d.sha256: a for d, a in done if a is not None})
+        return Prepared(decoded=[d for d, _, _ in done], stored=stored, stored_norms=norms,
+                        arrays={d.sha256: a for d, a, _ in done if a is not None},
+                        thumbnails={d.sha256: t for d, _, t in done if t is not None})
 
     @staticmethod
     def embed(backbone: Backbone, prepared: Prepared) -> Embedded:

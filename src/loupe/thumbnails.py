@@ -13,6 +13,15 @@ from loupe.store import Store
 SIZE = 160
 
 
+def thumbnail_of(image: Image.Image) -> bytes:
+    """JPEG bytes of a decoded RGB image, at most SIZE pixels a side."""
+    small = image.copy()
+    small.thumbnail((SIZE, SIZE))
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
 def thumbnail(store: Store, sha256: str, original: bytes) -> bytes:
     with store.read() as tx:
         cached = tx.get_thumbnail(sha256)
@@ -22,11 +31,7 @@ def thumbnail(store: Store, sha256: str, original: bytes) -> bytes:
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
     img.draft("RGB", (SIZE * 2, SIZE * 2))  # JPEG: decode at a fraction of full size
-    small = to_rgb(img)
-    small.thumbnail((SIZE, SIZE))
-    out = io.BytesIO()
-    small.save(out, "JPEG", quality=80)
-    data = out.getvalue()
+    data = thumbnail_of(to_rgb(img))
     try:
         with store.write() as tx:
             tx.put_thumbnail(sha256, data)

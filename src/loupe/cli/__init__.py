@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from loupe.allocator import keep_large_buffers_returnable
@@ -40,7 +41,13 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"created app {app.id!r} with backbone {app.backbone}")
         total = len(scan_folder(root))
         with tqdm(total=total, unit="img", desc=f"import {app.id}", dynamic_ncols=True) as bar:
-            report = import_folder(loupe, root, app.id, batch_size=args.batch_size, progress=bar.update)
+            if args.ray:
+                from loupe.scale.ray_import import ray_import_folder
+
+                report = ray_import_folder(loupe, root, app.id, address=args.ray, workers=args.ray_workers,
+                                           batch_size=args.batch_size, progress=bar.update)
+            else:
+                report = import_folder(loupe, root, app.id, batch_size=args.batch_size, progress=bar.update)
         loupe.index(app)  # build (or bring up to date) and save the index now, not on first search
         loupe.indexes.save(app)
     print(f"{report.found} images found: {report.added} added, {report.skipped} already there, "
@@ -152,6 +159,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         say(f"  loupe{dd} apps create my-app && loupe{dd} keys create --app my-app")
         say("  (or import a folder with one subfolder per concept: "
             f"loupe{dd} import PHOTOS --app my-app) - or restart with --demo for a ready-made app")
+    if args.workers > 1:
+        return _serve_workers(args, loupe, public_url, say)
     say(f"Loupe serving on {public_url}/ (web page), {public_url}/v2 (API); Ctrl-C stops")
     try:
         uvicorn.run(create_app(loupe, max_body_bytes=args.max_body_mb * 1024 * 1024, public_url=public_url),
@@ -160,6 +169,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     http=protocol_with_header_timeout(args.header_timeout))
     finally:
         loupe.close()  # after a clean stop (SIGTERM/Ctrl-C): indexes saved, so the next start is fast
+    return 0
+
+
+def _serve_workers(args: argparse.Namespace, loupe: Loupe, public_url: str, say: Callable[[str], None]) -> int:
+    """Hand the port to uvicorn's supervisor and N worker processes, each with its own application object."""
+    import uvicorn
+
+    from loupe.service.workers import WorkerSettings, export_settings
+
+    config = loupe.config
+    threads = args.threads or max(1, config.torch_threads // args.workers)
+    export_settings(WorkerSettings(data_dir=str(Path(config.data_dir).resolve()), threads=threads,
+                                   runtime=args.runtime, precision=args.precision,
+                                   max_body_bytes=args.max_body_mb * 1024 * 1024, public_url=public_url,
+                                   header_timeout=args.header_timeout))
+    loupe.close()  # the workers open the store themselves; this process only supervises
+    say(f"Loupe serving on {public_url}/ (web page), {public_url}/v2 (API) with {args.workers} worker "
+        f"processes ({threads} network thread(s) each); Ctrl-C stops")
+    uvicorn.run("loupe.service.workers:worker_app", factory=True, workers=args.workers, host=args.host,
+                port=args.port, log_level="warning", access_log=False,
+                http="loupe.service.workers:WorkerHeaderDeadline")
     return 0
 
 
@@ -187,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app", required=True, help="the app to import into (created if it does not exist)")
     p.add_argument("--backbone", choices=BACKBONE_IDS, help=f"for a new app (default {DEFAULT_BACKBONE})")
     p.add_argument("--batch-size", type=int, default=32, help="photos per batch (default 32)")
+    p.add_argument("--ray", metavar="auto|ADDRESS",
+                   help="embed on a Ray cluster: auto starts a local one, an address (host:6379) joins a running "
+                        "cluster whose nodes see FOLDER at the same path; this process stays the only writer")
+    p.add_argument("--ray-workers", type=int, metavar="N",
+                   help="embedding actors on the cluster (default: one per 2 of its CPUs)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("search", help="the inputs most similar to an image file",
@@ -244,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a connection has to send a request's headers before it is closed")
     p.add_argument("--public-url", help="base URL clients reach this server at, for image URLs in answers "
                                         "(env LOUPE_PUBLIC_URL; default http://HOST:PORT)")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("LOUPE_WORKERS", "1")),
+                   help="server processes over the one data dir, so predictions and searches use every core "
+                        "(env LOUPE_WORKERS; default 1)")
     p.set_defaults(func=cmd_serve)
     return parser
 

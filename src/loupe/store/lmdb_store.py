@@ -15,13 +15,13 @@ import numpy as np
 
 from loupe.errors import StorageFull
 from loupe.store import keys as K
-from loupe.store.records import App, Concept, Input, Model, ModelVersion
+from loupe.store.records import App, Concept, Input, Model, ModelVersion, TrainLease
 
 T = TypeVar("T", bound=msgspec.Struct)
 
 _DATABASES = ("apps", "inputs", "input_order", "labels", "concepts", "embeddings", "blobs", "blob_refs",
               "models", "versions", "feedback", "api_keys", "workflows", "thumbnails", "counters",
-              "feature_norms", "dismissals")
+              "feature_norms", "dismissals", "train_leases")
 MAX_DATABASES = 32
 
 
@@ -165,6 +165,9 @@ class ReadTxn:
         pairs = (key.split(K.SEP)[-2:] for key, _ in self.iter_prefix("dismissals", K.prefix(app_id, model_id)))
         return {(input_id.decode("utf-8"), concept_id.decode("utf-8")) for input_id, concept_id in pairs}
 
+    def get_train_lease(self, app_id: str, model_id: str) -> TrainLease | None:
+        return _decode(self._get("train_leases", K.join(app_id, model_id)), TrainLease)
+
     def feedback_count(self, app_id: str) -> int:
         raw = self._get("counters", K.join(app_id, "feedback"))
         return 0 if raw is None else struct.unpack(">Q", raw)[0]
@@ -252,6 +255,12 @@ class WriteTxn(ReadTxn):
     def put_feedback(self, app_id: str, feedback_id: str, record: bytes) -> None:
         self._put("feedback", K.join(app_id, feedback_id), record)
         self._put("counters", K.join(app_id, "feedback"), struct.pack(">Q", self.feedback_count(app_id) + 1))
+
+    def put_train_lease(self, app_id: str, model_id: str, lease: TrainLease) -> None:
+        self._put("train_leases", K.join(app_id, model_id), msgspec.msgpack.encode(lease))
+
+    def delete_train_lease(self, app_id: str, model_id: str) -> None:
+        self._delete("train_leases", K.join(app_id, model_id))
 
     def put_dismissal(self, app_id: str, model_id: str, input_id: str, concept_id: str) -> None:
         self._put("dismissals", K.join(app_id, model_id, input_id, concept_id), b"")

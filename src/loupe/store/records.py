@@ -140,3 +140,13 @@ class ModelVersion(msgspec.Struct, kw_only=True):
     pseudo_label_weight: float = 0.0
     self_training_strength: int = 0
     evaluation: Evaluation | None = None
+
+
+class TrainLease(msgspec.Struct, kw_only=True):
+    """Who is training a model now: server workers share one data dir, and a model trains in one at a time."""
+
+    version_id: str
+    host: str
+    pid: int
+    token: str  # this process's random token: a reused pid is not mistaken for the holder
+    acquired_at: float

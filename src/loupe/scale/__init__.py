@@ -1,0 +1,1 @@
+"""Beyond one process: bulk embedding on a Ray cluster, training leases shared by server workers."""
