@@ -82,3 +82,13 @@ def live_server(tmp_path):
     running = Server(tmp_path / "live-data").start()
     yield running.base, key
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One real local Ray cluster (2 CPUs) for the whole session: it takes seconds to start."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

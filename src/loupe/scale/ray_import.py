@@ -82,8 +82,7 @@ def ray_import_folder(loupe: Loupe, root: Path, app_id: str, *, address: str = "
             rows = [{"row": i, "path": str(item.path.resolve()), "sha256": sha} for i, (item, sha) in enumerate(ship)]
             dataset = ray.data.from_items(rows).map_batches(
                 EmbedActor, fn_constructor_args=(settings,), batch_size=batch_size, batch_format="numpy",
-                compute=ActorPoolStrategy(size=workers), num_cpus=cpus,
-                max_restarts=0)  # a lost actor fails the run; run the import again and it resumes
+                compute=ActorPoolStrategy(size=workers), num_cpus=cpus)
             for out in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                 _store(loupe, app_id, root, ship, out, report)
                 tick(len(out["row"]))
