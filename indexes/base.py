@@ -16,7 +16,7 @@ class SearchHits(msgspec.Struct, frozen=True):
 
 
 class VectorIndex(Protocol):
-    kind: str  # "exact" or "ivf"
+    kind: str  # "exact", "ivf" or "ivfpq"
     dim: int
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...

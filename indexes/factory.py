@@ -11,7 +11,7 @@ import msgspec
 import numpy as np
 
 from loupe.indexes.base import VectorIndex
-from loupe.indexes.faiss_index import FaissIndex
+from loupe.indexes.faiss_index import POINTS_PER_LIST, FaissIndex, compressed_lists
 
 _MAGIC = b"LOUPEIDX1"
 
@@ -26,12 +26,38 @@ class IndexHeader(msgspec.Struct, frozen=True):
     tag: str = ""  # free for the owner: e.g. the backbone id the vectors came from
 
 
-def build_index(dim: int, ids: np.ndarray, vectors: np.ndarray, approx_threshold: int) -> VectorIndex:
-    """Exact search below `approx_threshold` vectors; IVF (trained on these vectors) above."""
-    if len(ids) > approx_threshold:
-        index = FaissIndex.ivf(dim, vectors)
-    else:
-        index = FaissIndex.exact(dim)
+def index_kind(count: int, approx_threshold: int, compressed_threshold: int) -> str:
+    """Exact search up to `approx_threshold` vectors, IVF-Flat up to `compressed_threshold` (4*dim bytes a
+    vector in RAM), IVF-PQ beyond (~dim/10 bytes a vector; its owner re-ranks candidates exactly)."""
+    if count > compressed_threshold:
+        return "ivfpq"
+    return "ivf" if count > approx_threshold else "exact"
+
+
+def training_size(kind: str, count: int) -> int:
+    """How many of `count` vectors (a random sample) an index of this kind trains on."""
+    if kind == "exact":
+        return 0
+    if kind == "ivf":
+        return min(count, 100_000)
+    return min(count, POINTS_PER_LIST * compressed_lists(count, count))
+
+
+def empty_index(kind: str, dim: int, training: np.ndarray, expected: int) -> FaissIndex:
+    """A trained, empty index for about `expected` vectors."""
+    if kind == "ivfpq":
+        return FaissIndex.compressed(dim, training, expected)
+    if kind == "ivf":
+        return FaissIndex.ivf(dim, training, expected=expected)
+    return FaissIndex.exact(dim)
+
+
+def build_index(dim: int, ids: np.ndarray, vectors: np.ndarray, approx_threshold: int,
+                compressed_threshold: int = 1 << 62) -> VectorIndex:
+    """All vectors at hand (small collections, tests): the kind for their count, trained on a sample."""
+    kind = index_kind(len(ids), approx_threshold, compressed_threshold)
+    sample = np.random.default_rng(0).permutation(len(ids))[:training_size(kind, len(ids))]
+    index = empty_index(kind, dim, vectors[np.sort(sample)], len(ids))
     index.add(ids, vectors)
     return index
 

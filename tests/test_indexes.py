@@ -8,6 +8,7 @@ import pytest
 from loupe.indexes import build_index
 from loupe.indexes.factory import IndexHeader, load_index, save_index
 from loupe.indexes.faiss_index import FaissIndex
+from loupe.indexes.reranked import RerankedIndex
 
 
 def _vectors(n, d=32, seed=0):
@@ -15,13 +16,23 @@ def _vectors(n, d=32, seed=0):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-@pytest.fixture(params=["exact", "ivf"])
+def in_memory_fetch(ids, x, first_id):
+    """Originals by id, as the app's LMDB gives them to a re-ranked index."""
+    def fetch(wanted):
+        return x[wanted - first_id], np.ones(len(wanted), bool)
+    return fetch
+
+
+@pytest.fixture(params=["exact", "ivf", "ivfpq"])
 def index_and_data(request):
     x = _vectors(3000)
     ids = np.arange(1000, 4000, dtype=np.int64)
     threshold = 10_000 if request.param == "exact" else 100
-    index = build_index(32, ids, x, approx_threshold=threshold)
+    index = build_index(32, ids, x, approx_threshold=threshold,
+                        compressed_threshold=1000 if request.param == "ivfpq" else 10**9)
     assert index.kind == request.param
+    if index.kind == "ivfpq":
+        index = RerankedIndex(index, in_memory_fetch(ids, x, 1000))
     return index, ids, x
 
 
@@ -72,6 +83,16 @@ def test_ivf_recall_is_high():
     recall = np.mean([len(set(e.ids) & set(a.ids)) / 10 for e, a in
                       zip(exact.search(queries, 10), ivf.search(queries, 10))])
     assert recall > 0.9
+
+    # Compressed codes alone lose recall; re-ranking 150 candidates with the originals wins it back,
+    # and the scores are exact.
+    pq = build_index(32, ids, x, approx_threshold=1000, compressed_threshold=2000)
+    assert pq.kind == "ivfpq"
+    reranked = RerankedIndex(pq, in_memory_fetch(ids, x, 0))
+    hits = reranked.search(queries, 10)
+    recall = np.mean([len(set(e.ids) & set(a.ids)) / 10 for e, a in zip(exact.search(queries, 10), hits)])
+    assert recall > 0.95
+    assert np.allclose(hits[0].scores, x[hits[0].ids] @ queries[0], atol=1e-5)
 
 
 def test_unreadable_or_missing_file_loads_as_none(tmp_path):

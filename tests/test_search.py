@@ -152,6 +152,28 @@ def test_stale_index_is_detected_after_a_crash(config, shared_backbones):
     loupe.close()
 
 
+def test_index_compresses_past_its_threshold_and_reranks_exactly(tmp_path, shared_backbones):
+    config = Config(data_dir=tmp_path / "d", approx_index_threshold=3, compressed_index_threshold=20)
+    photos = [p for name in ("hat", "pants", "shoes") for p in dataset_images(CLOTHING / "train" / name, 8)]
+    with Loupe(config, backbones=shared_backbones) as loupe:
+        loupe.create_app("shop")
+        loupe.add_inputs("shop", [NewInput(image=p.read_bytes(), id=f"{p.parent.name}-{i}")
+                                  for i, p in enumerate(photos[:12])])
+        assert loupe.index(loupe.get_app("shop")).kind == "ivf"
+        loupe.add_inputs("shop", [NewInput(image=p.read_bytes(), id=f"{p.parent.name}-{i}")
+                                  for i, p in enumerate(photos[12:], start=12)])
+        index = loupe.index(loupe.get_app("shop"))
+        assert index.kind == "ivfpq" and index.count() == 24
+        hit = loupe.search_by_input("shop", "hat-0")[0]
+        assert hit.input.id == "hat-0" and abs(hit.score - 1.0) < 1e-3  # re-ranked with the stored vector
+        loupe.delete_inputs("shop", ["hat-0"])
+        assert "hat-0" not in [h.input.id for h in loupe.search_by_input("shop", "hat-1", per_page=30)]
+    with Loupe(config, backbones=shared_backbones) as loupe:  # saved and loaded again, still re-ranked
+        index = loupe.index(loupe.get_app("shop"))
+        assert index.kind == "ivfpq" and index.count() == 23 and loupe.indexes.rebuilds == 0
+        assert abs(loupe.search_by_input("shop", "hat-1")[0].score - 1.0) < 1e-3
+
+
 def test_index_switches_to_ivf_past_threshold(tmp_path, shared_backbones):
     config = Config(data_dir=tmp_path / "d", approx_index_threshold=5)
     with Loupe(config, backbones=shared_backbones) as loupe:

@@ -10,8 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from loupe.errors import NotFound
-from loupe.indexes import VectorIndex, build_index
-from loupe.indexes.factory import IndexHeader, load_index, save_index
+from loupe.indexes import VectorIndex
+from loupe.indexes.factory import (
+    IndexHeader,
+    empty_index,
+    index_kind,
+    load_index,
+    save_index,
+    training_size,
+)
+from loupe.indexes.reranked import Fetch, RerankedIndex
 from loupe.store import Store
 from loupe.store.records import App
 
@@ -30,11 +38,15 @@ def seq_checksum(seqs: np.ndarray) -> str:
     return f"{len(seqs)}:{total:016x}"
 
 
+REBUILD_CHUNK = 50_000  # vectors read from LMDB and added at a time (256 MB at 1280 dims)
+
+
 class AppIndexes:
-    def __init__(self, store: Store, directory: Path, approx_threshold: int) -> None:
+    def __init__(self, store: Store, directory: Path, approx_threshold: int, compressed_threshold: int) -> None:
         self._store = store
         self._dir = directory
         self._threshold = approx_threshold
+        self._compressed_threshold = compressed_threshold
         self._loaded: dict[str, VectorIndex] = {}
         self._dirty: set[str] = set()
         self._locks: dict[str, threading.RLock] = {}
@@ -65,7 +77,7 @@ class AppIndexes:
         if saved is not None:
             header, index = saved
             if header.checksum == checksum and header.tag == app.backbone and header.dim == dim:
-                return index
+                return self._reranked(app, index)
             log.info("index of app %s is stale (%s vs %s): rebuilding", app.id, header.checksum, checksum)
         return self.rebuild(app, dim)
 
@@ -87,8 +99,40 @@ class AppIndexes:
                 index.add(new, self.vectors_of(app, new, dim))
             if len(gone) or len(new):
                 self._dirty.add(app.id)
-            if index.kind == "exact" and index.count() > self._threshold:
-                self.rebuild(app, dim)
+            self._outgrown(app, index, dim)
+
+    def _vectors_by_hash(self, app: App, hashes: list[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of these contents (found ones only, in order) and which were found."""
+        out = np.empty((len(hashes), dim), np.float32)
+        found = np.zeros(len(hashes), bool)
+        with self._store.read() as tx:
+            for row, sha in enumerate(hashes):
+                vector = tx.get_embedding(app.backbone, sha)
+                if vector is not None and vector.shape[0] == dim:
+                    out[row] = vector
+                    found[row] = True
+        return out[found], found
+
+    def _fetch_for(self, app: App, dim: int) -> Fetch:
+        """Originals of candidates, for exact re-ranking; inputs deleted meanwhile are not found."""
+        def fetch(seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            out = np.zeros((len(seqs), dim), np.float32)
+            found = np.zeros(len(seqs), bool)
+            with self._store.read() as tx:
+                for row, seq in enumerate(seqs.tolist()):
+                    sha = tx.input_sha_at(app.id, seq)
+                    vector = tx.get_embedding(app.backbone, sha) if sha is not None else None
+                    if vector is not None and vector.shape[0] == dim:
+                        out[row] = vector
+                        found[row] = True
+            return out, found
+        return fetch
+
+    def _reranked(self, app: App, index: VectorIndex) -> VectorIndex:
+        """Compressed indexes answer with exact scores: their candidates are re-ranked from LMDB."""
+        if index.kind == "ivfpq" and not isinstance(index, RerankedIndex):
+            return RerankedIndex(index, self._fetch_for(app, index.dim))
+        return index
 
     def vectors_of(self, app: App, seqs: np.ndarray, dim: int) -> np.ndarray:
         """Stored vectors of the app's inputs with these sequence numbers, in that order."""
@@ -104,18 +148,23 @@ class AppIndexes:
         return out
 
     def rebuild(self, app: App, dim: int) -> VectorIndex:
+        """From LMDB, streamed: a sample trains the index, then vectors are added a chunk at a time, so a
+        million-input app never holds all its vectors in memory at once."""
         with self.lock(app.id):
-            ids, vectors = [], []
             with self._store.read() as tx:
-                for record in tx.iter_inputs(app.id, newest_first=False):
-                    vector = tx.get_embedding(app.backbone, record.sha256)
-                    if vector is None or vector.shape[0] != dim:
-                        log.warning("input %s of app %s has no %s embedding", record.id, app.id, app.backbone)
-                        continue
-                    ids.append(record.seq)
-                    vectors.append(vector)
-            matrix = np.stack(vectors) if vectors else np.zeros((0, dim), np.float32)
-            index = build_index(dim, np.asarray(ids, np.int64), matrix, self._threshold)
+                rows = [(record.seq, record.sha256) for record in tx.iter_inputs(app.id, newest_first=False)]
+            kind = index_kind(len(rows), self._threshold, self._compressed_threshold)
+            sample = np.random.default_rng(len(rows)).permutation(len(rows))[:training_size(kind, len(rows))]
+            training, _ = self._vectors_by_hash(app, [rows[i][1] for i in np.sort(sample)], dim)
+            index: VectorIndex = empty_index(kind, dim, training, len(rows))
+            for start in range(0, len(rows), REBUILD_CHUNK):
+                chunk = rows[start:start + REBUILD_CHUNK]
+                vectors, found = self._vectors_by_hash(app, [sha for _, sha in chunk], dim)
+                seqs = np.asarray([seq for seq, _ in chunk], np.int64)
+                for seq in seqs[~found].tolist():
+                    log.warning("input #%d of app %s has no %s embedding", seq, app.id, app.backbone)
+                index.add(seqs[found], vectors)
+            index = self._reranked(app, index)
             self._loaded[app.id] = index
             self.rebuilds += 1
             self._save_locked(app)
@@ -128,8 +177,14 @@ class AppIndexes:
             return
         index.add(seqs, vectors)
         self._dirty.add(app.id)
-        if index.kind == "exact" and index.count() > self._threshold:
-            self.rebuild(app, dim)  # grown past exact search: switch to the approximate index
+        self._outgrown(app, index, dim)
+
+    def _outgrown(self, app: App, index: VectorIndex, dim: int) -> None:
+        """Grown past its kind's range (exact -> IVF -> IVF-PQ): rebuild as the next kind. An IVF-PQ
+        index keeps growing in place (its lists were trained for the app's size at the switch)."""
+        if index_kind(index.count(), self._threshold, self._compressed_threshold) != index.kind:
+            if index.kind != "ivfpq":
+                self.rebuild(app, dim)
 
     def remove(self, app: App, seqs: np.ndarray) -> None:
         index = self._loaded.get(app.id)

@@ -95,7 +95,8 @@ class Loupe:
         self._closed = False
         self.store = Store(config.lmdb_path, config.lmdb_map_size)
         self.backbones = backbones or BackboneCache(config)
-        self.indexes = AppIndexes(self.store, config.index_dir, config.approx_index_threshold)
+        self.indexes = AppIndexes(self.store, config.index_dir, config.approx_index_threshold,
+                                   config.compressed_index_threshold)
         self.labels = LabelMirror(self.store)
         self._generations: dict[str, int] = {}  # per app: the generation our caches reflect
         self._model_generations: dict[str, int] = {}  # per app: the model generation our model caches reflect

@@ -31,6 +31,9 @@ class Config(msgspec.Struct, frozen=True):
     # Exact search streams every vector per query (66 MB at 12.9k x 1280 fp32: ~5 ms, memory-bound);
     # above this many vectors an IVF index scans about a quarter of them.
     approx_index_threshold: int = 10_000
+    # Above this many an app's index keeps 128-byte codes instead of vectors (IVF-PQ, ~150 MB per million
+    # inputs instead of 5 GB) and re-ranks its candidates with the vectors in LMDB.
+    compressed_index_threshold: int = 100_000
     images: ImageLimits = ImageLimits()
     # Trains with at most this many examples finish within the request; larger ones are queued.
     sync_train_max_examples: int = 20_000
@@ -90,6 +93,8 @@ def config_from_env(**overrides: object) -> Config:
         values["precision"] = env["LOUPE_PRECISION"]
     if "LOUPE_APPROX_INDEX_THRESHOLD" in env:
         values["approx_index_threshold"] = int(env["LOUPE_APPROX_INDEX_THRESHOLD"])
+    if "LOUPE_COMPRESSED_INDEX_THRESHOLD" in env:
+        values["compressed_index_threshold"] = int(env["LOUPE_COMPRESSED_INDEX_THRESHOLD"])
     if "LOUPE_PUBLIC_URL" in env:
         values["public_url"] = env["LOUPE_PUBLIC_URL"]
     weights = {}

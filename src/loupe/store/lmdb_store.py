@@ -109,6 +109,12 @@ class ReadTxn:
         raw = self._get("input_order", K.join(app_id, K.seq_bytes(seq)))
         return None if raw is None else raw.decode("utf-8")
 
+    def input_sha_at(self, app_id: str, seq: int) -> str | None:
+        """The content hash of the input with this sequence number (what its vector is stored under)."""
+        input_id = self.input_id_at(app_id, seq)
+        record = self.get_input(app_id, input_id) if input_id is not None else None
+        return None if record is None else record.sha256
+
     def iter_inputs(self, app_id: str, *, newest_first: bool = True) -> Iterator[Input]:
         for _, raw_id in self.iter_prefix("input_order", K.prefix(app_id), reverse=newest_first):
             record = self.get_input(app_id, raw_id.decode("utf-8"))
