@@ -49,6 +49,9 @@ class FaissIndex:
         self.kind = kind
         self.dim = index.d
         self._lock = threading.RLock()
+        # The last allow-list's selector: callers cache their allow arrays (per labels version), and
+        # building a selector costs O(len(allow)) - at a million inputs more than the search itself.
+        self._selector: tuple[np.ndarray, Any] | None = None
 
     @classmethod
     def exact(cls, dim: int) -> FaissIndex:
@@ -122,7 +125,12 @@ class FaissIndex:
         if allow is None:
             return None
         # The selector must stay referenced until the search returns; the params object holds it.
-        selector = faiss.IDSelectorBatch(_as_ids(allow))
+        cached = self._selector
+        if cached is not None and cached[0] is allow:
+            selector = cached[1]
+        else:
+            selector = faiss.IDSelectorBatch(_as_ids(allow))
+            self._selector = (allow, selector)
         if self.kind != "exact":
             # A narrow allow-list may live in lists the default nprobe never visits: probe them all.
             nprobe = self.index.nlist if len(allow) * 4 < total else self.index.nprobe

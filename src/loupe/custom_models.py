@@ -41,9 +41,9 @@ from loupe.semi_supervised import MAX_UNLABELED
 from loupe.store import ReadTxn
 from loupe.store.records import App, Evaluation, Model, ModelVersion, TrainLease
 from loupe.suggestions import MAX_POOL, suggest
-from loupe.training import fit_version
+from loupe.training import MAX_TRAIN_EXAMPLES, fit_version
 from loupe.training_queue import FairQueue
-from loupe.training_set import LabelRule, TrainingSet, collect
+from loupe.training_set import LabelRule, TrainingSet, bounded, collect
 
 PREDICTED_THRESHOLD = 0.5  # a predicted-concept search keeps inputs scored at least this
 SCORED_CACHE_ENTRIES = 4  # (model version, labels) score tables kept; each is inputs x concepts floats
@@ -325,7 +325,8 @@ class CustomModels:
                 backbone = self._data.backbone(app)  # BackboneUnavailable: the app cannot be served
                 rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
                 labels = self._data.labels.get(app_id)
-                ts = collect(labels, rule)
+                everything = collect(labels, rule)
+                ts = bounded(everything, MAX_TRAIN_EXAMPLES)  # a million examples: a stratified sample
                 x = self._data.embeddings_of(app, ts.seqs)
                 warm = self._warm_start(app_id, version)
                 unlabeled = self._unlabeled_vectors(app, labels, version) if version.mutually_exclusive else None
@@ -341,7 +342,9 @@ class CustomModels:
                 version, status="trained", detail="", backbone=app.backbone, dim=backbone.dim,
                 weights=fitted.head.weights.astype(np.float32).tobytes(),
                 bias=fitted.head.bias.astype(np.float32).tobytes(), blend=fitted.blend, l2=fitted.l2,
-                train_size=len(ts.seqs), positives=fitted.positives, negatives=fitted.negatives,
+                train_size=len(everything.seqs), sampled_examples=len(ts.seqs) if ts is not everything else 0,
+                positives={c: int(n) for c, n in zip(version.concept_ids, everything.positive.sum(axis=0))},
+                negatives={c: int(n) for c, n in zip(version.concept_ids, everything.negative.sum(axis=0))},
                 train_seconds=fitted.seconds, trained_at=time.time(), unlabeled_seen=fitted.unlabeled_seen,
                 pseudo_labels=fitted.self_training.pseudo_labels,
                 pseudo_label_weight=fitted.self_training.weight,

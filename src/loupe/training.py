@@ -39,6 +39,9 @@ CV_FOLDS = 3  # for choosing the blend; evaluation uses 5
 COARSE_ROWS_PER_CONCEPT = 60
 COARSE_MIN_ROWS = 2000
 REFINE_ITERATIONS = 15
+# A train fits on at most this many examples (a stratified sample beyond: training_set.bounded), so
+# 1M x 100 concepts reads 250k vectors and fits them in bounded time and memory (benchmarks/scale.py).
+MAX_TRAIN_EXAMPLES = 250_000
 MIN_POSITIVES_FOR_CV = 4
 
 

@@ -55,3 +55,31 @@ def example_groups(positive: np.ndarray) -> np.ndarray:
     """Per example: its first positive concept's index, or len(concepts) for one with no positive.
     Stratified folds and subsamples draw from each group alike."""
     return np.where(positive.any(axis=1), positive.argmax(axis=1), positive.shape[1])
+
+
+def bounded(ts: TrainingSet, limit: int, seed: int = 0) -> TrainingSet:
+    """At most `limit` examples, stratified: every concept keeps an equal share (all of its examples
+    when it has fewer), so a million-example train reads and fits a bounded sample, and rare concepts
+    lose nothing. Returned in sequence order."""
+    n = len(ts.seqs)
+    if n <= limit:
+        return ts
+    groups = example_groups(ts.positive)
+    counts = np.bincount(groups)
+    # The largest equal share s with sum(min(count, s)) <= limit (water-filling over sorted counts).
+    share, budget = 0, limit
+    remaining = len(counts[counts > 0])
+    for size in np.sort(counts[counts > 0]):
+        if size * remaining <= budget:
+            budget -= int(size)
+            share = int(size)
+            remaining -= 1
+        else:
+            share = budget // remaining
+            break
+    rng = np.random.default_rng(seed)
+    rows = np.sort(np.concatenate([
+        members if len(members) <= share else rng.choice(members, share, replace=False)
+        for members in (np.flatnonzero(groups == g) for g in range(len(counts))) if len(members)]))
+    return TrainingSet(ts.seqs[rows], [ts.input_ids[i] for i in rows], ts.positive[rows], ts.negative[rows],
+                       ts.explicit_negative[rows])

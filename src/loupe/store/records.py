@@ -136,6 +136,8 @@ class ModelVersion(msgspec.Struct, kw_only=True):
     # Self-training from the app's unlabeled inputs: how many it saw, how many became pseudo-labels
     # (0 when validation said they would not help), at what weight and strength (loupe.semi_supervised).
     unlabeled_seen: int = 0
+    # Examples the head was fitted on, when fewer than train_size (a stratified sample of a huge set).
+    sampled_examples: int = 0
     pseudo_labels: int = 0
     pseudo_label_weight: float = 0.0
     self_training_strength: int = 0

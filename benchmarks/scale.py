@@ -1,0 +1,207 @@
+"""Apps of 100k and 1M inputs, and the Ray import.
+
+Synthetic inputs drawn around real embeddings: each is a Caltech-101 vector (EfficientNet-Lite2, from
+the benchmark cache) plus Gaussian noise (mean cosine 0.86 to its source), labeled with its source's
+class (100 classes), so neighbourhoods and classes look like a real app's. They are written through
+the store's own write transactions (inputs, concepts, vectors; no image bytes), 10,000 a transaction.
+
+Measured per size: add throughput, index build from LMDB (time, kind, bytes, process RSS), search p50/p99
+through `Loupe.search_by_vector` and recall@10 against exact search over the same vectors, a 100-concept
+train over every input, and predict p50 from a stored input. With --ray: `loupe import` of the
+Caltech-101 folder, plain and with --ray on a local Ray cluster (1 and 2 workers).
+
+    python benchmarks/scale.py --sizes 100000,1000000 [--ray]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import msgspec
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DATASETS, write_result  # noqa: E402
+from embedded_datasets import embedded  # noqa: E402
+
+from loupe.application import Loupe  # noqa: E402
+from loupe.config import Config  # noqa: E402
+from loupe.store.records import Concept, Input  # noqa: E402
+
+SIGMA = 0.6  # noise norm relative to a unit vector: mean cosine 0.86 to the source vector
+BATCH = 10_000
+QUERIES = 200
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):  # not LMDB's file-backed pages, which the kernel reclaims at will
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ms = np.asarray(samples) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3)}
+
+
+def jittered(base: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    d = base.shape[1]
+    x = base[rows] + rng.standard_normal((len(rows), d), dtype=np.float32) * np.float32(SIGMA / np.sqrt(d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32)
+
+
+def write_inputs(loupe: Loupe, app_id: str, x: np.ndarray, concepts: list[str]) -> float:
+    """Inputs, their concepts and vectors through the store's write transactions; returns seconds."""
+    backbone = loupe.get_app(app_id).backbone
+    started = time.perf_counter()
+    now = time.time()
+    for start in range(0, len(x), BATCH):
+        with loupe.store.write() as tx:
+            app = tx.get_app(app_id)
+            assert app is not None
+            for offset in range(min(BATCH, len(x) - start)):
+                i = start + offset
+                sha = f"{i:064x}"  # synthetic content: one distinct "image" per input
+                tx.put_input(app_id, Input(id=f"s{i}", seq=app.next_seq + offset, sha256=sha, concepts=[concepts[i]],
+                                           created_at=now))
+                tx.put_embedding(backbone, sha, x[i])
+            for concept in set(concepts[start:start + BATCH]):
+                if tx.get_concept(app_id, concept) is None:
+                    tx.put_concept(app_id, Concept(id=concept, name=concept, created_at=now))
+            tx.put_app(msgspec.structs.replace(app, next_seq=app.next_seq + min(BATCH, len(x) - start),
+                                               generation=app.generation + 1))
+    return time.perf_counter() - started
+
+
+def measure_size(n: int, base: np.ndarray, labels: np.ndarray, classes: list[str], root: Path,
+                 keep_data: bool = False) -> dict:
+    rng = np.random.default_rng(n)
+    keep = [c for c in np.unique(labels) if classes[c] != "BACKGROUND_Google"][:100]
+    rows_by_class = [np.flatnonzero(labels == c) for c in keep]
+    cls = rng.integers(0, len(keep), n)  # balanced over 100 classes
+    rows = np.asarray([rows_by_class[c][rng.integers(0, len(rows_by_class[c]))] for c in cls])
+    x = jittered(base, rows, rng)
+    names = [classes[keep[c]] for c in cls]
+    query_rows = rng.integers(0, n, QUERIES)
+    queries = jittered(base, rows[query_rows], rng)
+    exact = faiss.IndexFlatIP(base.shape[1])
+    exact.add(x)
+    _, truth = exact.search(queries, 10)
+    del exact
+    data_dir = root / f"scale-{n}"
+    reuse = keep_data and (data_dir / "written").exists()
+    if not reuse:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    out: dict = {"inputs": n, "concepts": len(keep), "sigma": SIGMA}
+    config = Config(data_dir=data_dir, auto_retrain=False, lmdb_map_size=64 * 1024**3)
+    with Loupe(config) as loupe:
+        if not reuse:
+            loupe.create_app("scale")
+            seconds = write_inputs(loupe, "scale", x, names)
+            out["add_inputs_per_s"] = round(n / seconds)
+            out["add_seconds"] = round(seconds, 1)
+            (data_dir / "written").touch()
+        del x
+        gc.collect()
+        app = loupe.get_app("scale")
+        before = rss_mb()
+        started = time.perf_counter()
+        index = loupe.indexes.rebuild(app, base.shape[1])
+        out["index_build_s"] = round(time.perf_counter() - started, 1)
+        out["index_kind"] = index.kind
+        out["index_mb"] = round(len(index.to_bytes()) / 1e6, 1)
+        out["index_anon_rss_growth_mb"] = round(rss_mb() - before, 1)
+        out["disk_gb"] = round(sum(f.stat().st_size for f in data_dir.rglob("*") if f.is_file()) / 1e9, 2)
+
+        latencies, found = [], []
+        for q in queries[:20]:
+            loupe.search_by_vector(app, q, per_page=10)
+        for q in queries:
+            start = time.perf_counter()
+            hits = loupe.search_by_vector(app, q, per_page=10)
+            latencies.append(time.perf_counter() - start)
+            found.append([int(h.input.id[1:]) for h in hits])
+        out["search"] = percentiles(latencies)
+        out["recall_at_10"] = round(float(np.mean([len(set(f) & set(t.tolist())) / 10
+                                                   for f, t in zip(found, truth)])), 4)
+
+        loupe.models.create("scale", "all", concept_ids=[classes[c] for c in keep], mutually_exclusive=True)
+        started = time.perf_counter()
+        version = loupe.models.train("scale", "all", wait=True)
+        out["train_s"] = round(time.perf_counter() - started, 1)
+        out["train_status"] = version.status
+        out["train_size"] = version.train_size
+        out["train_fit_s"] = round(version.train_seconds, 1)
+        out["anon_rss_after_train_mb"] = round(rss_mb())
+
+        ids = [f"s{i}" for i in rng.integers(0, n, QUERIES)]
+        for input_id in ids[:20]:
+            loupe.predict("scale", "all", [input_id])
+        latencies = []
+        for input_id in ids:
+            start = time.perf_counter()
+            loupe.predict("scale", "all", [input_id])
+            latencies.append(time.perf_counter() - start)
+        out["predict_stored"] = percentiles(latencies)
+    if not keep_data:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return out
+
+
+def measure_ray_import(root: Path) -> dict:
+    """Plain vs --ray import of Caltech-101 (9,144 photos), each into a fresh data dir, via the CLI."""
+    import subprocess
+
+    folder = DATASETS / "caltech101"
+    photos = sum(1 for p in folder.rglob("*") if p.is_file())
+    out: dict = {"photos": photos}
+    for name, extra in [("plain", []), ("ray_1_worker", ["--ray", "auto", "--ray-workers", "1"]),
+                        ("ray_2_workers", ["--ray", "auto", "--ray-workers", "2"])]:
+        data_dir = root / f"import-{name}"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        cli = [sys.executable, "-m", "loupe.cli", "--data-dir", str(data_dir)]
+        subprocess.run([*cli, "apps", "create", "c"], check=True, capture_output=True)  # compiles the backbone
+        started = time.perf_counter()
+        run = subprocess.run([*cli, "import", str(folder), "--app", "c", *extra], capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        summary = [line for line in run.stdout.splitlines() if "images found" in line]
+        out[name] = {"wall_s": round(wall, 1), "images_per_s": round(photos / wall, 1),
+                     "summary": summary[0] if summary else run.stderr[-500:]}
+        shutil.rmtree(data_dir, ignore_errors=True)
+    out["ray_1_worker_vs_plain"] = round(out["ray_1_worker"]["images_per_s"] / out["plain"]["images_per_s"], 3)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--ray", action="store_true", help="also time the Ray import against the plain one")
+    parser.add_argument("--keep", action="store_true", help="keep the data dirs, and reuse them next run")
+    parser.add_argument("--work-dir", default=tempfile.gettempdir(), help="where the data dirs go (GBs at 1M)")
+    args = parser.parse_args()
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    data = embedded("caltech101")
+    root = Path(args.work_dir)
+    result: dict = {"sizes": []}
+    for n in [int(s) for s in args.sizes.split(",") if s]:
+        measured = measure_size(n, data.x, data.label, data.classes, root, args.keep)
+        print(measured, flush=True)
+        result["sizes"].append(measured)
+    if args.ray:
+        result["ray_import"] = measure_ray_import(root)
+        print(result["ray_import"], flush=True)
+    print(write_result("scale", result))
+
+
+if __name__ == "__main__":
+    main()
