@@ -23,8 +23,10 @@ class VectorIndex(Protocol):
 
     def remove(self, ids: np.ndarray) -> int: ...
 
-    def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None = None) -> list[SearchHits]:
-        """Top-k by inner product; with `allow`, only ids in that array are considered."""
+    def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None = None, *,
+               candidates: int | None = None) -> list[SearchHits]:
+        """Top-k by inner product; with `allow`, only ids in that array are considered. `candidates`:
+        for an index that re-ranks approximate results, how many to re-rank (None: its default)."""
         ...
 
     def count(self) -> int: ...

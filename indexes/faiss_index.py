@@ -105,7 +105,8 @@ class FaissIndex:
                                         for i in range(self.index.nlist)] or [np.zeros(0, np.int64)])
         return np.sort(found.astype(np.int64))
 
-    def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None = None) -> list[SearchHits]:
+    def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None = None, *,
+               candidates: int | None = None) -> list[SearchHits]:
         queries = _as_vectors(queries, self.dim)
         with self._lock:
             total = self.count()

@@ -101,7 +101,7 @@ class AppIndexes:
                 self._dirty.add(app.id)
             self._outgrown(app, index, dim)
 
-    def _vectors_by_hash(self, app: App, hashes: list[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    def vectors_by_hash(self, app: App, hashes: list[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
         """Vectors of these contents (found ones only, in order) and which were found."""
         out = np.empty((len(hashes), dim), np.float32)
         found = np.zeros(len(hashes), bool)
@@ -155,11 +155,11 @@ class AppIndexes:
                 rows = [(record.seq, record.sha256) for record in tx.iter_inputs(app.id, newest_first=False)]
             kind = index_kind(len(rows), self._threshold, self._compressed_threshold)
             sample = np.random.default_rng(len(rows)).permutation(len(rows))[:training_size(kind, len(rows))]
-            training, _ = self._vectors_by_hash(app, [rows[i][1] for i in np.sort(sample)], dim)
+            training, _ = self.vectors_by_hash(app, [rows[i][1] for i in np.sort(sample)], dim)
             index: VectorIndex = empty_index(kind, dim, training, len(rows))
             for start in range(0, len(rows), REBUILD_CHUNK):
                 chunk = rows[start:start + REBUILD_CHUNK]
-                vectors, found = self._vectors_by_hash(app, [sha for _, sha in chunk], dim)
+                vectors, found = self.vectors_by_hash(app, [sha for _, sha in chunk], dim)
                 seqs = np.asarray([seq for seq, _ in chunk], np.int64)
                 for seq in seqs[~found].tolist():
                     log.warning("input #%d of app %s has no %s embedding", seq, app.id, app.backbone)

@@ -403,7 +403,15 @@ class Loupe:
 
     def embeddings_of(self, app: App, seqs: np.ndarray) -> np.ndarray:
         """Stored vectors of the app's inputs with these sequence numbers, in that order."""
-        return self.indexes.vectors_of(app, seqs, self.backbone(app).dim)
+        dim = self.backbone(app).dim
+        labels = self.labels.loaded(app.id)
+        entries = [labels.entries.get(seq) for seq in seqs.tolist()] if labels is not None else []
+        if labels is not None and all(e is not None and e.sha256 for e in entries):
+            # The label mirror knows each input's content hash: one LMDB lookup per vector, not three.
+            vectors, found = self.indexes.vectors_by_hash(app, [e.sha256 for e in entries if e is not None], dim)
+            if found.all():
+                return vectors
+        return self.indexes.vectors_of(app, seqs, dim)
 
     def _labels_changed(self, app_id: str, records: list[Input]) -> None:
         """Schedule the debounced retrain of trained models whose examples these inputs are."""

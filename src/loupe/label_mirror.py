@@ -18,6 +18,7 @@ class LabelEntry(msgspec.Struct, frozen=True):
     input_id: str
     positives: frozenset[str]
     negatives: frozenset[str]
+    sha256: str = ""  # what the input's vector is stored under: trains read vectors with one lookup
 
 
 class AppLabels:
@@ -26,7 +27,8 @@ class AppLabels:
         self.version = 0  # bumped on every change; caches derived from the labels key on it
 
     def put(self, record: Input) -> None:
-        self.entries[record.seq] = LabelEntry(record.id, frozenset(record.concepts), frozenset(record.not_concepts))
+        self.entries[record.seq] = LabelEntry(record.id, frozenset(record.concepts), frozenset(record.not_concepts),
+                                              record.sha256)
         self.version += 1
 
     def remove(self, seq: int) -> None:
