@@ -515,3 +515,35 @@ def test_unlabeled_inputs_make_a_better_model(tmp_path, shared_backbones):
                     assert version.pseudo_label_weight == 0.5 and version.self_training_strength > 0
     gains = np.asarray(accuracy[True]) - np.asarray(accuracy[False])
     assert gains.mean() > 0 and gains.min() >= -0.011, accuracy  # at most one photo worse on a draw
+
+
+def test_huge_training_sets_are_sampled_per_concept():
+    """A million-example train fits a bounded, stratified sample: rare concepts keep every example."""
+    from loupe.training_set import TrainingSet, bounded
+
+    sizes = [5000, 3000, 40, 7]  # two big concepts, two rare ones
+    groups = np.concatenate([np.full(n, c) for c, n in enumerate(sizes)])
+    positive = np.eye(4, dtype=bool)[groups]
+    ts = TrainingSet(np.arange(len(groups), dtype=np.int64) * 3, [f"i{i}" for i in range(len(groups))], positive,
+                     ~positive, np.zeros_like(positive))
+    small = bounded(ts, 1000, seed=1)
+    counts = small.positive.sum(axis=0).tolist()
+    assert counts[2:] == [40, 7] and counts[0] == counts[1] and sum(counts) <= 1000 and sum(counts) >= 990
+    assert np.all(np.diff(small.seqs) > 0)  # still in sequence order
+    assert [small.input_ids[i] for i in range(3)] == [f"i{s // 3}" for s in small.seqs[:3]]
+    assert bounded(ts, 10_000) is ts
+
+
+def test_label_matrices_match_a_plain_reading_of_the_labels():
+    from loupe.label_mirror import LabelEntry
+    from loupe.training_set import LabelRule
+
+    entries = [LabelEntry("a", frozenset({"x", "other"}), frozenset()), LabelEntry("b", frozenset(), frozenset({"y"})),
+               LabelEntry("c", frozenset(), frozenset())]
+    closed = LabelRule(("x", "y"), closed_environment=True)
+    pos, neg = closed.matrices(entries)
+    assert pos.tolist() == [[True, False], [False, False], [False, False]]
+    assert neg.tolist() == [[False, True], [False, True], [False, False]]
+    assert [closed.relevant(e) for e in entries] == [True, True, False]
+    _, neg_open = LabelRule(("x", "y"), closed_environment=False).matrices(entries)
+    assert neg_open.tolist() == [[False, True], [True, True], [True, True]]
