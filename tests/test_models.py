@@ -547,3 +547,46 @@ def test_label_matrices_match_a_plain_reading_of_the_labels():
     assert [closed.relevant(e) for e in entries] == [True, True, False]
     _, neg_open = LabelRule(("x", "y"), closed_environment=False).matrices(entries)
     assert neg_open.tolist() == [[False, True], [True, True], [True, True]]
+
+
+def test_multi_label_self_training_takes_each_concepts_confident_members():
+    """One-vs-rest pseudo-labels: per concept, its most confident pool members as positives and the most
+    confidently "no" as negatives; every other (input, concept) pair stays unknown."""
+    from loupe.heads import Head
+    from loupe.semi_supervised import pseudo_labels_ovr
+
+    head = Head(np.asarray([[4.0, 0.0], [0.0, 4.0]], np.float32), np.zeros(2, np.float32), False)
+    pool = np.asarray([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [-1, 0], [0, -1]], np.float32)
+    rows, pos, neg = pseudo_labels_ovr(head, 1.0, pool, np.asarray([1, 1]), strength=1)
+    by_row = {int(r): (p.tolist(), n.tolist()) for r, p, n in zip(rows, pos, neg)}
+    assert by_row[0][0] == [True, False] and by_row[2][0] == [False, True]  # the most confident yes
+    assert by_row[4][1] == [True, False] and by_row[5][1] == [False, True]  # the most confident no
+    assert 1 not in by_row and 3 not in by_row  # less confident: left out
+    assert pos.sum() == 2 and neg.sum() == 2
+
+
+def test_multi_label_models_learn_from_unlabeled_inputs_only_when_validation_says_so(tmp_path, shared_backbones):
+    """A closed-environment multi-label model sees the app's unlabeled inputs, records how many, and uses
+    them only if cross-validation gains 2 points of mean average precision; answers stay per-concept."""
+    classes = ["shoes", "hat", "dress", "pants"]
+    held_out = [(p.read_bytes(), cls) for cls in classes for p in dataset_images(CLOTHING / "test" / cls, 10)]
+    accuracy = {}
+    for semi in (False, True):
+        with Loupe(Config(data_dir=tmp_path / f"d{semi}", auto_retrain=False, semi_supervised=semi),
+                   backbones=shared_backbones) as loupe:
+            loupe.create_app("a")
+            items = []
+            for cls in classes:
+                files = dataset_images(CLOTHING / "train" / cls, 20)
+                items += [NewInput(image=p.read_bytes(), id=f"{cls}-{i}", concepts=[cls] if i < 3 else [])
+                          for i, p in enumerate(files)]
+            loupe.add_inputs("a", items)
+            loupe.models.create("a", "m", concept_ids=classes, mutually_exclusive=False, closed_environment=True)
+            version = loupe.models.train("a", "m")
+            assert version.status == "trained" and version.unlabeled_seen == (68 if semi else 0)
+            if version.pseudo_labels:
+                assert version.self_training_strength in (2, 4, 8) and version.pseudo_label_weight == 0.5
+            answers = loupe.models.predict_images("a", "m", [data for data, _ in held_out])
+            assert all(len(a.concepts) == 4 for a in answers)
+            accuracy[semi] = float(np.mean([a.concepts[0].concept_id == cls for a, (_, cls) in zip(answers, held_out)]))
+    assert accuracy[True] >= accuracy[False] - 0.026, accuracy  # never worse by more than a photo

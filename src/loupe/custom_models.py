@@ -329,7 +329,9 @@ class CustomModels:
                 ts = bounded(everything, MAX_TRAIN_EXAMPLES)  # a million examples: a stratified sample
                 x = self._data.embeddings_of(app, ts.seqs)
                 warm = self._warm_start(app_id, version)
-                unlabeled = self._unlabeled_vectors(app, labels, version) if version.mutually_exclusive else None
+                # Only a closed-environment model has unlabeled inputs: in an open one, an input labeled
+                # with none of its concepts is already a negative (or background) example.
+                unlabeled = self._unlabeled_vectors(app, labels, version) if version.closed_environment else None
                 fitted = fit_version(x, ts, version.concept_ids, version.mutually_exclusive, warm=warm,
                                      unlabeled=unlabeled)
             except TrainingFailed as exc:

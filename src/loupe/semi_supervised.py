@@ -19,7 +19,7 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 
-from loupe.heads import Head, Targets, exclusive_targets, fit_head, head_probabilities
+from loupe.heads import Head, Targets, exclusive_targets, fit_head, head_probabilities, ovr_targets
 
 STRENGTHS = (0, 2, 4, 8)  # pseudo-labels per concept, as a multiple of its labeled count
 PSEUDO_WEIGHT = 0.5
@@ -103,3 +103,84 @@ def choose_strength(x: np.ndarray, labels: np.ndarray, pool: np.ndarray, fit: Fi
     best = max(scores, key=lambda s: (scores[s], -s))
     return best if scores[best] >= scores[0] + CV_MARGIN else 0
 
+
+
+# ---------------------------------------------------------------- multi-label (one-vs-rest) models
+# Each concept is its own yes/no question, so each takes pseudo-labels on its own: its `strength` x
+# (labeled positives) most confident pool members as positives and as many of the most confidently
+# "no" as negatives, at half weight; every other (input, concept) pair of the pool stays unknown
+# (weight 0). The strength is chosen by stratified cross-validation on the labeled inputs, scored by
+# mean average precision over the concepts, with the same 2-point margin; with fewer than 2 positives
+# for some concept there is nothing to validate on, and none is used.
+
+# fit(x, positive, negative) -> (head, temperature, l2), as a one-vs-rest train fits it.
+FitLabeledOvr = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[Head, float, float]]
+
+
+def pseudo_labels_ovr(head: Head, temperature: float, pool: np.ndarray, positives: np.ndarray,
+                      strength: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of `pool` that got a pseudo-label for some concept, with bool [rows, c] positive/negative."""
+    p = head_probabilities(head.logits(pool), False, temperature)
+    m, c = p.shape
+    pos = np.zeros((m, c), bool)
+    neg = np.zeros((m, c), bool)
+    for j, n in enumerate(positives.tolist()):
+        take = strength * n
+        yes = np.flatnonzero(p[:, j] > 0.5)
+        no = np.flatnonzero(p[:, j] < 0.5)
+        pos[yes[np.argsort(-p[yes, j], kind="stable")][:take], j] = True
+        neg[no[np.argsort(p[no, j], kind="stable")][:take], j] = True
+    rows = np.flatnonzero(pos.any(axis=1) | neg.any(axis=1))
+    return rows, pos[rows], neg[rows]
+
+
+def self_train_ovr(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, head: Head, temperature: float,
+                   pool: np.ndarray, strength: int, l2: float) -> tuple[Head, int]:
+    """The one-vs-rest head refitted on the labeled rows plus the pool's pseudo-labels."""
+    rows, pos, neg = pseudo_labels_ovr(head, temperature, pool, positive.sum(axis=0), strength)
+    if not len(rows):
+        return head, 0
+    labeled, pseudo = ovr_targets(positive, negative), ovr_targets(pos, neg)
+    targets = Targets(np.concatenate([labeled.values, pseudo.values]),
+                      np.concatenate([labeled.weights, pseudo.weights * PSEUDO_WEIGHT]))
+    fitted = fit_head(np.concatenate([x, pool[rows]]), targets, False, l2=l2, warm=head)
+    return fitted, int(pos.sum() + neg.sum())
+
+
+def mean_average_precision(scores: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> float:
+    """Mean over concepts (those with a known positive and negative) of average precision."""
+    from sklearn.metrics import average_precision_score
+
+    values = []
+    for j in range(positive.shape[1]):
+        known = positive[:, j] | negative[:, j]
+        if positive[known, j].any() and (~positive[known, j]).any():
+            values.append(average_precision_score(positive[known, j], scores[known, j]))
+    return float(np.mean(values)) if values else 0.0
+
+
+def choose_strength_ovr(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, pool: np.ndarray,
+                        fit: FitLabeledOvr, seed: int = 0) -> int:
+    shots = int(positive.sum(axis=0).min()) if positive.size else 0
+    if shots < 2 or not len(pool):
+        return 0
+    k = min(3, shots)
+    rng = np.random.default_rng(seed)
+    groups = np.where(positive.any(axis=1), positive.argmax(axis=1), positive.shape[1])
+    fold = np.zeros(len(x), int)
+    for g in np.unique(groups):
+        members = rng.permutation(np.flatnonzero(groups == g))
+        fold[members] = np.arange(len(members)) % k
+    scores = {}
+    for strength in STRENGTHS:
+        held_out = np.zeros(positive.shape, np.float32)
+        for f in range(k):
+            train, test = fold != f, fold == f
+            head, temperature, l2 = fit(x[train], positive[train], negative[train])
+            if strength:
+                head, _ = self_train_ovr(x[train], positive[train], negative[train], head, temperature, pool,
+                                         strength, l2)
+            held_out[test] = head.logits(x[test])
+        scores[strength] = mean_average_precision(held_out, positive, negative)
+    best = max(scores, key=lambda s: (scores[s], -s))
+    return best if scores[best] >= scores[0] + CV_MARGIN else 0

@@ -24,7 +24,14 @@ from loupe.heads import (
     logit_spread,
     ovr_targets,
 )
-from loupe.semi_supervised import PSEUDO_WEIGHT, SelfTraining, choose_strength, self_train
+from loupe.semi_supervised import (
+    PSEUDO_WEIGHT,
+    SelfTraining,
+    choose_strength,
+    choose_strength_ovr,
+    self_train,
+    self_train_ovr,
+)
 from loupe.store.records import BlendParams
 from loupe.training_set import TrainingSet, example_groups
 
@@ -118,6 +125,17 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
         strength = choose_strength(x, labels, unlabeled, fit, seed)
         if strength:
             head, n = self_train(x, labels, head, scaled.temperature, unlabeled, strength, l2)
+            scaled = scaled_to(blend, logit_spread(head, x))
+            used = SelfTraining(strength=strength, pseudo_labels=n, weight=PSEUDO_WEIGHT)
+    elif unlabeled is not None and len(unlabeled) and not mutually_exclusive:
+        def fit_ovr(xs: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[Head, float, float]:
+            lam = l2_for(len(xs))
+            fitted = fit_head(xs, make_targets(pos, neg), False, l2=lam)
+            return fitted, scaled_to(blend, logit_spread(fitted, xs)).temperature, lam
+
+        strength = choose_strength_ovr(x, ts.positive, ts.negative, unlabeled, fit_ovr, seed)
+        if strength:
+            head, n = self_train_ovr(x, ts.positive, ts.negative, head, scaled.temperature, unlabeled, strength, l2)
             scaled = scaled_to(blend, logit_spread(head, x))
             used = SelfTraining(strength=strength, pseudo_labels=n, weight=PSEUDO_WEIGHT)
     return FittedVersion(
