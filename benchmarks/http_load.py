@@ -115,22 +115,27 @@ def main() -> None:
     print(f"written to {write_result('http_load', result)}")
 
 
-def serve_and_load(runtime: str, key: str, ids: list[str], n: int) -> dict:
+def start_server(env: dict[str, str], args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """`loupe serve` over the benchmark cache on a free port, answering /healthz; (process, base URL)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    name, _, mode = runtime.partition(":")  # e.g. "openvino:throughput"
-    env = {**os.environ, "LOUPE_DATA_DIR": str(CACHE_DIR), "LOUPE_RUNTIME": name,
-           "LOUPE_RUNTIME_MODE": mode or "latency"}
-    server = subprocess.Popen([sys.executable, "-m", "loupe.cli", "serve", "--port", str(port)], env=env)
+    server = subprocess.Popen([sys.executable, "-m", "loupe.cli", "serve", "--port", str(port), *args],
+                              env={**os.environ, "LOUPE_DATA_DIR": str(CACHE_DIR), **env}, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    return server, base
+
+
+def serve_and_load(runtime: str, key: str, ids: list[str], n: int) -> dict:
+    name, _, mode = runtime.partition(":")  # e.g. "openvino:throughput"
+    server, base = start_server({"LOUPE_RUNTIME": name, "LOUPE_RUNTIME_MODE": mode or "latency"})
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         jpegs = [base64.b64encode(b).decode() for b in new_jpegs(64)]
         stored = lambda i: ("POST", "/v2/models/m/outputs", {"inputs": [{"id": ids[i % len(ids)]}]})  # noqa: E731
         fresh = lambda i: ("POST", "/v2/models/m/outputs",  # noqa: E731

@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
-from embedded_datasets import CACHE_DIR  # noqa: E402
-from http_load import prepare  # noqa: E402
+from http_load import prepare, start_server  # noqa: E402
 
 LUA = """
 local ids = %s
@@ -62,20 +58,8 @@ def wrk(base: str, script: Path, seconds: int) -> dict:
 
 
 def serve(workers: int, key: str, ids: list[str], seconds: int, scripts: dict[str, Path]) -> dict:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "LOUPE_DATA_DIR": str(CACHE_DIR)}
-    server = subprocess.Popen([sys.executable, "-m", "loupe.cli", "serve", "--port", str(port),
-                               "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_server({}, ("--workers", str(workers)))
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         time.sleep(3)  # every worker up and its caches warm before timing
         out = {}
         for case, script in scripts.items():
