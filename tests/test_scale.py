@@ -252,3 +252,36 @@ def test_two_server_workers_share_one_data_dir(tmp_path):
             assert len(c.get("/v2/inputs", params={"per_page": 100}).json()["inputs"]) == 13
     finally:
         server.stop()
+
+
+def test_ray_import_joins_a_running_cluster_by_address(tmp_path):
+    """`ray start --head` (token authentication on, as README shows), then `loupe import --ray ADDRESS`."""
+    import secrets
+    import socket as socket_module
+
+    from real_server import free_port
+
+    port = free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    head = subprocess.Popen(["ray", "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
+                             "--include-dashboard=false", "--disable-usage-stats"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while True:  # the head's GCS port answers
+            try:
+                socket_module.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert head.poll() is None and time.time() < deadline, "ray start --head did not come up"
+                time.sleep(0.2)
+        photos = photo_folder(tmp_path / "photos", 4)
+        data = tmp_path / "data"
+        address = f"{socket_module.gethostbyname(socket_module.gethostname())}:{port}"
+        run = subprocess.run([sys.executable, "-m", "loupe.cli", "--data-dir", str(data), "import", str(photos),
+                              "--app", "joined", "--ray", address], env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert "12 images found: 12 added" in run.stdout and "12 embedded" in run.stdout
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # this cluster only: `ray stop` would stop the session's too
+        head.wait(timeout=60)
