@@ -60,8 +60,9 @@ def jittered(base: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np
     return x.astype(np.float32)
 
 
-def write_inputs(loupe: Loupe, app_id: str, x: np.ndarray, concepts: list[str]) -> float:
-    """Inputs, their concepts and vectors through the store's write transactions; returns seconds."""
+def write_inputs(loupe: Loupe, app_id: str, x: np.ndarray, concepts: list[str | None]) -> float:
+    """Inputs, their concepts (None: unlabeled) and vectors through the store's write transactions;
+    returns seconds."""
     backbone = loupe.get_app(app_id).backbone
     started = time.perf_counter()
     now = time.time()
@@ -72,10 +73,12 @@ def write_inputs(loupe: Loupe, app_id: str, x: np.ndarray, concepts: list[str]) 
             for offset in range(min(BATCH, len(x) - start)):
                 i = start + offset
                 sha = f"{i:064x}"  # synthetic content: one distinct "image" per input
-                tx.put_input(app_id, Input(id=f"s{i}", seq=app.next_seq + offset, sha256=sha, concepts=[concepts[i]],
+                label = concepts[i]
+                tx.put_input(app_id, Input(id=f"s{i}", seq=app.next_seq + offset, sha256=sha,
+                                           concepts=[label] if label is not None else [],
                                            created_at=now))
                 tx.put_embedding(backbone, sha, x[i])
-            for concept in set(concepts[start:start + BATCH]):
+            for concept in set(concepts[start:start + BATCH]) - {None}:
                 if tx.get_concept(app_id, concept) is None:
                     tx.put_concept(app_id, Concept(id=concept, name=concept, created_at=now))
             tx.put_app(msgspec.structs.replace(app, next_seq=app.next_seq + min(BATCH, len(x) - start),

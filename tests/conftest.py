@@ -89,6 +89,6 @@ def ray_local():
     """One real local Ray cluster (2 CPUs) for the whole session: it takes seconds to start."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -41,7 +41,8 @@ def ray_cluster(address: str) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    ray.init(address=None if address == "auto" else address, include_dashboard=False, log_to_driver=False,
+    # "local": a new instance even when a `ray start` cluster (or a stale record of one) is on this machine.
+    ray.init(address="local" if address == "auto" else address, include_dashboard=False, log_to_driver=False,
              logging_level=logging.WARNING)
     try:
         yield ray
