@@ -104,14 +104,9 @@ class AppIndexes:
     def vectors_by_hash(self, app: App, hashes: list[str], dim: int) -> tuple[np.ndarray, np.ndarray]:
         """Vectors of these contents (found ones only, in order) and which were found."""
         out = np.empty((len(hashes), dim), np.float32)
-        found = np.zeros(len(hashes), bool)
         with self._store.read() as tx:
-            for row, sha in enumerate(hashes):
-                vector = tx.get_embedding(app.backbone, sha)
-                if vector is not None and vector.shape[0] == dim:
-                    out[row] = vector
-                    found[row] = True
-        return out[found], found
+            found = tx.embeddings_into(app.backbone, hashes, out)
+        return (out if found.all() else out[found]), found
 
     def _fetch_for(self, app: App, dim: int) -> Fetch:
         """Originals of candidates, for exact re-ranking; inputs deleted meanwhile are not found."""

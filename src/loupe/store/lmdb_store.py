@@ -148,6 +148,21 @@ class ReadTxn:
         raw = self._get("embeddings", K.join(backbone_id, sha256))
         return None if raw is None else np.frombuffer(raw, dtype=np.float32)
 
+    def embeddings_into(self, backbone_id: str, hashes: list[str], out: np.ndarray) -> np.ndarray:
+        """Many stored vectors at once into `out` [len(hashes), dim] (rows not found are left as they
+        are); returns which were found. One lookup each, no per-call overhead: a train reads 50,000."""
+        db = self.store.db("embeddings")
+        prefix = backbone_id.encode("utf-8") + K.SEP
+        get = self.txn.get
+        found = np.zeros(len(hashes), bool)
+        dim = out.shape[1]
+        for row, sha in enumerate(hashes):
+            raw = get(prefix + sha.encode("ascii"), db=db)
+            if raw is not None and len(raw) == 4 * dim:
+                out[row] = np.frombuffer(raw, dtype=np.float32)
+                found[row] = True
+        return found
+
     def get_feature_norm(self, backbone_id: str, sha256: str) -> float | None:
         """The L2 norm of the image's features before normalising (the ImageNet head needs it)."""
         raw = self._get("feature_norms", K.join(backbone_id, sha256))
