@@ -38,10 +38,10 @@ class SelfTraining(msgspec.Struct, frozen=True):
 
 
 def pseudo_labels(head: Head, temperature: float, pool: np.ndarray, per_concept: np.ndarray,
-                  strength: int) -> tuple[np.ndarray, np.ndarray]:
+                  strength: int, p: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows of `pool` and their concepts: each concept's most confident members, as many as
-    strength x its labeled count."""
-    p = head_probabilities(head.logits(pool), True, temperature)
+    strength x its labeled count. `p`: the head's probabilities on the pool, if already computed."""
+    p = head_probabilities(head.logits(pool), True, temperature) if p is None else p
     best = p.argmax(axis=1)
     rows, concepts = [], []
     for j, n in enumerate(per_concept.tolist()):
@@ -53,11 +53,11 @@ def pseudo_labels(head: Head, temperature: float, pool: np.ndarray, per_concept:
 
 
 def self_train(x: np.ndarray, labels: np.ndarray, head: Head, temperature: float, pool: np.ndarray,
-               strength: int, l2: float) -> tuple[Head, int]:
+               strength: int, l2: float, p: np.ndarray | None = None) -> tuple[Head, int]:
     """The head refitted on the labeled rows plus the pool's pseudo-labels (mutually exclusive)."""
     c = head.weights.shape[0]
     per_concept = np.bincount(labels, minlength=c)
-    rows, concepts = pseudo_labels(head, temperature, pool, per_concept, strength)
+    rows, concepts = pseudo_labels(head, temperature, pool, per_concept, strength, p)
     if not len(rows):
         return head, 0
     all_labels = np.concatenate([labels, concepts])
@@ -90,16 +90,16 @@ def choose_strength(x: np.ndarray, labels: np.ndarray, pool: np.ndarray, fit: Fi
     for j in range(c):
         members = rng.permutation(np.flatnonzero(labels == j))
         fold[members] = np.arange(len(members)) % k
-    scores = {}
-    for strength in STRENGTHS:
-        correct = 0
-        for f in range(k):
-            train, test = fold != f, fold == f
-            head, temperature, l2 = fit(x[train], labels[train])
-            if strength:
-                head, _ = self_train(x[train], labels[train], head, temperature, pool, strength, l2)
-            correct += int((head.logits(x[test]).argmax(axis=1) == labels[test]).sum())
-        scores[strength] = correct / len(labels)
+    correct = dict.fromkeys(STRENGTHS, 0)
+    for f in range(k):  # each fold's supervised head and its pool probabilities serve every strength
+        train, test = fold != f, fold == f
+        supervised, temperature, l2 = fit(x[train], labels[train])
+        p = head_probabilities(supervised.logits(pool), True, temperature)
+        for strength in STRENGTHS:
+            head = (self_train(x[train], labels[train], supervised, temperature, pool, strength, l2, p)[0]
+                    if strength else supervised)
+            correct[strength] += int((head.logits(x[test]).argmax(axis=1) == labels[test]).sum())
+    scores = {strength: n / len(labels) for strength, n in correct.items()}
     best = max(scores, key=lambda s: (scores[s], -s))
     return best if scores[best] >= scores[0] + CV_MARGIN else 0
 
@@ -171,16 +171,14 @@ def choose_strength_ovr(x: np.ndarray, positive: np.ndarray, negative: np.ndarra
     for g in np.unique(groups):
         members = rng.permutation(np.flatnonzero(groups == g))
         fold[members] = np.arange(len(members)) % k
-    scores = {}
-    for strength in STRENGTHS:
-        held_out = np.zeros(positive.shape, np.float32)
-        for f in range(k):
-            train, test = fold != f, fold == f
-            head, temperature, l2 = fit(x[train], positive[train], negative[train])
-            if strength:
-                head, _ = self_train_ovr(x[train], positive[train], negative[train], head, temperature, pool,
-                                         strength, l2)
-            held_out[test] = head.logits(x[test])
-        scores[strength] = mean_average_precision(held_out, positive, negative)
+    held_out = {strength: np.zeros(positive.shape, np.float32) for strength in STRENGTHS}
+    for f in range(k):  # each fold's supervised head serves every strength
+        train, test = fold != f, fold == f
+        supervised, temperature, l2 = fit(x[train], positive[train], negative[train])
+        for strength in STRENGTHS:
+            head = (self_train_ovr(x[train], positive[train], negative[train], supervised, temperature, pool,
+                                   strength, l2)[0] if strength else supervised)
+            held_out[strength][test] = head.logits(x[test])
+    scores = {strength: mean_average_precision(h, positive, negative) for strength, h in held_out.items()}
     best = max(scores, key=lambda s: (scores[s], -s))
     return best if scores[best] >= scores[0] + CV_MARGIN else 0
