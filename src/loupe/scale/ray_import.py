@@ -37,7 +37,7 @@ def ray_cluster(address: str) -> Iterator[Any]:
     try:
         import ray
     except ImportError:
-        raise InvalidArgument("--ray needs the ray package: pip install 'loupe[ray]'") from None
+        raise InvalidArgument("--ray needs Ray: pip install -e '.[ray]' in the Loupe checkout") from None
     if ray.is_initialized():
         yield ray
         return
