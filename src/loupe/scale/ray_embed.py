@@ -4,7 +4,6 @@ content hashes, vectors and thumbnails. It never touches the store; the driver i
 from __future__ import annotations
 
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,7 @@ import numpy as np
 from loupe.backbones.registry import load_backbone
 from loupe.config import Config, ImageLimits
 from loupe.errors import ImageError
-from loupe.image_pipeline import ImagePipeline, Prepared
-
-CHUNK = 8  # images prepared ahead while the previous ones are embedded
+from loupe.image_pipeline import ImagePipeline
 
 
 class EmbedSettings:
@@ -46,29 +43,6 @@ class EmbedActor:
                         torch_threads=settings.threads, images=settings.limits)
         self._backbone = load_backbone(settings.backbone_id, config)
         self._pipeline = ImagePipeline(None, settings.limits, workers=2)
-        self._ahead = ThreadPoolExecutor(1, thread_name_prefix="loupe-ray-read")
-
-    def _prepare(self, paths: list[str], rows: list[int], errors: np.ndarray) -> tuple[list[int], Prepared]:
-        """Read, decode and preprocess these rows; a bad file gets its error and is left out."""
-        images: dict[int, bytes] = {}
-        for i in rows:
-            try:
-                images[i] = Path(paths[i]).read_bytes()
-            except OSError as exc:
-                errors[i] = f"unreadable on the Ray worker: {exc.strerror or exc}"
-        good = list(images)
-        try:
-            return good, self._pipeline.prepare(self._backbone, [images[i] for i in good], thumbnails=True)
-        except ImageError:
-            pass  # some image is bad: go one by one to name it and keep the rest
-        kept = []
-        for i in good:
-            try:
-                self._pipeline.prepare(self._backbone, [images[i]])
-                kept.append(i)
-            except ImageError as exc:
-                errors[i] = exc.message
-        return kept, self._pipeline.prepare(self._backbone, [images[i] for i in kept], thumbnails=True)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         paths = [str(p) for p in batch["path"]]
@@ -79,27 +53,37 @@ class EmbedActor:
         sizes = np.zeros((n, 2), np.int64)
         thumbs = np.full(n, b"", dtype=object)
         errors = np.full(n, "", dtype=object)
-        # Two stages, as in the plain import: the next chunk is read, decoded and preprocessed while the
-        # network embeds this one (one batch at a time through the actor would leave the cores idle).
-        chunks = [list(range(start, min(start + CHUNK, n))) for start in range(0, n, CHUNK)]
-        upcoming = self._ahead.submit(self._prepare, paths, chunks[0], errors) if chunks else None
-        for k in range(len(chunks)):
-            assert upcoming is not None
-            good, prepared = upcoming.result()
-            if k + 1 < len(chunks):
-                upcoming = self._ahead.submit(self._prepare, paths, chunks[k + 1], errors)
-            if not good:
+        images: dict[int, bytes] = {}
+        for i, path in enumerate(paths):
+            try:
+                images[i] = Path(path).read_bytes()
+            except OSError as exc:
+                errors[i] = f"unreadable on the Ray worker: {exc.strerror or exc}"
+        good = list(images)
+        try:
+            prepared = self._pipeline.prepare(self._backbone, [images[i] for i in good], thumbnails=True)
+        except ImageError:
+            prepared = None  # some image is bad: go one by one to name it and keep the rest
+        if prepared is None:
+            kept = []
+            for i in good:
+                try:
+                    self._pipeline.prepare(self._backbone, [images[i]])
+                    kept.append(i)
+                except ImageError as exc:
+                    errors[i] = exc.message
+            good = kept
+            prepared = self._pipeline.prepare(self._backbone, [images[i] for i in good], thumbnails=True)
+        embedded = ImagePipeline.embed(self._backbone, prepared)
+        for row, i in enumerate(good):
+            decoded = prepared.decoded[row]
+            if decoded.sha256 != expected[i]:
+                errors[i] = "the file changed while it was being imported"
                 continue
-            embedded = ImagePipeline.embed(self._backbone, prepared)
-            for row, i in enumerate(good):
-                decoded = prepared.decoded[row]
-                if decoded.sha256 != expected[i]:
-                    errors[i] = "the file changed while it was being imported"
-                    continue
-                vectors[i] = embedded.vectors[row]
-                norms[i] = embedded.norms[row]
-                sizes[i] = (decoded.width, decoded.height)
-                thumbs[i] = prepared.thumbnails.get(decoded.sha256, b"")
+            vectors[i] = embedded.vectors[row]
+            norms[i] = embedded.norms[row]
+            sizes[i] = (decoded.width, decoded.height)
+            thumbs[i] = prepared.thumbnails.get(decoded.sha256, b"")
         return {"row": np.asarray(batch["row"], np.int64), "vector": vectors, "norm": norms, "size": sizes,
                 "thumbnail": thumbs, "error": errors,
                 "embedder": np.full(n, self._backbone.embedder, dtype=object)}
