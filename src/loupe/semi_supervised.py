@@ -19,7 +19,9 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 
+from loupe.blend import stratified_folds
 from loupe.heads import Head, Targets, exclusive_targets, fit_head, head_probabilities, ovr_targets
+from loupe.metrics import average_precision
 
 STRENGTHS = (0, 2, 4, 8)  # pseudo-labels per concept, as a multiple of its labeled count
 PSEUDO_WEIGHT = 0.5
@@ -84,12 +86,8 @@ def choose_strength(x: np.ndarray, labels: np.ndarray, pool: np.ndarray, fit: Fi
                                                          np.zeros((len(rows), c), bool)), True, l2=l2)
         agreement = float((reverse.logits(x).argmax(axis=1) == labels).mean())
         return strength if agreement >= REVERSE_AGREEMENT else 0
-    rng = np.random.default_rng(seed)
     k = min(3, shots)
-    fold = np.zeros(len(labels), int)
-    for j in range(c):
-        members = rng.permutation(np.flatnonzero(labels == j))
-        fold[members] = np.arange(len(members)) % k
+    fold = stratified_folds(np.eye(c, dtype=bool)[labels], k, seed)
     correct = dict.fromkeys(STRENGTHS, 0)
     for f in range(k):  # each fold's supervised head and its pool probabilities serve every strength
         train, test = fold != f, fold == f
@@ -149,14 +147,12 @@ def self_train_ovr(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, he
 
 def mean_average_precision(scores: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> float:
     """Mean over concepts (those with a known positive and negative) of average precision."""
-    from sklearn.metrics import average_precision_score
-
     values = []
     for j in range(positive.shape[1]):
         known = positive[:, j] | negative[:, j]
         if positive[known, j].any() and (~positive[known, j]).any():
-            values.append(average_precision_score(positive[known, j], scores[known, j]))
-    return float(np.mean(values)) if values else 0.0
+            values.append(average_precision(positive[known, j], scores[known, j]))
+    return float(np.mean([v for v in values if v is not None])) if values else 0.0
 
 
 def choose_strength_ovr(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, pool: np.ndarray,
@@ -165,12 +161,7 @@ def choose_strength_ovr(x: np.ndarray, positive: np.ndarray, negative: np.ndarra
     if shots < 2 or not len(pool):
         return 0
     k = min(3, shots)
-    rng = np.random.default_rng(seed)
-    groups = np.where(positive.any(axis=1), positive.argmax(axis=1), positive.shape[1])
-    fold = np.zeros(len(x), int)
-    for g in np.unique(groups):
-        members = rng.permutation(np.flatnonzero(groups == g))
-        fold[members] = np.arange(len(members)) % k
+    fold = stratified_folds(positive, k, seed)
     held_out = {strength: np.zeros(positive.shape, np.float32) for strength in STRENGTHS}
     for f in range(k):  # each fold's supervised head serves every strength
         train, test = fold != f, fold == f
