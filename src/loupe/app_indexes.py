@@ -108,20 +108,18 @@ class AppIndexes:
             found = tx.embeddings_into(app.backbone, hashes, out)
         return (out if found.all() else out[found]), found
 
+    def _vectors_at(self, app: App, seqs: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of the app's inputs with these sequence numbers [len(seqs), dim], and which were found
+        (an input deleted meanwhile, or without a vector, is not; its row is zeros)."""
+        out = np.zeros((len(seqs), dim), np.float32)
+        with self._store.read() as tx:
+            hashes = [tx.input_sha_at(app.id, seq) for seq in seqs.tolist()]
+            found = tx.embeddings_into(app.backbone, hashes, out)
+        return out, found
+
     def _fetch_for(self, app: App, dim: int) -> Fetch:
-        """Originals of candidates, for exact re-ranking; inputs deleted meanwhile are not found."""
-        def fetch(seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            out = np.zeros((len(seqs), dim), np.float32)
-            found = np.zeros(len(seqs), bool)
-            with self._store.read() as tx:
-                for row, seq in enumerate(seqs.tolist()):
-                    sha = tx.input_sha_at(app.id, seq)
-                    vector = tx.get_embedding(app.backbone, sha) if sha is not None else None
-                    if vector is not None and vector.shape[0] == dim:
-                        out[row] = vector
-                        found[row] = True
-            return out, found
-        return fetch
+        """Originals of candidates, for exact re-ranking."""
+        return lambda seqs: self._vectors_at(app, seqs, dim)
 
     def _reranked(self, app: App, index: VectorIndex) -> VectorIndex:
         """Compressed indexes answer with exact scores: their candidates are re-ranked from LMDB."""
@@ -131,15 +129,10 @@ class AppIndexes:
 
     def vectors_of(self, app: App, seqs: np.ndarray, dim: int) -> np.ndarray:
         """Stored vectors of the app's inputs with these sequence numbers, in that order."""
-        out = np.empty((len(seqs), dim), np.float32)
-        with self._store.read() as tx:
-            for row, seq in enumerate(seqs.tolist()):
-                input_id = tx.input_id_at(app.id, seq)
-                record = tx.get_input(app.id, input_id) if input_id is not None else None
-                vector = tx.get_embedding(app.backbone, record.sha256) if record is not None else None
-                if vector is None or vector.shape[0] != dim:
-                    raise NotFound("input", str(seq), f"input #{seq} of app {app.id!r} has no stored embedding")
-                out[row] = vector
+        out, found = self._vectors_at(app, seqs, dim)
+        if not found.all():
+            seq = int(seqs[np.argmin(found)])
+            raise NotFound("input", str(seq), f"input #{seq} of app {app.id!r} has no stored embedding")
         return out
 
     def rebuild(self, app: App, dim: int) -> VectorIndex:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -148,15 +148,18 @@ class ReadTxn:
         raw = self._get("embeddings", K.join(backbone_id, sha256))
         return None if raw is None else np.frombuffer(raw, dtype=np.float32)
 
-    def embeddings_into(self, backbone_id: str, hashes: list[str], out: np.ndarray) -> np.ndarray:
-        """Many stored vectors at once into `out` [len(hashes), dim] (rows not found are left as they
-        are); returns which were found. One lookup each, no per-call overhead: a train reads 50,000."""
+    def embeddings_into(self, backbone_id: str, hashes: Sequence[str | None], out: np.ndarray) -> np.ndarray:
+        """Many stored vectors at once into `out` [len(hashes), dim] (rows not found, or whose hash is
+        None, are left as they are); returns which were found. One lookup each, no per-call overhead:
+        a train reads 50,000."""
         db = self.store.db("embeddings")
         prefix = backbone_id.encode("utf-8") + K.SEP
         get = self.txn.get
         found = np.zeros(len(hashes), bool)
         dim = out.shape[1]
         for row, sha in enumerate(hashes):
+            if sha is None:
+                continue
             raw = get(prefix + sha.encode("ascii"), db=db)
             if raw is not None and len(raw) == 4 * dim:
                 out[row] = np.frombuffer(raw, dtype=np.float32)
