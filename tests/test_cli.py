@@ -141,6 +141,14 @@ def test_user_mistakes_are_messages_not_tracebacks(tmp_path, capsys):
         assert main([*data, *argv]) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("loupe: ") and "Traceback" not in err, (argv, err)
+    # Counts and sizes of 0 or less: a usage error naming the flag (argparse exits with 2).
+    for argv in (["import", str(tmp_path), "--app", "x", "--batch-size", "0"], ["serve", "--workers", "-2"],
+                 ["import", str(tmp_path), "--app", "x", "--ray", "auto", "--ray-workers", "0"],
+                 ["search", "--app", "a", "-k", "zero", str(tmp_path / "x.jpg")]):
+        with pytest.raises(SystemExit) as exited:
+            main([*data, *argv])
+        err = capsys.readouterr().err
+        assert exited.value.code == 2 and "error: argument" in err and "Traceback" not in err, (argv, err)
 
 
 def test_every_command_and_flag_has_help():

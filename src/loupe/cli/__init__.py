@@ -13,7 +13,7 @@ from loupe.allocator import keep_large_buffers_returnable
 from loupe.application import Loupe
 from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE
 from loupe.cli.models import register as register_models
-from loupe.cli.output import as_json, table, when
+from loupe.cli.output import as_json, positive_int, table, when
 from loupe.config import config_from_env
 from loupe.errors import LoupeError, NotFound
 
@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                "then `loupe models create`, `loupe models train` and `loupe predict`.")
     parser.add_argument("--data-dir",
                         help="where the store and indexes live (env LOUPE_DATA_DIR; default ./loupe-data)")
-    parser.add_argument("--threads", type=int, help="threads for the network (default: all cores)")
+    parser.add_argument("--threads", type=positive_int, help="threads for the network (default: all cores)")
     parser.add_argument("--runtime", choices=["openvino", "torch"],
                         help="what runs the backbone (env LOUPE_RUNTIME; default openvino, compiled once into "
                              "DATA_DIR/compiled; torch is the reference and the fallback)")
@@ -216,11 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="the folder to import")
     p.add_argument("--app", required=True, help="the app to import into (created if it does not exist)")
     p.add_argument("--backbone", choices=BACKBONE_IDS, help=f"for a new app (default {DEFAULT_BACKBONE})")
-    p.add_argument("--batch-size", type=int, default=32, help="photos per batch (default 32)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="photos per batch (default 32)")
     p.add_argument("--ray", metavar="auto|ADDRESS",
                    help="embed on a Ray cluster: auto starts a local one, an address (host:6379) joins a running "
                         "cluster whose nodes see FOLDER at the same path; this process stays the only writer")
-    p.add_argument("--ray-workers", type=int, metavar="N",
+    p.add_argument("--ray-workers", type=positive_int, metavar="N",
                    help="embedding actors on the cluster (default: one per 2 of its CPUs)")
     p.set_defaults(func=cmd_import)
 
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Visual search: the app's inputs most similar to an image, best first.")
     p.add_argument("image", help="an image file")
     p.add_argument("--app", required=True, help="the app to search")
-    p.add_argument("-k", type=int, default=10, help="how many results (default 10)")
+    p.add_argument("-k", type=positive_int, default=10, help="how many results (default 10)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_search)
 
@@ -274,12 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true",
                    help="create (once) a demo app from the packaged Clothing-10 photos, with a trained model, and "
                         "print its key")
-    p.add_argument("--max-body-mb", type=int, default=64, help="largest request body in MB (default 64)")
+    p.add_argument("--max-body-mb", type=positive_int, default=64, help="largest request body in MB (default 64)")
     p.add_argument("--header-timeout", type=float, default=10.0,
                    help="seconds a connection has to send a request's headers before it is closed")
     p.add_argument("--public-url", help="base URL clients reach this server at, for image URLs in answers "
                                         "(env LOUPE_PUBLIC_URL; default http://HOST:PORT)")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("LOUPE_WORKERS", "1")),
+    p.add_argument("--workers", type=positive_int, default=int(os.environ.get("LOUPE_WORKERS", "1")),
                    help="server processes over the one data dir, so predictions and searches use every core "
                         "(env LOUPE_WORKERS; default 1)")
     p.set_defaults(func=cmd_serve)

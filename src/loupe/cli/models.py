@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from loupe.application import Loupe
-from loupe.cli.output import as_json, table, when
+from loupe.cli.output import as_json, positive_int, table, when
 from loupe.errors import LoupeError
 from loupe.folder_import import IMAGE_SUFFIXES
 from loupe.store.records import ModelVersion
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction, open_loupe: Opener) -> None:
     p.add_argument("images", nargs="+", metavar="FILE|DIR|URL", help="image files, folders of images, or URLs")
     p.add_argument("--app", required=True, help="the app the model belongs to")
     p.add_argument("--model", required=True, help="the model's id")
-    p.add_argument("--top", type=int, default=3, help="concepts to show per image (default 3)")
+    p.add_argument("--top", type=positive_int, default=3, help="concepts to show per image (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=lambda args: _run(open_loupe, _predict, args))
 

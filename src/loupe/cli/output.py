@@ -1,7 +1,8 @@
-"""How the CLI prints: aligned tables for people, JSON (--json) for scripts."""
+"""How the CLI reads and prints: argument types, aligned tables for people, JSON (--json) for scripts."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -26,3 +27,14 @@ def when(seconds: float) -> str:
     import time
 
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds)) if seconds else "-"
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts and sizes: 0 or less is refused with a usage message, not a traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
