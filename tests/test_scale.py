@@ -51,6 +51,8 @@ def stored(loupe: Loupe, app_id: str) -> dict[str, tuple[list[str], np.ndarray, 
 def test_ray_import_stores_what_a_plain_import_stores(tmp_path, ray_local, shared_backbones):
     photos = photo_folder(tmp_path / "photos", 8)
     (photos / "hat" / "notes.jpg").write_bytes(b"this is not a photo")
+    first_shoe = sorted((photos / "shoes").iterdir())[0]
+    (photos / "dress" / "copy-of-a-shoe.jpg").write_bytes(first_shoe.read_bytes())  # same content, other name
     with Loupe(Config(data_dir=tmp_path / "plain"), backbones=shared_backbones) as plain:
         plain.create_app("a")
         plain_report = import_folder(plain, photos, "a")
@@ -61,7 +63,8 @@ def test_ray_import_stores_what_a_plain_import_stores(tmp_path, ray_local, share
         got = stored(loupe, "a")
         with loupe.store.read() as tx:
             thumbs = [tx.get_thumbnail(sha) for _, _, sha in got.values()]
-        assert report.added == plain_report.added == 24 and report.embedded == 24
+        # 25 inputs, 24 contents: the copy is stored after its original and embedded once
+        assert report.added == plain_report.added == 25 and report.embedded == 24
         assert [f for f, _ in report.failed] == ["hat/notes.jpg"] and "not an image" in report.failed[0][1]
         assert got.keys() == expected.keys()
         for input_id, (concepts, vector, sha) in got.items():
@@ -69,13 +72,13 @@ def test_ray_import_stores_what_a_plain_import_stores(tmp_path, ray_local, share
             assert float(vector @ expected[input_id][1]) >= 0.999, input_id
         assert all(t is not None and t[:2] == b"\xff\xd8" for t in thumbs)  # JPEG thumbnails made on the actors
         # The index and search work on what the Ray import stored.
-        query = (photos / "shoes" / sorted(os.listdir(photos / "shoes"))[0]).read_bytes()
+        query = first_shoe.read_bytes()
         assert loupe.search_by_image("a", query, per_page=1)[0].score > 0.999
 
         # Same photos into another app of this data dir: all content is stored, nothing is shipped.
         loupe.create_app("b")
         again = ray_import_folder(loupe, photos, "b", workers=1)
-        assert again.added == 24 and again.embedded == 0
+        assert again.added == 25 and again.embedded == 0
 
 
 def test_ray_import_killed_midway_resumes_with_only_the_missing_photos(tmp_path, ray_local, shared_backbones):

@@ -28,6 +28,7 @@ from loupe.folder_import import FolderImage, ImportReport, add_read, read_batch,
 from loupe.image_pipeline import Embedded
 from loupe.imaging import DecodedImage, content_hash
 from loupe.scale.ray_embed import EmbedActor, EmbedSettings
+from loupe.store.records import App
 
 
 @contextlib.contextmanager
@@ -63,12 +64,9 @@ def ray_import_folder(loupe: Loupe, root: Path, app_id: str, *, address: str = "
     report = ImportReport(found=len(files))
     app = loupe.get_app(app_id)
     tick = progress or (lambda n: None)
-    ship, reuse = _triage(loupe, app_id, root, files, report, tick)
+    ship, reuse, copies = _triage(loupe, app, files, report, tick)
     # Content already embedded (another app, an earlier import under other names): no network needed.
-    for start in range(0, len(reuse), batch_size):
-        chunk = reuse[start:start + batch_size]
-        add_read(loupe, app_id, read_batch(loupe, app_id, root, chunk), report)
-        tick(len(chunk))
+    _add_stored(loupe, app_id, root, reuse, batch_size, report, tick)
     if ship:
         with ray_cluster(address) as ray:
             from ray.data import ActorPoolStrategy, DataContext
@@ -87,27 +85,37 @@ def ray_import_folder(loupe: Loupe, root: Path, app_id: str, *, address: str = "
             for out in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                 _store(loupe, app_id, root, ship, out, report)
                 tick(len(out["row"]))
+    # Copies of shipped files, now that the original's vector is stored.
+    _add_stored(loupe, app_id, root, copies, batch_size, report, tick)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _triage(loupe: Loupe, app_id: str, root: Path, files: list[FolderImage], report: ImportReport,
-            tick: Callable[[int], None]) -> tuple[list[tuple[FolderImage, str]], list[FolderImage]]:
-    """Split the folder into what is stored already (skipped), what has a stored vector for its content
-    (`reuse`) and what must be embedded (`ship`, with its content hash)."""
-    app = loupe.get_app(app_id)
+def _add_stored(loupe: Loupe, app_id: str, root: Path, items: list[FolderImage], batch_size: int,
+                report: ImportReport, tick: Callable[[int], None]) -> None:
+    """Files whose content has a stored vector, through the plain import's own steps (nothing embedded)."""
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        add_read(loupe, app_id, read_batch(loupe, app_id, root, chunk), report)
+        tick(len(chunk))
 
+
+def _triage(loupe: Loupe, app: App, files: list[FolderImage], report: ImportReport, tick: Callable[[int], None],
+            ) -> tuple[list[tuple[FolderImage, str]], list[FolderImage], list[FolderImage]]:
+    """Split the folder into what is stored already (skipped), what has a stored vector for its content
+    (`reuse`), what must be embedded (`ship`, with its content hash) and copies of shipped files."""
     def look(item: FolderImage) -> tuple[str, str]:
         sha = content_hash(item.path.read_bytes())
         with loupe.store.read() as tx:
-            record = tx.get_input(app_id, item.input_id)
+            record = tx.get_input(app.id, item.input_id)
             if record is not None:
                 return ("same" if record.sha256 == sha else "changed"), sha
             return ("reuse" if tx.get_embedding(app.backbone, sha) is not None else "ship"), sha
 
     ship: list[tuple[FolderImage, str]] = []
     reuse: list[FolderImage] = []
-    first: dict[str, int] = {}
+    copies: list[FolderImage] = []
+    shipped: set[str] = set()
     with ThreadPoolExecutor(min(8, (os.cpu_count() or 1) * 2), thread_name_prefix="loupe-hash") as pool:
         for item, (status, sha) in zip(files, pool.map(look, files)):
             if status == "same":
@@ -116,12 +124,14 @@ def _triage(loupe: Loupe, app_id: str, root: Path, files: list[FolderImage], rep
             elif status == "changed":
                 report.failed.append((str(item.path), "already imported with different content"))
                 tick(1)
-            elif status == "reuse" or sha in first:  # a copy of a file shipped already is stored with it
+            elif status == "reuse":
                 reuse.append(item)
+            elif sha in shipped:
+                copies.append(item)
             else:
-                first[sha] = len(ship)
+                shipped.add(sha)
                 ship.append((item, sha))
-    return ship, reuse
+    return ship, reuse, copies
 
 
 def _store(loupe: Loupe, app_id: str, root: Path, ship: list[tuple[FolderImage, str]], out: dict[str, np.ndarray],
