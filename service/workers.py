@@ -45,8 +45,7 @@ def _settings() -> WorkerSettings:
 class WorkerHeaderDeadline(HeaderDeadline):
     """Importable by name in the workers (uvicorn pickles the protocol class for them)."""
 
-    header_timeout = float(msgspec.json.decode(os.environ.get(SETTINGS_ENV, '{"header_timeout": 10}'))
-                           .get("header_timeout", 10.0))
+    header_timeout = _settings().header_timeout if SETTINGS_ENV in os.environ else HeaderDeadline.header_timeout
 
 
 def worker_app() -> Litestar:
