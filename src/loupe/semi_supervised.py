@@ -104,9 +104,13 @@ def choose_strength(x: np.ndarray, labels: np.ndarray, pool: np.ndarray, fit: Fi
             head = (self_train(x[train], labels[train], supervised, temperature, pool, strength, l2, p)[0]
                     if strength else supervised)
             correct[strength] += int((head.logits(x[test]).argmax(axis=1) == labels[test]).sum())
-    scores = {strength: n / len(labels) for strength, n in correct.items()}
+    return strength_from_scores({strength: n / len(labels) for strength, n in correct.items()}, shots)
+
+
+def strength_from_scores(scores: dict[int, float], shots: int) -> int:
+    """The strength to use, from held-out accuracy per strength (0: none) at `shots` labels per concept."""
     if shots == 2:
-        best = max(STRENGTHS[1:], key=lambda s: (scores[s], -s))
+        best = max((s for s in scores if s), key=lambda s: (scores[s], -s))
         return best if scores[best] >= scores[0] - TWO_SHOT_TOLERANCE else 0
     best = max(scores, key=lambda s: (scores[s], -s))
     return best if scores[best] >= scores[0] + CV_MARGIN else 0
