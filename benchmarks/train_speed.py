@@ -62,6 +62,9 @@ def with_unlabeled_inputs() -> list[dict]:
             with Loupe(Config(data_dir=data_dir, auto_retrain=False)) as loupe:
                 loupe.create_app("u")
                 write_inputs(loupe, "u", x, names)
+                # The writes above went straight to the store, which the application treats as another
+                # process's: it catches up (index, label mirror) on its next use of the app, not in the timed train.
+                loupe.get_app("u")
                 loupe.labels.get("u")
                 loupe.models.create("u", "m", concept_ids=concepts, mutually_exclusive=True, closed_environment=True)
                 start = time.perf_counter()
