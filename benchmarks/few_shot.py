@@ -100,6 +100,13 @@ def loupe_predictor(xtr, ytr, xte, c, unlabeled=None, mutually_exclusive=True):
     ts = TrainingSet(np.arange(len(ytr), dtype=np.int64), [str(i) for i in range(len(ytr))], positive,
                      ~positive, np.zeros_like(positive))
     fitted = fit_version(xtr, ts, [str(j) for j in range(c)], mutually_exclusive, unlabeled=unlabeled)
+    return blended(fitted, xtr, ytr, xte, c, mutually_exclusive)
+
+
+def blended(fitted, xtr, ytr, xte, c, mutually_exclusive=True):
+    """A trained version's answers for `xte` as production gives them: head blended with the
+    nearest labeled examples' votes."""
+    positive = np.eye(c, dtype=bool)[ytr]
     p = fitted.blend
     head = head_probabilities(fitted.head.logits(xte), mutually_exclusive, p.temperature)
     s = xte @ xtr.T
