@@ -27,6 +27,7 @@ import numpy as np
 from loupe.blend import stratified_folds
 from loupe.heads import Head, Targets, exclusive_targets, fit_head, head_probabilities, ovr_targets
 from loupe.metrics import average_precision
+from loupe.training_set import TrainingSet
 
 STRENGTHS = (0, 2, 4, 8)  # pseudo-labels per concept, as a multiple of its labeled count
 PSEUDO_WEIGHT = 0.5
@@ -38,12 +39,40 @@ MAX_UNLABELED = 50_000
 
 # fit(x, labels) -> (head, temperature, l2): the supervised head, fitted as a train fits it.
 FitLabeled = Callable[[np.ndarray, np.ndarray], tuple[Head, float, float]]
+# fit(x, positive, negative) -> (head, temperature, l2): the same from label matrices (any model kind).
+FitLabelMatrices = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[Head, float, float]]
 
 
 class SelfTraining(msgspec.Struct, frozen=True):
     strength: int  # 0: the unlabeled inputs were not used
     pseudo_labels: int
     weight: float
+
+
+NOT_USED = SelfTraining(strength=0, pseudo_labels=0, weight=0.0)
+
+
+def self_train_if_validated(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, head: Head,
+                            temperature: float, pool: np.ndarray, l2: float, fit: FitLabelMatrices,
+                            seed: int = 0) -> tuple[Head, SelfTraining]:
+    """The head refitted with pseudo-labels from `pool` if validation on the labeled inputs says they
+    help, else `head` as it is; and what was used. Mutually exclusive models self-train only when
+    every example has one concept (the pseudo-labels are single concepts too)."""
+    if mutually_exclusive:
+        if not (ts.positive.sum(axis=1) == 1).all():
+            return head, NOT_USED
+        labels = ts.positive.argmax(axis=1)
+        one_hot = np.eye(ts.positive.shape[1], dtype=bool)
+        strength = choose_strength(x, labels, pool, lambda xs, ys: fit(xs, one_hot[ys], ~one_hot[ys]), seed)
+        if not strength:
+            return head, NOT_USED
+        head, n = self_train(x, labels, head, temperature, pool, strength, l2)
+    else:
+        strength = choose_strength_ovr(x, ts.positive, ts.negative, pool, fit, seed)
+        if not strength:
+            return head, NOT_USED
+        head, n = self_train_ovr(x, ts.positive, ts.negative, head, temperature, pool, strength, l2)
+    return head, SelfTraining(strength=strength, pseudo_labels=n, weight=PSEUDO_WEIGHT)
 
 
 def pseudo_labels(head: Head, temperature: float, pool: np.ndarray, per_concept: np.ndarray,
@@ -110,12 +139,14 @@ def choose_strength(x: np.ndarray, labels: np.ndarray, pool: np.ndarray, fit: Fi
 def strength_from_scores(scores: dict[int, float], shots: int) -> int:
     """The strength to use, from held-out accuracy per strength (0: none) at `shots` labels per concept."""
     if shots == 2:
-        best = max((s for s in scores if s), key=lambda s: (scores[s], -s))
-        return best if scores[best] >= scores[0] - TWO_SHOT_TOLERANCE else 0
-    best = max(scores, key=lambda s: (scores[s], -s))
-    return best if scores[best] >= scores[0] + CV_MARGIN else 0
+        return _best_unless_below(scores, -TWO_SHOT_TOLERANCE)
+    return _best_unless_below(scores, CV_MARGIN)
 
 
+def _best_unless_below(scores: dict[int, float], margin: float) -> int:
+    """The best-scoring strength above 0 (ties: the weaker) if it scores at least none's + `margin`, else 0."""
+    best = max((s for s in scores if s), key=lambda s: (scores[s], -s))
+    return best if scores[best] >= scores[0] + margin else 0
 
 # ---------------------------------------------------------------- multi-label (one-vs-rest) models
 # Each concept is its own yes/no question, so each takes pseudo-labels on its own: its `strength` x
@@ -124,9 +155,6 @@ def strength_from_scores(scores: dict[int, float], shots: int) -> int:
 # (weight 0). The strength is chosen by stratified cross-validation on the labeled inputs, scored by
 # mean average precision over the concepts, with a 2-point margin; with fewer than 2 positives
 # for some concept there is nothing to validate on, and none is used.
-
-# fit(x, positive, negative) -> (head, temperature, l2), as a one-vs-rest train fits it.
-FitLabeledOvr = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[Head, float, float]]
 
 
 def pseudo_labels_ovr(head: Head, temperature: float, pool: np.ndarray, positives: np.ndarray,
@@ -164,13 +192,13 @@ def mean_average_precision(scores: np.ndarray, positive: np.ndarray, negative: n
     values = []
     for j in range(positive.shape[1]):
         known = positive[:, j] | negative[:, j]
-        if positive[known, j].any() and (~positive[known, j]).any():
-            values.append(average_precision(positive[known, j], scores[known, j]))
-    return float(np.mean([v for v in values if v is not None])) if values else 0.0
+        if (~positive[known, j]).any() and (ap := average_precision(positive[known, j], scores[known, j])) is not None:
+            values.append(ap)
+    return float(np.mean(values)) if values else 0.0
 
 
 def choose_strength_ovr(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, pool: np.ndarray,
-                        fit: FitLabeledOvr, seed: int = 0) -> int:
+                        fit: FitLabelMatrices, seed: int = 0) -> int:
     shots = int(positive.sum(axis=0).min()) if positive.size else 0
     if shots < 2 or not len(pool):
         return 0
@@ -185,5 +213,4 @@ def choose_strength_ovr(x: np.ndarray, positive: np.ndarray, negative: np.ndarra
                                    strength, l2)[0] if strength else supervised)
             held_out[strength][test] = head.logits(x[test])
     scores = {strength: mean_average_precision(h, positive, negative) for strength, h in held_out.items()}
-    best = max(scores, key=lambda s: (scores[s], -s))
-    return best if scores[best] >= scores[0] + OVR_CV_MARGIN else 0
+    return _best_unless_below(scores, OVR_CV_MARGIN)

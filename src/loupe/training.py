@@ -24,14 +24,7 @@ from loupe.heads import (
     logit_spread,
     ovr_targets,
 )
-from loupe.semi_supervised import (
-    PSEUDO_WEIGHT,
-    SelfTraining,
-    choose_strength,
-    choose_strength_ovr,
-    self_train,
-    self_train_ovr,
-)
+from loupe.semi_supervised import NOT_USED, SelfTraining, self_train_if_validated
 from loupe.store.records import BlendParams
 from loupe.training_set import TrainingSet, example_groups
 
@@ -59,7 +52,7 @@ class FittedVersion(msgspec.Struct):
     positives: dict[str, int]
     negatives: dict[str, int]
     seconds: float
-    self_training: SelfTraining = SelfTraining(strength=0, pseudo_labels=0, weight=0.0)
+    self_training: SelfTraining = NOT_USED
     unlabeled_seen: int = 0
 
 
@@ -111,33 +104,18 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
     l2 = l2_for(len(ts.seqs))
     head = fit_coarse_to_fine(x, ts, mutually_exclusive, make_targets, l2, warm, seed)
     scaled = scaled_to(blend, logit_spread(head, x))
-    used = SelfTraining(strength=0, pseudo_labels=0, weight=0.0)
-    single = ts.positive.sum(axis=1) == 1
-    if unlabeled is not None and len(unlabeled) and mutually_exclusive and single.all():
-        labels = ts.positive.argmax(axis=1)
-
-        def fit(xs: np.ndarray, ys: np.ndarray) -> tuple[Head, float, float]:
-            positive = np.eye(len(concept_ids), dtype=bool)[ys]
-            lam = l2_for(len(ys))
-            fitted = fit_head(xs, make_targets(positive, ~positive), True, l2=lam)
-            return fitted, scaled_to(blend, logit_spread(fitted, xs)).temperature, lam
-
-        strength = choose_strength(x, labels, unlabeled, fit, seed)
-        if strength:
-            head, n = self_train(x, labels, head, scaled.temperature, unlabeled, strength, l2)
-            scaled = scaled_to(blend, logit_spread(head, x))
-            used = SelfTraining(strength=strength, pseudo_labels=n, weight=PSEUDO_WEIGHT)
-    elif unlabeled is not None and len(unlabeled) and not mutually_exclusive:
-        def fit_ovr(xs: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[Head, float, float]:
+    used: SelfTraining = NOT_USED
+    if unlabeled is not None and len(unlabeled):
+        def fit(xs: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[Head, float, float]:
+            """A plain supervised head on part of the labels, as validation compares against."""
             lam = l2_for(len(xs))
-            fitted = fit_head(xs, make_targets(pos, neg), False, l2=lam)
+            fitted = fit_head(xs, make_targets(pos, neg), mutually_exclusive, l2=lam)
             return fitted, scaled_to(blend, logit_spread(fitted, xs)).temperature, lam
 
-        strength = choose_strength_ovr(x, ts.positive, ts.negative, unlabeled, fit_ovr, seed)
-        if strength:
-            head, n = self_train_ovr(x, ts.positive, ts.negative, head, scaled.temperature, unlabeled, strength, l2)
+        head, used = self_train_if_validated(x, ts, mutually_exclusive, head, scaled.temperature, unlabeled, l2,
+                                             fit, seed)
+        if used.strength:
             scaled = scaled_to(blend, logit_spread(head, x))
-            used = SelfTraining(strength=strength, pseudo_labels=n, weight=PSEUDO_WEIGHT)
     return FittedVersion(
         head=head, blend=scaled, l2=l2,
         positives={c: int(n) for c, n in zip(concept_ids, ts.positive.sum(axis=0))},
