@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from loupe.application import ModelView
+from loupe.general_model import PUBLIC_APP_ID
 from loupe.prediction import Prediction
-from loupe.store.records import Concept, Evaluation, Input, Model, ModelVersion
+from loupe.store.records import Concept, Evaluation, Input, ModelVersion, Region
 
 OK = {"code": 10000, "description": "Ok"}
 
@@ -33,12 +35,30 @@ def concept_json(concept: Concept, app_id: str) -> dict[str, Any]:
 def input_json(record: Input, app_id: str, image_url: str, names: dict[str, str]) -> dict[str, Any]:
     concepts = [{"id": c, "name": names.get(c, c), "value": 1.0, "app_id": app_id} for c in record.concepts]
     concepts += [{"id": c, "name": names.get(c, c), "value": 0.0, "app_id": app_id} for c in record.not_concepts]
+    image: dict[str, Any] = {"url": image_url}
+    if record.crop:
+        image["crop"] = record.crop
+    data: dict[str, Any] = {"image": image, "concepts": concepts, "metadata": record.metadata}
+    if record.geo is not None:
+        # Only geo_point: the Python client validates an input's geo with additionalProperties: false.
+        data["geo"] = {"geo_point": {"longitude": record.geo.longitude, "latitude": record.geo.latitude}}
+    if record.regions:
+        data["regions"] = [region_json(r, app_id, names) for r in record.regions]
     return {
         "id": record.id,
-        "data": {"image": {"url": image_url}, "concepts": concepts, "metadata": record.metadata},
+        "data": data,
         "created_at": timestamp(record.created_at),
         "status": {"code": 30000, "description": "Download complete"},
     }
+
+
+def region_json(region: Region, app_id: str, names: dict[str, str]) -> dict[str, Any]:
+    box = region.box
+    return {"id": region.id,
+            "region_info": {"bounding_box": {"top_row": box.top_row, "left_col": box.left_col,
+                                             "bottom_row": box.bottom_row, "right_col": box.right_col}},
+            "data": {"concepts": [{"id": c.id, "name": names.get(c.id, c.id), "value": c.value, "app_id": app_id}
+                                  for c in region.concepts]}}
 
 
 def version_status(version: ModelVersion) -> dict[str, Any]:
@@ -65,21 +85,28 @@ def version_json(version: ModelVersion, total_inputs: int | None = None) -> dict
     return out
 
 
-def model_json(model: Model, app_id: str, version: ModelVersion | None, concepts: list[Concept]) -> dict[str, Any]:
+def model_json(view: ModelView, app_id: str, *, full: bool) -> dict[str, Any]:
+    """`full`: output_info with the model's concepts (one model asked for by id). Otherwise the abbreviated
+    form, with Clarifai's `message` and no concepts (lists, searches, predict outputs): the Java client
+    takes any output_info carrying `message` for the abbreviated one, and the iOS SDK may read concepts
+    of the model for the scores of a prediction."""
+    model, version = view.model, view.version
+    config: dict[str, Any] = {"concepts_mutually_exclusive": model.mutually_exclusive,
+                              "closed_environment": model.closed_environment}
+    if model.hyper_params:
+        config["hyper_params"] = model.hyper_params
+    info: dict[str, Any] = {"output_config": config, "type": view.kind.value, "type_ext": view.kind.value}
+    if full:
+        info["data"] = {"concepts": [concept_json(c, app_id) for c in view.concepts]}
+    else:
+        info["message"] = "Show output_info with: GET /models/{model_id}/output_info"
     return {
         "id": model.id,
         "name": model.name,
         "created_at": timestamp(model.created_at),
-        "app_id": app_id,
+        "app_id": PUBLIC_APP_ID if view.public else app_id,
         "model_version": version_json(version) if version is not None else None,
-        "output_info": {
-            "output_config": {"concepts_mutually_exclusive": model.mutually_exclusive,
-                              "closed_environment": model.closed_environment},
-            "type": "concept",
-            "type_ext": "concept",
-            "message": "Show output_info with: GET /models/{model_id}/output_info",
-            "data": {"concepts": [concept_json(c, app_id) for c in concepts]},
-        },
+        "output_info": info,
     }
 
 

@@ -10,14 +10,21 @@ import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 from litestar import Request
 
-from loupe.application import Loupe
+from loupe.application import InputAnswer, Loupe, VideoClip
+from loupe.errors import InvalidArgument
+from loupe.ids import new_id
 from loupe.imaging import crop_fraction
+from loupe.prediction import Prediction
 from loupe.service.clarifai_json import OK, input_json
 from loupe.service.errors import ApiError
-from loupe.service.wire import WConcept, WImage
-from loupe.store.records import Input
+from loupe.service.wire import WConcept, WData, WImage, WInput, WOutputConfig, WRegion, WVideo
+from loupe.store.geo import check_point
+from loupe.store.records import BoundingBox, GeoPoint, Input, Region, RegionConcept
+
+DEFAULT_MAX_CONCEPTS = 20  # Clarifai's default
 
 
 def ok(**fields: Any) -> dict[str, Any]:
@@ -84,3 +91,119 @@ def split_concepts(loupe: Loupe, app_id: str, concepts: list[WConcept]) -> tuple
     positive = [concept_ref(loupe, app_id, c) for c in concepts if c.positive]
     negative = [concept_ref(loupe, app_id, c) for c in concepts if not c.positive]
     return positive, negative
+
+
+def video_bytes(loupe: Loupe, video: WVideo, position: int, deadline: float) -> bytes:
+    """The bytes of data.video: base64 decoded, or fetched under the URL policy with the video byte limit."""
+    if video.base64:
+        return image_bytes(loupe, WImage(base64=video.base64), position, deadline)
+    if video.url:
+        return loupe.urls.fetch(video.url, deadline, max_bytes=loupe.config.videos.max_bytes, kind="video")
+    raise ApiError(400, 11102, f"input {position} has no video: give data.video.base64 or data.video.url")
+
+
+def predict_items(loupe: Loupe, inputs: list[WInput], sample_ms: int, deadline: float) -> list[str | bytes | VideoClip]:
+    """What each wire input asks to predict: a stored input (by id alone), a new image, or a video."""
+    items: list[str | bytes | VideoClip] = []
+    for i, w in enumerate(inputs):
+        image, video = w.data.image, w.data.video
+        if video is not None and (video.base64 or video.url):
+            items.append(VideoClip(video_bytes(loupe, video, i, deadline), sample_ms))
+        elif w.id and not (image and (image.base64 or image.url)):
+            items.append(w.id)
+        else:
+            items.append(image_bytes(loupe, image, i, deadline))
+    return items
+
+
+def echoed_media(request: Request, loupe: Loupe, app_id: str, wire_input: WInput,
+                 item: str | bytes | VideoClip) -> dict[str, Any]:
+    """The input of a predict output, always as a URL (Clarifai's 2017 Java and iOS clients read an
+    image only by URL): the stored input's, the one sent, or a link to the image kept for an hour."""
+    if isinstance(item, VideoClip):
+        url = wire_input.data.video.url if wire_input.data.video else None
+        return {"video": {"url": url} if url else {}}
+    if isinstance(item, str):
+        record = loupe.get_input(app_id, item)
+        return {"image": {"url": record.source if record.source.startswith(("http://", "https://"))
+                          else image_url(request, item)}}
+    image = wire_input.data.image
+    if image is not None and image.url:
+        return {"image": {"url": image.url}}
+    sha = loupe.remember_image(app_id, item)
+    return {"image": {"url": f"{request.app.state.public_url}/v2/loupe/recent-images/{sha}"}}
+
+
+class OutputShape(msgspec.Struct, frozen=True):
+    """Clarifai's output_config filters of an answer's concepts."""
+
+    max_concepts: int = DEFAULT_MAX_CONCEPTS
+    min_value: float = 0.0
+    select: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, loupe: Loupe, app_id: str, config: WOutputConfig) -> OutputShape:
+        if config.max_concepts < 0 or config.max_concepts > 1000:
+            raise ApiError(400, 11102, f"output_config.max_concepts must be within 0..1000, got {config.max_concepts}")
+        select = (frozenset(concept_ref(loupe, app_id, c) for c in config.select_concepts)
+                  if config.select_concepts else None)
+        return cls(config.max_concepts or DEFAULT_MAX_CONCEPTS, config.min_value, select)
+
+    def concepts(self, prediction: Prediction, app_id: str, names: dict[str, str]) -> list[dict[str, Any]]:
+        out = []
+        for score in prediction.concepts:
+            if self.select is not None and score.concept_id not in self.select:
+                continue
+            if score.value < self.min_value:
+                continue
+            out.append({"id": score.concept_id, "name": names.get(score.concept_id, score.concept_id),
+                        "value": round(score.value, 6), "app_id": app_id})
+            if len(out) >= self.max_concepts:
+                break
+        return out
+
+
+def _scored(prediction: Prediction | None, embedding: Any, shape: OutputShape, app_id: str,
+            names: dict[str, str]) -> dict[str, Any]:
+    if prediction is None:  # the embedding model
+        vector = [round(float(v), 7) for v in embedding]
+        return {"embeddings": [{"vector": vector, "num_dimensions": len(vector)}]}
+    return {"concepts": shape.concepts(prediction, app_id, names)}
+
+
+def answer_data(result: InputAnswer, shape: OutputShape, app_id: str, names: dict[str, str]) -> dict[str, Any]:
+    """An output's `data` exactly as Clarifai's: concepts, embeddings, or a video's frames."""
+    if result.frames:
+        return {"frames": [{"frame_info": {"index": f.index, "time": f.time_ms},
+                            "data": _scored(f.prediction, f.embedding, shape, app_id, names)} for f in result.frames]}
+    return _scored(result.prediction, result.embedding, shape, app_id, names)
+
+
+def check_output_config(config: WOutputConfig) -> None:
+    if not (0.0 <= config.min_value <= 1.0):
+        raise InvalidArgument(f"output_config.min_value must be within 0..1, got {config.min_value}")
+
+
+def stored_geo(data: WData) -> GeoPoint | None:
+    """An input's data.geo.geo_point, checked (a point to store, not a search)."""
+    if data.geo is None or data.geo.geo_point is None:
+        return None
+    return check_point(data.geo.geo_point.longitude, data.geo.geo_point.latitude)
+
+
+def stored_regions(loupe: Loupe, app_id: str, regions: list[WRegion] | None) -> list[Region] | None:
+    """data.regions as stored: each with an id (made when missing), its box and its concepts."""
+    if regions is None:
+        return None
+    out = []
+    for r in regions:
+        box = r.region_info.bounding_box
+        if box is None:
+            raise ApiError(400, 11102, "each region needs region_info.bounding_box")
+        out.append(Region(id=r.id or new_id(),
+                          box=BoundingBox(top_row=box.top_row, left_col=box.left_col, bottom_row=box.bottom_row,
+                                          right_col=box.right_col),
+                          concepts=[RegionConcept(concept_ref(loupe, app_id, c),
+                                                  1.0 if c.value is None else float(c.value))
+                                    for c in r.data.concepts]))
+    return out

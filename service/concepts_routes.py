@@ -60,7 +60,8 @@ def patch_concepts(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
 @in_thread
 def search_concepts(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     req = decode(body, PostConceptSearches)
-    found = loupe.search_concepts(key.app_id, req.concept_query.name or "*")
+    found = loupe.search_concepts(key.app_id, req.concept_query.name or "*", page=req.pagination.page,
+                                  per_page=req.pagination.per_page)
     return ok(concepts=[concept_json(c, key.app_id) for c in found])
 
 

@@ -20,6 +20,7 @@ from loupe.errors import (
     StorageFull,
     TooLong,
     UrlFetchError,
+    VideoError,
 )
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ _NOT_FOUND_CODES = {"input": 30102, "model": 21200, "version": 21200, "concept":
 _BY_TYPE: list[tuple[type[LoupeError], int, int]] = [
     (ModelNotTrained, 400, 21102),
     (ImageError, 400, 30002),
+    (VideoError, 400, 30002),
     (UrlFetchError, 400, 30002),
     (Conflict, 409, 11102),
     (Busy, 429, 11006),

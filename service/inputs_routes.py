@@ -17,6 +17,8 @@ from loupe.service.common import (
     ok,
     request_deadline,
     split_concepts,
+    stored_geo,
+    stored_regions,
 )
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
@@ -45,7 +47,9 @@ def add_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) ->
         positive, negative = split_concepts(loupe, key.app_id, data.concepts)
         source = data.image.url if data.image and data.image.url else ""
         items.append(NewInput(image=raw, id=wire_input.id, source=source, metadata=data.metadata or {},
-                              concepts=positive, not_concepts=negative))
+                              concepts=positive, not_concepts=negative, geo=stored_geo(data),
+                              regions=stored_regions(loupe, key.app_id, data.regions) or [],
+                              crop=list(data.image.crop or []) if data.image else []))
     if failures:
         # A batch is all or nothing: nothing was stored; each input says how it fared.
         statuses = [{"id": w.id or "", "data": {"image": {"url": (w.data.image.url if w.data.image else "") or ""}},
@@ -100,6 +104,14 @@ def get_input_thumbnail(loupe: Loupe, key: KeyRecord, input_id: str) -> Response
                     headers={"Cache-Control": "private, max-age=86400"})
 
 
+@get("/v2/loupe/recent-images/{sha256:str}")
+@in_thread
+def get_recent_image(loupe: Loupe, key: KeyRecord, sha256: str) -> Response:
+    """An image sent for prediction, for an hour (predict outputs link their input by URL)."""
+    data = loupe.recent_image(key.app_id, sha256)
+    return Response(data, media_type=_image_type(data), headers={"Cache-Control": "private, max-age=3600"})
+
+
 def _image_type(data: bytes) -> str:
     for magic, kind in ((b"\xff\xd8", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
                         (b"RIFF", "image/webp"), (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"),
@@ -119,12 +131,14 @@ def patch_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) 
             raise ApiError(400, 11102, "each input to patch needs its id")
         data = wire_input.data
         positive, negative = split_concepts(loupe, key.app_id, data.concepts)
+        geo, regions = stored_geo(data), stored_regions(loupe, key.app_id, data.regions)
         if req.action == "remove":
             # Clients send value 1.0 with remove: match by id, whatever the value says.
-            edits.append(InputEdit(input_id=wire_input.id, concepts=positive + negative, metadata=data.metadata))
+            edits.append(InputEdit(input_id=wire_input.id, concepts=positive + negative, metadata=data.metadata,
+                                   geo=geo, regions=regions))
         else:
             edits.append(InputEdit(input_id=wire_input.id, concepts=positive, not_concepts=negative,
-                                   metadata=data.metadata))
+                                   metadata=data.metadata, geo=geo, regions=regions))
     records = loupe.edit_inputs(key.app_id, req.action, edits)
     return ok(inputs=inputs_json(request, loupe, key.app_id, records))
 
@@ -150,4 +164,4 @@ def delete_inputs(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
 
 
 ROUTES = [add_inputs, list_inputs, input_counts, get_input, get_input_image, get_input_thumbnail, patch_inputs,
-          delete_input, delete_inputs]
+          delete_input, delete_inputs, get_recent_image]

@@ -11,22 +11,24 @@ from litestar import Request, delete, get, patch, post
 from litestar.params import RawBody
 
 from loupe.api_keys import KeyRecord
-from loupe.application import Loupe
-from loupe.general_model import imagenet_classes, is_general
+from loupe.application import Loupe, ModelView
+from loupe.general_model import imagenet_classes, is_builtin, is_general
 from loupe.ids import new_id
 from loupe.service.auth import WRITE
 from loupe.service.clarifai_json import (
     model_json,
-    prediction_concepts,
     timestamp,
     version_json,
 )
 from loupe.service.common import (
+    OutputShape,
+    answer_data,
     concept_names,
     concept_ref,
-    image_bytes,
+    echoed_media,
     inputs_json,
     ok,
+    predict_items,
     request_deadline,
 )
 from loupe.service.errors import ApiError
@@ -37,24 +39,24 @@ from loupe.service.wire import (
     PostModel,
     PostModelSearches,
     PostOutputs,
+    WOutputConfig,
     decode,
 )
 from loupe.store.records import Model, ModelVersion
 
-DEFAULT_MAX_CONCEPTS = 20  # Clarifai's default
-
 
 def _model_out(loupe: Loupe, app_id: str, model: Model, version: ModelVersion | None = None) -> dict:
-    if version is None:
-        version = loupe.models.version(app_id, model.id)
-    return model_json(model, app_id, version, loupe.concepts_by_id(app_id, model.concept_ids))
+    """One model asked for by id: output_info in full (its concepts, no `message`)."""
+    view = loupe.describe_model(app_id, model.id, version.id if version is not None else None)
+    return model_json(view, app_id, full=True)
 
 
 @get("/v2/models")
 @in_thread
 def list_models(loupe: Loupe, key: KeyRecord, page: int = 1, per_page: int = 20) -> dict:
-    models = loupe.models.list_models(key.app_id, page=page, per_page=per_page)
-    return ok(models=[_model_out(loupe, key.app_id, m) for m in models])
+    """The built-in models (public, app "main", as Clarifai lists them) first, then the app's."""
+    views = loupe.list_models(key.app_id, page=page, per_page=per_page)
+    return ok(models=[model_json(v, key.app_id, full=False) for v in views])
 
 
 @post("/v2/models", status_code=200, guards=WRITE)
@@ -69,7 +71,8 @@ def create_model(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     model, version = loupe.models.create(
         key.app_id, req.id, name=req.name, concept_ids=concepts,
         mutually_exclusive=bool(config and config.concepts_mutually_exclusive),
-        closed_environment=bool(config and config.closed_environment))
+        closed_environment=bool(config and config.closed_environment),
+        hyper_params=config.hyper_params if config else None)
     return ok(model=_model_out(loupe, key.app_id, model, version))
 
 
@@ -77,8 +80,8 @@ def create_model(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
 @in_thread
 def search_models(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     query = decode(body, PostModelSearches).model_query
-    found = loupe.models.search(key.app_id, query.name, query.type)
-    return ok(models=[_model_out(loupe, key.app_id, m) for m in found])
+    found = loupe.search_models(key.app_id, query.name, query.type)
+    return ok(models=[model_json(v, key.app_id, full=False) for v in found])
 
 
 @patch("/v2/models", guards=WRITE)
@@ -97,7 +100,8 @@ def patch_models(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
         model = loupe.models.update(
             key.app_id, wire_model.id, req.action, name=wire_model.name, concept_ids=concepts,
             mutually_exclusive=config.concepts_mutually_exclusive if config else None,
-            closed_environment=config.closed_environment if config else None)
+            closed_environment=config.closed_environment if config else None,
+            hyper_params=config.hyper_params if config else None)
         out.append(_model_out(loupe, key.app_id, model))
     return ok(models=out)
 
@@ -122,8 +126,7 @@ def get_model(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str | Non
 
 
 def _model_answer(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str | None) -> dict:
-    model, version = loupe.describe_model(key.app_id, model_id, version_id)
-    return ok(model=_model_out(loupe, key.app_id, model, version))
+    return ok(model=model_json(loupe.describe_model(key.app_id, model_id, version_id), key.app_id, full=True))
 
 
 @delete("/v2/models/{model_id:str}", status_code=200, guards=WRITE)
@@ -196,33 +199,27 @@ def predict(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, body:
         raise ApiError(400, 11102, "no inputs to predict")
     if len(req.inputs) > 128:
         raise ApiError(400, 11102, f"at most 128 inputs per request, got {len(req.inputs)}")
-    config = req.model.output_info.output_config if req.model and req.model.output_info else None
-    max_concepts = config.max_concepts if config and config.max_concepts > 0 else DEFAULT_MAX_CONCEPTS
-    min_value = config.min_value if config else 0.0
-    select = ({concept_ref(loupe, key.app_id, c) for c in config.select_concepts}
-              if config and config.select_concepts else None)
-    deadline = request_deadline(loupe)
-    # A stored input is named by its id alone; anything with image data is a new image.
-    items: list[str | bytes] = [w.id if w.id and not (w.data.image and (w.data.image.base64 or w.data.image.url))
-                                else image_bytes(loupe, w.data.image, i, deadline) for i, w in enumerate(req.inputs)]
+    config = req.model.output_info.output_config if req.model and req.model.output_info else WOutputConfig()
+    shape = OutputShape.of(loupe, key.app_id, config)
+    items = predict_items(loupe, req.inputs, config.sample_ms, request_deadline(loupe))
     answer = loupe.predict(key.app_id, model_id, items, version_id)
-    model_out = _model_out(loupe, key.app_id, answer.model, answer.version)
-    predictions = answer.predictions
+    model_out = model_json(ModelView(answer.model, answer.version, [], answer.kind, public=answer.kind is not None
+                                     and is_builtin(model_id)), key.app_id, full=False)
     names = {**concept_names(loupe, key.app_id), **(imagenet_classes()[1] if is_general(model_id) else {})}
+    now = timestamp(time.time())
     outputs = []
-    for wire_input, prediction in zip(req.inputs, predictions):
-        image = wire_input.data.image
-        outputs.append({
-            "id": new_id(), "status": {"code": 10000, "description": "Ok"}, "created_at": timestamp(time.time()),
-            "model": model_out,
-            "input": {"id": wire_input.id or new_id(),
-                      "data": {"image": {"url": image.url} if image and image.url else {"base64": "true"}}},
-            "data": {"concepts": prediction_concepts(prediction, key.app_id, names, max_concepts=max_concepts,
-                                                     min_value=min_value, select=select),
-                     # Loupe's addition (clients ignore it): the labeled neighbours that voted.
-                     "neighbours": [{"input_id": n.input_id, "similarity": round(n.similarity, 5),
-                                     "weight": round(n.weight, 5)} for n in prediction.neighbours]},
-        })
+    for wire_input, item, result in zip(req.inputs, items, answer.answers):
+        output: dict = {"id": new_id(), "status": {"code": 10000, "description": "Ok"}, "created_at": now,
+                        "model": model_out,
+                        "input": {"id": wire_input.id or new_id(),
+                                  "data": echoed_media(request, loupe, key.app_id, wire_input, item)},
+                        "data": answer_data(result, shape, key.app_id, names)}
+        if result.prediction is not None and result.prediction.neighbours:
+            # Loupe's addition beside Clarifai's `data`, never inside it (the Java client reads every
+            # array under `data` as predictions): the labeled neighbours that voted.
+            output["loupe"] = {"neighbours": [{"input_id": n.input_id, "similarity": round(n.similarity, 5),
+                                               "weight": round(n.weight, 5)} for n in result.prediction.neighbours]}
+        outputs.append(output)
     return ok(outputs=outputs)
 
 

@@ -21,7 +21,9 @@ from loupe.service.common import (
 )
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
-from loupe.service.wire import PostSearches, decode
+from loupe.service.wire import PostSearches, WGeo, WGeoLimit, decode
+from loupe.store import geo
+from loupe.store.geo import GeoQuery, check_point
 
 MAX_CLAUSES = 32
 
@@ -45,6 +47,9 @@ def _query(loupe: Loupe, app_id: str, req: PostSearches) -> SearchQuery:
     concepts: list[ConceptFilter] = []
     predicted: list[PredictedConcept] = []
     metadata: dict = {}
+    areas: list[GeoQuery] = []
+    input_ids: list[str] = []
+    urls: list[str] = []
 
     def look_like(**source: object) -> None:
         if like:
@@ -58,7 +63,7 @@ def _query(loupe: Loupe, app_id: str, req: PostSearches) -> SearchQuery:
             if image is not None and (image.base64 or image.url):
                 look_like(image=image_bytes(loupe, image, 0, request_deadline(loupe)))
             elif wanted.id:
-                look_like(input_id=wanted.id)
+                look_like(input_id=wanted.id, crop=tuple(image.crop or ()) if image is not None else ())
             elif wanted.data.text is not None and wanted.data.text.raw:
                 look_like(text=wanted.data.text.raw)
             else:
@@ -68,14 +73,36 @@ def _query(loupe: Loupe, app_id: str, req: PostSearches) -> SearchQuery:
                           for c in clause.output.data.concepts]
         elif clause.input is not None:
             data = clause.input.data
-            if not data.concepts and not data.metadata:
-                raise ApiError(400, 11102, "input clause needs data.concepts or data.metadata")
+            url = data.image.url if data.image is not None else None
+            if not (data.concepts or data.metadata or data.geo or clause.input.id or url):
+                raise ApiError(400, 11102, "input clause needs an id, data.concepts, data.metadata, data.geo or "
+                                           "data.image.url")
             concepts += [ConceptFilter(concept_ref(loupe, app_id, c), c.positive) for c in data.concepts]
             metadata.update(data.metadata or {})
+            if data.geo is not None:
+                areas.append(_area(data.geo))
+            if clause.input.id:
+                input_ids.append(clause.input.id)
+            if url:
+                urls.append(url)
         else:
             raise ApiError(400, 11102, "each query.ands item needs input or output")
     return SearchQuery(**like, concepts=tuple(concepts), metadata=metadata, predicted=tuple(predicted),
+                       geo=tuple(areas), input_ids=tuple(input_ids), source_urls=tuple(urls),
                        page=req.pagination.page, per_page=req.pagination.per_page)
+
+
+def _area(wire: WGeo) -> GeoQuery:
+    """Clarifai's geo clause: a point with a limit (10 miles when none is sent), or a box of two points."""
+    if wire.geo_box:
+        if len(wire.geo_box) != 2:
+            raise ApiError(400, 11102, f"geo_box needs exactly two geo_points, got {len(wire.geo_box)}")
+        a, b = (check_point(p.geo_point.longitude, p.geo_point.latitude) for p in wire.geo_box)
+        return geo.box(a, b)
+    if wire.geo_point is None:
+        raise ApiError(400, 11102, "a geo clause needs geo_point (with geo_limit) or geo_box")
+    limit = wire.geo_limit or WGeoLimit()
+    return geo.within(check_point(wire.geo_point.longitude, wire.geo_point.latitude), limit.type, limit.value)
 
 
 ROUTES = [search]

@@ -23,6 +23,42 @@ class WText(msgspec.Struct):
     raw: str = ""
 
 
+class WVideo(msgspec.Struct):
+    url: str | None = None
+    base64: str | None = None
+
+
+class WGeoPoint(msgspec.Struct):
+    longitude: float
+    latitude: float
+
+
+class WGeoLimit(msgspec.Struct):
+    type: str = "withinMiles"
+    value: float = 10.0
+
+
+class WGeoBoxedPoint(msgspec.Struct):
+    geo_point: WGeoPoint
+
+
+class WGeo(msgspec.Struct):
+    geo_point: WGeoPoint | None = None
+    geo_limit: WGeoLimit | None = None
+    geo_box: list[WGeoBoxedPoint] = []
+
+
+class WBoundingBox(msgspec.Struct):
+    top_row: float = 0.0
+    left_col: float = 0.0
+    bottom_row: float = 0.0
+    right_col: float = 0.0
+
+
+class WRegionInfo(msgspec.Struct):
+    bounding_box: WBoundingBox | None = None
+
+
 class WConcept(msgspec.Struct):
     id: str | None = None
     name: str | None = None
@@ -33,11 +69,24 @@ class WConcept(msgspec.Struct):
         return self.value is None or bool(self.value)
 
 
+class WRegionData(msgspec.Struct):
+    concepts: list[WConcept] = []
+
+
+class WRegion(msgspec.Struct):
+    id: str | None = None
+    region_info: WRegionInfo = msgspec.field(default_factory=WRegionInfo)
+    data: WRegionData = msgspec.field(default_factory=WRegionData)
+
+
 class WData(msgspec.Struct):
     image: WImage | None = None
+    video: WVideo | None = None
     text: WText | None = None
     concepts: list[WConcept] = []
     metadata: dict[str, Any] | None = None
+    geo: WGeo | None = None
+    regions: list[WRegion] | None = None
 
 
 class WInput(msgspec.Struct):
@@ -76,6 +125,8 @@ class WOutputConfig(msgspec.Struct):
     max_concepts: int = 0
     select_concepts: list[WConcept] = []
     language: str = ""
+    hyper_params: dict[str, Any] | None = None
+    sample_ms: int = 0  # video: one frame every sample_ms (Clarifai's default: one a second)
 
 
 class WOutputInfo(msgspec.Struct):
@@ -108,6 +159,11 @@ class WPagination(msgspec.Struct):
     per_page: int = 20
 
 
+class PostWorkflowResults(msgspec.Struct):
+    inputs: list[WInput] = []
+    output_config: WOutputConfig = msgspec.field(default_factory=WOutputConfig)
+
+
 class WOutput(msgspec.Struct):
     input: WInput | None = None
     data: WData | None = None
@@ -134,6 +190,7 @@ class WConceptQuery(msgspec.Struct):
 
 class PostConceptSearches(msgspec.Struct):
     concept_query: WConceptQuery = msgspec.field(default_factory=WConceptQuery)
+    pagination: WPagination = msgspec.field(default_factory=WPagination)
 
 
 class WModelQuery(msgspec.Struct):

@@ -31,6 +31,7 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     max_body_bytes: int
     public_url: str
     header_timeout: float
+    url_allow_hosts: list[str] = []
 
 
 def export_settings(settings: WorkerSettings) -> None:
@@ -52,7 +53,8 @@ def worker_app() -> Litestar:
     """uvicorn's app factory, called once in each worker process."""
     settings = _settings()
     loupe = Loupe(config_from_env(data_dir=settings.data_dir, torch_threads=settings.threads,
-                                  runtime=settings.runtime, precision=settings.precision))
+                                  runtime=settings.runtime, precision=settings.precision,
+                                  url_allow_hosts=tuple(settings.url_allow_hosts)))
     loupe.backbones.get(DEFAULT_BACKBONE)  # loaded before the first request, as in one-process serving
     app = create_app(loupe, max_body_bytes=settings.max_body_bytes, public_url=settings.public_url)
     app.on_shutdown.append(lambda: loupe.close())  # indexes saved, LMDB closed on a clean stop

@@ -1,44 +1,62 @@
 """/v2/workflows: name several models (custom ones, or the General model: ImageNet-1k, zero-shot on CLIP
-apps) and run them all on images in one request, each image embedded once."""
+apps) and run them all on images or videos in one request, each image (or frame) embedded once."""
 
 from __future__ import annotations
 
 import time
 
 import msgspec
-from litestar import get, post
+from litestar import Request, delete, get, post
 from litestar.params import RawBody
 
 from loupe.api_keys import KeyRecord
-from loupe.application import Loupe
-from loupe.general_model import imagenet_classes
+from loupe.application import Loupe, ModelView
+from loupe.errors import ModelNotTrained, NotFound
+from loupe.general_model import imagenet_classes, is_builtin
 from loupe.ids import new_id
 from loupe.service.auth import WRITE
-from loupe.service.clarifai_json import timestamp
-from loupe.service.common import concept_names, image_bytes, ok, request_deadline
+from loupe.service.clarifai_json import model_json, timestamp
+from loupe.service.common import (
+    OutputShape,
+    answer_data,
+    concept_names,
+    echoed_media,
+    ok,
+    predict_items,
+    request_deadline,
+)
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
-from loupe.service.wire import WConcept, WInput, decode
+from loupe.service.wire import DeleteMany, PostWorkflowResults, WConcept, decode
 from loupe.workflow import (
+    PUBLIC_WORKFLOWS,
     Workflow,
     WorkflowStep,
+    delete_workflows,
     get_workflow,
     list_workflows,
+    public_workflow,
     run_workflow,
-    save_workflow,
+    save_workflows,
 )
+
+MAX_RUN_INPUTS = 32
+RUN_SECONDS = 60.0  # a run's scoring stops here (503); embedding is bounded by the inputs' own limits
+
+
+class WModelVersionRef(msgspec.Struct):
+    id: str | None = None
 
 
 class WModelRef(msgspec.Struct):
     id: str = ""
-    model_version: dict = {}
-    output_info: dict = {}
+    model_version: WModelVersionRef | None = None
 
 
 class WNode(msgspec.Struct):
     id: str = ""
     model: WModelRef = msgspec.field(default_factory=WModelRef)
-    concepts: list[WConcept] = []  # for the general model: the names to score
+    concepts: list[WConcept] = []  # for the general model of CLIP apps: the names to score
 
 
 class WWorkflow(msgspec.Struct):
@@ -50,14 +68,24 @@ class PostWorkflows(msgspec.Struct):
     workflows: list[WWorkflow] = []
 
 
-class PostWorkflowResults(msgspec.Struct):
-    inputs: list[WInput] = []
-
-
-def _workflow_json(workflow: Workflow, app_id: str) -> dict:
-    return {"id": workflow.id, "app_id": app_id, "created_at": timestamp(workflow.created_at),
-            "nodes": [{"id": f"node-{i}", "model": {"id": s.model_id, "model_version": {"id": s.version_id or ""}}}
-                      for i, s in enumerate(workflow.steps)]}
+def _workflow_json(loupe: Loupe, workflow: Workflow, app_id: str, public: bool = False) -> dict:
+    """Node ids as the client named them; a node that named no version shows the version it runs now
+    (the model's latest trained one), never an empty id (the Python client reads model_version.id)."""
+    nodes = []
+    for i, step in enumerate(workflow.steps):
+        version = step.version_id
+        if version is None:
+            view = loupe.describe_model(app_id, step.model_id)
+            version = view.version.id if view.version is not None else ""
+            if not view.public:
+                try:
+                    version = loupe.models.trained_version(app_id, step.model_id).id
+                except (ModelNotTrained, NotFound):  # untrained, or deleted since: its newest version
+                    pass
+        nodes.append({"id": step.node_id or f"node-{i}",
+                      "model": {"id": step.model_id, "model_version": {"id": version}}})
+    return {"id": workflow.id, "app_id": "main" if public else app_id, "created_at": timestamp(workflow.created_at),
+            "nodes": nodes}
 
 
 @post("/v2/workflows", status_code=200, guards=WRITE)
@@ -66,48 +94,84 @@ def create_workflows(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     req = decode(body, PostWorkflows)
     if not req.workflows:
         raise ApiError(400, 11102, "no workflows given")
-    created = []
+    wanted = []
     for w in req.workflows:
-        steps = [WorkflowStep(model_id=n.model.id, version_id=n.model.model_version.get("id") or None,
-                              concepts=tuple(c.name or c.id or "" for c in n.concepts)) for n in w.nodes]
-        if any(not s.model_id for s in steps):
+        if any(not n.model.id for n in w.nodes):
             raise ApiError(400, 11102, "each workflow node needs model.id")
-        created.append(save_workflow(loupe, key.app_id, w.id, steps))
-    return ok(workflows=[_workflow_json(w, key.app_id) for w in created])
+        wanted.append((w.id, [WorkflowStep(model_id=n.model.id, node_id=n.id,
+                                           version_id=(n.model.model_version.id or None) if n.model.model_version
+                                           else None,
+                                           concepts=tuple(c.name or c.id or "" for c in n.concepts))
+                              for n in w.nodes]))
+    created = save_workflows(loupe, key.app_id, wanted)
+    return ok(workflows=[_workflow_json(loupe, w, key.app_id) for w in created])
 
 
 @get("/v2/workflows")
 @in_thread
-def get_workflows(loupe: Loupe, key: KeyRecord) -> dict:
-    return ok(workflows=[_workflow_json(w, key.app_id) for w in list_workflows(loupe, key.app_id)])
+def get_workflows(loupe: Loupe, key: KeyRecord, page: int = 1, per_page: int = 20) -> dict:
+    found = list_workflows(loupe, key.app_id, page=page, per_page=per_page)
+    return ok(workflows=[_workflow_json(loupe, w, key.app_id) for w in found])
+
+
+@get("/v2/public_workflows")
+@in_thread
+def get_public_workflows(loupe: Loupe, key: KeyRecord) -> dict:
+    public = [w for w in (public_workflow(i) for i in PUBLIC_WORKFLOWS) if w is not None]
+    return ok(workflows=[_workflow_json(loupe, w, key.app_id, public=True) for w in public])
+
+
+@get("/v2/workflows/{workflow_id:str}")
+@in_thread
+def get_one_workflow(loupe: Loupe, key: KeyRecord, workflow_id: str) -> dict:
+    workflow = get_workflow(loupe, key.app_id, workflow_id)
+    return ok(workflow=_workflow_json(loupe, workflow, key.app_id, public=workflow_id in PUBLIC_WORKFLOWS))
+
+
+@delete("/v2/workflows/{workflow_id:str}", status_code=200, guards=WRITE)
+@in_thread
+def delete_one_workflow(loupe: Loupe, key: KeyRecord, workflow_id: str) -> dict:
+    delete_workflows(loupe, key.app_id, [workflow_id])
+    return ok()
+
+
+@delete("/v2/workflows", status_code=200, guards=WRITE)
+@in_thread
+def delete_many_workflows(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
+    req = decode(body, DeleteMany)
+    if not req.delete_all and not req.ids:
+        raise ApiError(400, 11102, "give ids to delete, or delete_all: true")
+    delete_workflows(loupe, key.app_id, None if req.delete_all else req.ids)
+    return ok()
 
 
 @post("/v2/workflows/{workflow_id:str}/results", status_code=200)
 @in_thread
-def run(loupe: Loupe, key: KeyRecord, workflow_id: str, body: RawBody) -> dict:
+def run(loupe: Loupe, key: KeyRecord, request: Request, workflow_id: str, body: RawBody) -> dict:
     workflow = get_workflow(loupe, key.app_id, workflow_id)
     req = decode(body, PostWorkflowResults)
-    if not req.inputs or len(req.inputs) > 32:
-        raise ApiError(400, 11102, "give 1 to 32 inputs")
-    deadline = request_deadline(loupe)
-    images = [image_bytes(loupe, w.data.image, i, deadline) for i, w in enumerate(req.inputs)]
-    results = run_workflow(loupe, key.app_id, images, list(workflow.steps))
+    if not req.inputs or len(req.inputs) > MAX_RUN_INPUTS:
+        raise ApiError(400, 11102, f"give 1 to {MAX_RUN_INPUTS} inputs")
+    shape = OutputShape.of(loupe, key.app_id, req.output_config)
+    items = predict_items(loupe, req.inputs, req.output_config.sample_ms, request_deadline(loupe))
+    runs = run_workflow(loupe, key.app_id, items, list(workflow.steps),
+                        time.monotonic() + RUN_SECONDS)
     names = {**imagenet_classes()[1], **concept_names(loupe, key.app_id)}
     now = timestamp(time.time())
+    models = {id(r): model_json(ModelView(r.model, r.version, [], public=is_builtin(r.step.model_id)), key.app_id,
+                                full=False) for r in runs}
     out = []
-    for row, wire_input in enumerate(req.inputs):
-        outputs = []
-        for result in results:
-            prediction = result.predictions[row]
-            outputs.append({"id": new_id(), "status": {"code": 10000, "description": "Ok"}, "created_at": now,
-                            "model": {"id": result.model_id, "name": result.model_id, "app_id": key.app_id,
-                                      "model_version": {"id": prediction.version_id}},
-                            "data": {"concepts": [{"id": c.concept_id, "name": names.get(c.concept_id, c.concept_id),
-                                                   "value": round(c.value, 6), "app_id": key.app_id}
-                                                  for c in prediction.concepts[:20]]}})
+    for row, (wire_input, item) in enumerate(zip(req.inputs, items)):
+        outputs = [{"id": new_id(), "status": {"code": 10000, "description": "Ok"}, "created_at": now,
+                    "model": models[id(r)], "data": answer_data(r.answers[row], shape, key.app_id, names)}
+                   for r in runs]
         out.append({"status": {"code": 10000, "description": "Ok"},
-                    "input": {"id": wire_input.id or new_id()}, "outputs": outputs})
-    return ok(workflow=_workflow_json(workflow, key.app_id), results=out)
+                    "input": {"id": wire_input.id or new_id(),
+                              "data": echoed_media(request, loupe, key.app_id, wire_input, item)},
+                    "outputs": outputs})
+    return ok(workflow=_workflow_json(loupe, workflow, key.app_id, public=workflow_id in PUBLIC_WORKFLOWS),
+              results=out)
 
 
-ROUTES = [create_workflows, get_workflows, run]
+ROUTES = [create_workflows, get_workflows, get_public_workflows, get_one_workflow, delete_one_workflow,
+          delete_many_workflows, run]

@@ -47,6 +47,6 @@ def test_import_next_to_a_running_server(tmp_path):
             assert train["status"]["code"] == 21100 and train["total_input_count"] == 8  # the imported hats count
             out = c.post("/v2/models/m/outputs", json={"inputs": [{"data": {"image": {"base64": query}}}]}).json()["outputs"][0]
             assert out["data"]["concepts"][0]["id"] == "hat"
-            assert out["data"]["neighbours"][0]["input_id"] == f"hat:{hats[0].name}"
+            assert out["loupe"]["neighbours"][0]["input_id"] == f"hat:{hats[0].name}"
     finally:
         server.stop()

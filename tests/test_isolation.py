@@ -53,7 +53,7 @@ def test_nothing_of_app_a_reaches_a_key_of_app_b(two_apps):
         assert all(r.status_code == 404 for r in attempts), [(r.request.url.path, r.status_code) for r in attempts]
         # Listings and searches in B show nothing of A's.
         assert client.get("/v2/inputs", headers=b).json()["inputs"] == []
-        assert client.get("/v2/models", headers=b).json()["models"] == []
+        assert [m for m in client.get("/v2/models", headers=b).json()["models"] if m["app_id"] != "main"] == []
         assert client.get("/v2/concepts", headers=b).json()["concepts"] == []
         by_meta = client.post("/v2/searches", headers=b, json={"query": {"ands": [{"input": {"data": {"metadata": {"owner": "a"}}}}]}})
         assert by_meta.json()["hits"] == []

@@ -357,15 +357,15 @@ def test_general_model_and_workflow_with_clip(clip_weights, tmp_path):
         backbone.features = lambda arrays: calls.append(len(arrays)) or original(arrays)
         try:
             results = run_workflow(loupe, "clip", [query], [
-                WorkflowStep("general", concepts=("shoe", "hat", "dog")), WorkflowStep("m")])
+                WorkflowStep("general", concepts=("shoe", "hat", "dog")), WorkflowStep("m")], time.monotonic() + 60)
         finally:
             backbone.features = original
         assert calls == [1]  # one image, embedded once for both models
         general, custom = results
-        assert [c.concept_id for c in general.predictions[0].concepts] != []
-        assert {c.concept_id for c in general.predictions[0].concepts} == {"shoe", "hat", "dog"}
-        assert sum(c.value for c in general.predictions[0].concepts) == pytest.approx(1.0, abs=1e-5)
-        assert {c.concept_id for c in custom.predictions[0].concepts} == {"shoes", "hat"}
+        assert [c.concept_id for c in general.answers[0].prediction.concepts] != []
+        assert {c.concept_id for c in general.answers[0].prediction.concepts} == {"shoe", "hat", "dog"}
+        assert sum(c.value for c in general.answers[0].prediction.concepts) == pytest.approx(1.0, abs=1e-5)
+        assert {c.concept_id for c in custom.answers[0].prediction.concepts} == {"shoes", "hat"}
         vectors = loupe.embeddings_of(loupe.get_app("clip"), np.array([1], np.int64))
         by_app_concepts = zero_shot_predictions(loupe, "clip", vectors)
         assert {c.concept_id for c in by_app_concepts[0].concepts} == {"shoes", "hat"}
@@ -393,13 +393,14 @@ def test_offline_general_model_scores_imagenet_concepts_with_one_embedding(shop)
     original = backbone.features
     backbone.features = lambda arrays: calls.append(len(arrays)) or original(arrays)
     try:
-        general, custom = run_workflow(loupe, "shop", [coffee], [WorkflowStep(GENERAL_MODEL_ID), WorkflowStep("garments")])
+        general, custom = run_workflow(loupe, "shop", [coffee], [WorkflowStep(GENERAL_MODEL_ID), WorkflowStep("garments")],
+                                       time.monotonic() + 60)
     finally:
         backbone.features = original
     assert calls == [1]
-    top = general.predictions[0].concepts[0]
+    top = general.answers[0].prediction.concepts[0]
     assert top.concept_id == "n07920052" and imagenet_classes()[1][top.concept_id] == "espresso" and top.value > 0.5
-    assert len(general.predictions[0].concepts) == 1000 and len(custom.predictions[0].concepts) == len(CLASSES)
+    assert len(general.answers[0].prediction.concepts) == 1000 and len(custom.answers[0].prediction.concepts) == len(CLASSES)
     answer = loupe.predict("shop", "general-image-recognition", ["shoes-0", coffee])
     assert answer.model.id == GENERAL_MODEL_ID and answer.version.status == "trained"
     assert answer.predictions[1].concepts[0].concept_id == "n07920052"

@@ -128,7 +128,7 @@ def test_train_predict_search_over_http(api):
         "model": {"output_info": {"output_config": {"max_concepts": 1, "min_value": 0.0}}}})
     out = r.json()["outputs"][0]
     assert [c["id"] for c in out["data"]["concepts"]] == ["hat"] and 0 <= out["data"]["concepts"][0]["value"] <= 1
-    assert out["data"]["neighbours"] and out["model"]["id"] == "m"
+    assert out["loupe"]["neighbours"] and set(out["data"]) == {"concepts"} and out["model"]["id"] == "m"
     r = client.post("/v2/models/m/versions/" + version["id"] + "/metrics", headers=k, json={})
     assert r.json()["model_version"]["metrics"]["status"]["code"] in (21303, 21301, 21300)
     for _ in range(200):

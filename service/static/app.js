@@ -304,20 +304,20 @@ async function predictFile() {
   const out = await predictWith(modelId, { data: { image: { base64: await fileBase64(file) } } });
   const top = out.data.concepts[0];
   const model = state.app.models.find((m) => m.id === modelId);
-  const nearest = Math.max(0, ...(out.data.neighbours || []).map((n) => n.similarity));
+  const nearest = Math.max(0, ...((out.loupe || {}).neighbours || []).map((n) => n.similarity));
   const parts = [
     el("div", { class: "query" }, el("img", { src: URL.createObjectURL(file), alt: `the image: ${file.name}` }),
       el("p", {}, el("strong", {}, file.name), el("br"), "Top concept: ",
         el("strong", { id: "top-concept" }, top ? top.name : "none"),
         el("br"), el("small", {}, `model ${out.model.name || out.model.id}, version ${out.model.model_version.id.slice(0, 18)}`)))];
-  if (model && model.closed_environment && out.data.neighbours && nearest < OUT_OF_SCOPE) {
+  if (model && model.closed_environment && (out.loupe || {}).neighbours && nearest < OUT_OF_SCOPE) {
     parts.push(el("p", { class: "warning", id: "out-of-scope" }, `This image looks unlike every example labeled for ${modelId} `,
       `(nearest similarity ${nearest.toFixed(2)}): the model only knows ${model.concept_ids.join(", ")}, `,
       "so its answer may not mean much here."));
   }
   parts.push(bars(out.data.concepts));
-  if (out.data.neighbours && out.data.neighbours.length) {
-    parts.push(el("h3", {}, "Nearest labeled examples that voted"), el("div", { class: "thumbs" }, out.data.neighbours.map((n) =>
+  if ((out.loupe || {}).neighbours && (out.loupe || {}).neighbours.length) {
+    parts.push(el("h3", {}, "Nearest labeled examples that voted"), el("div", { class: "thumbs" }, (out.loupe || {}).neighbours.map((n) =>
       el("figure", {}, thumbImg(n.input_id), el("figcaption", {}, nameSpan(n.input_id), ` (similarity ${n.similarity.toFixed(2)})`)))));
   }
   $("#predict-result").replaceChildren(...parts);

@@ -21,7 +21,7 @@ from loupe.app_indexes import AppIndexes
 from loupe.backbones.base import Backbone
 from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE, BackboneCache
 from loupe.config import Config
-from loupe.custom_models import CustomModels, ModelAnswer
+from loupe.custom_models import CustomModels
 from loupe.errors import (
     Busy,
     Conflict,
@@ -29,15 +29,21 @@ from loupe.errors import (
     NotFound,
     QuotaExceeded,
 )
-from loupe.general_model import general_records, imagenet_predictions, is_general
+from loupe.general_model import (
+    ModelKind,
+    builtin_kind,
+    general_records,
+    imagenet_predictions,
+)
 from loupe.ids import check_id, check_name, new_id
 from loupe.image_pipeline import Embedded, ImagePipeline, Prepared
-from loupe.imaging import DecodedImage, content_hash, decode_image
+from loupe.imaging import DecodedImage, content_hash, crop_fraction, decode_image
 from loupe.indexes import VectorIndex
 from loupe.label_mirror import LabelMirror
-from loupe.labels import EditAction, InputEdit, apply_edit, check_labels, check_metadata
+from loupe.labels import EditAction, InputEdit, apply_edit, check_labels, check_metadata, check_regions
 from loupe.pagination import page_window
 from loupe.prediction import Prediction
+from loupe.recent_images import RecentImages
 from loupe.retrainer import Retrainer
 from loupe.search import (
     MAX_PREDICTED_CONCEPTS,
@@ -49,9 +55,10 @@ from loupe.search import (
     hits_for,
 )
 from loupe.store import Store, WriteTxn
-from loupe.store.records import App, Concept, Input, Model, ModelVersion
+from loupe.store.records import App, Concept, GeoPoint, Input, Model, ModelVersion, Region
 from loupe.thumbnails import thumbnail
 from loupe.url_fetch import UrlFetcher, UrlPolicy
+from loupe.video import FrameSample, sample_frames
 
 
 class NewInput(msgspec.Struct, kw_only=True):
@@ -61,6 +68,58 @@ class NewInput(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] = {}
     concepts: list[str] = []
     not_concepts: list[str] = []
+    geo: GeoPoint | None = None
+    regions: list[Region] = []
+    crop: list[float] = []
+
+
+class VideoClip(msgspec.Struct):
+    """A video to predict: one answer per sampled frame (one every sample_ms; 0 = Clarifai's 1 s)."""
+
+    data: bytes
+    sample_ms: int = 0
+
+
+class FrameAnswer(msgspec.Struct):
+    index: int
+    time_ms: int
+    prediction: Prediction | None  # None for the embedding model
+    embedding: Any  # the frame's unit vector (np.ndarray)
+
+
+class InputAnswer(msgspec.Struct):
+    prediction: Prediction | None = None  # an image (None for the embedding model, and for videos)
+    embedding: Any = None  # an image's unit vector (np.ndarray)
+    frames: list[FrameAnswer] = []  # a video's sampled frames
+
+
+class PredictAnswer(msgspec.Struct):
+    model: Model
+    version: ModelVersion  # the version that answered
+    kind: ModelKind
+    answers: list[InputAnswer]  # one per input, in order
+
+    @property
+    def predictions(self) -> list[Prediction | None]:
+        return [a.prediction for a in self.answers]
+
+
+class EmbeddedRows(msgspec.Struct):
+    vectors: Any  # np.ndarray [rows, dim], unit vectors
+    norms: Any  # np.ndarray [rows], feature norms (NaN where unknown)
+    spans: list[tuple[int, int]]  # each input's rows
+    frames: list[list[FrameSample]]  # each input's sampled frames (empty for images)
+    still: list[str | bytes]  # the images and stored inputs, rows 0..len(still)-1
+
+
+class ModelView(msgspec.Struct):
+    """A model as the API shows it: custom or built-in (Clarifai lists built-ins as public, app "main")."""
+
+    model: Model
+    version: ModelVersion | None
+    concepts: list[Concept]
+    kind: ModelKind = ModelKind.CONCEPT
+    public: bool = False
 
 
 class PreparedInputs(msgspec.Struct):
@@ -109,6 +168,7 @@ class Loupe:
                                          allow_hosts=tuple(config.url_allow_hosts),
                                          max_concurrent=config.url_max_concurrent))
         self.models = CustomModels(self)
+        self.recent_images = RecentImages()
         self.retrainer = Retrainer(config.retrain_delay_seconds, self._retrain) if config.auto_retrain else None
 
     def close(self) -> None:
@@ -196,6 +256,8 @@ class Loupe:
                 tx.delete_model(app_id, model.id)
             tx.delete_feedback(app_id)
             tx.delete_dismissals(app_id)
+            for workflow_id in tx.workflow_ids(app_id):
+                tx.delete_workflow(app_id, workflow_id)
             tx.delete_app(app_id)
         for model in models:
             self.models.forget(app_id, model.id)
@@ -236,6 +298,7 @@ class Loupe:
         for item in items:
             check_labels(item.concepts, item.not_concepts)
             check_metadata(item.metadata)
+            check_regions(item.regions)
             for concept_id in itertools.chain(item.concepts, item.not_concepts):
                 check_id("concept", concept_id)
         return ids
@@ -275,7 +338,8 @@ class Loupe:
                                    source=item.source, metadata=dict(item.metadata),
                                    concepts=list(dict.fromkeys(item.concepts)),
                                    not_concepts=list(dict.fromkeys(item.not_concepts)),
-                                   created_at=now, width=image.width, height=image.height)
+                                   created_at=now, width=image.width, height=image.height, geo=item.geo,
+                                   regions=list(item.regions), crop=list(item.crop))
                     self.ensure_concepts(tx, app_id, record.concepts + record.not_concepts, now)
                     tx.put_input(app_id, record)
                     tx.retain_blob(image.sha256, item.image)
@@ -491,13 +555,15 @@ class Loupe:
         with self.store.read() as tx:
             return list(itertools.islice(tx.iter_concepts(app_id), offset, offset + limit))
 
-    def search_concepts(self, app_id: str, name: str) -> list[Concept]:
-        """Case-insensitive name match; '*' is a wildcard (Clarifai's concept search)."""
+    def search_concepts(self, app_id: str, name: str, *, page: int = 1, per_page: int = 20) -> list[Concept]:
+        """Case-insensitive name match; '*' is a wildcard (Clarifai's concept search), one page of it."""
         self.get_app(app_id)
+        offset, limit = page_window(page, per_page)
         pattern = name.lower()
         with self.store.read() as tx:
-            return [c for c in tx.iter_concepts(app_id)
-                    if fnmatch.fnmatchcase(c.name.lower(), pattern) or fnmatch.fnmatchcase(c.id.lower(), pattern)]
+            found = (c for c in tx.iter_concepts(app_id)
+                     if fnmatch.fnmatchcase(c.name.lower(), pattern) or fnmatch.fnmatchcase(c.id.lower(), pattern))
+            return list(itertools.islice(found, offset, offset + limit))
 
     def concept_names(self, app_id: str) -> dict[str, str]:
         """Every concept id of the app with its display name."""
@@ -561,8 +627,13 @@ class Loupe:
         if len(sources) > 1:
             raise InvalidArgument("a search can have only one image, input or text to match")
         flt = SearchFilter(concepts=query.concepts, metadata=query.metadata,
-                           seqs=None if allowed is None else tuple(sorted(allowed)))
+                           seqs=None if allowed is None else tuple(sorted(allowed)), geo=query.geo,
+                           input_ids=query.input_ids, source_urls=query.source_urls)
         page, per_page = query.page, query.per_page
+        if query.input_id is not None and query.crop:
+            # Part of a stored image: that part is embedded (the stored vector is of the whole image).
+            image = crop_fraction(self.input_image(app_id, query.input_id), list(query.crop), self.config.images)
+            query = msgspec.structs.replace(query, image=image, input_id=None)
         if query.image is not None:
             vector = self.image_vectors(app, [query.image])[0]
             return self.search_by_vector(app, vector, page=page, per_page=per_page, flt=flt)
@@ -590,22 +661,99 @@ class Loupe:
             return self.images.embed(backbone, self.images.prepare(backbone, images))
 
     # ------------------------------------------------------- any model
-    def predict(self, app_id: str, model_id: str, inputs: Sequence[str | bytes],
-                version_id: str | None = None) -> ModelAnswer:
-        """Stored inputs (ids) and new images (bytes) through a custom model or the General model."""
-        if not is_general(model_id):
-            return self.models.predict(app_id, model_id, inputs, version_id)
+    def predict(self, app_id: str, model_id: str, inputs: Sequence[str | bytes | VideoClip],
+                version_id: str | None = None) -> PredictAnswer:
+        """Stored inputs (ids), new images (bytes) and videos (one answer per sampled frame) through a
+        custom model, the General model or the General embedding model; every row is embedded once and
+        scored in one call."""
         if not inputs:
             raise InvalidArgument("no inputs to predict")
+        kind = builtin_kind(model_id)
         app = self.get_app(app_id)
+        if kind is None:
+            version = self.models.trained_version(app_id, model_id, version_id)  # fails before embedding
+            model = self.models.get(app_id, model_id)
+        else:
+            model, version = general_records(self.backbone(app), kind)
+        rows = self.embed_items(app, inputs)
+        return PredictAnswer(model=model, version=version, kind=kind or ModelKind.CONCEPT,
+                             answers=self.score_rows(app, rows, model_id, version.id, ()))
+
+    def embed_items(self, app: App, inputs: Sequence[str | bytes | VideoClip]) -> EmbeddedRows:
+        """Every input as rows of one matrix: a row per image or stored input, a row per video frame."""
         backbone = self.backbone(app)
-        vectors, norms = self.item_vectors(app, inputs)
-        missing = [i for i in range(len(inputs)) if not np.isfinite(norms[i])]
-        if missing and not backbone.supports_text:
-            norms[missing] = self._feature_norms(app, [self._image_of(app_id, inputs[i]) for i in missing])
-        predictions = self.general_predictions(app, vectors, norms)
-        model, version = general_records(backbone)
-        return ModelAnswer(model, version, predictions)
+        still = [i for i in inputs if not isinstance(i, VideoClip)]
+        vectors, norms = self.item_vectors(app, still) if still else (np.zeros((0, backbone.dim), np.float32),
+                                                                       np.zeros(0, np.float32))
+        spans: list[tuple[int, int]] = []
+        frames: list[list[FrameSample]] = []
+        parts, part_norms, row, at = [vectors], [norms], len(still), 0
+        for item in inputs:
+            if isinstance(item, VideoClip):
+                samples, clip_vectors, clip_norms = self.video_vectors(app, item)
+                parts.append(clip_vectors)
+                part_norms.append(clip_norms)
+                spans.append((row, row + len(samples)))
+                frames.append(samples)
+                row += len(samples)
+            else:
+                spans.append((at, at + 1))
+                frames.append([])
+                at += 1
+        return EmbeddedRows(np.concatenate(parts), np.concatenate(part_norms), spans, frames, still)
+
+    def score_rows(self, app: App, rows: EmbeddedRows, model_id: str, version_id: str | None,
+                   concepts: Sequence[str]) -> list[InputAnswer]:
+        """One model over embedded rows, regrouped per input (`concepts`: the zero-shot names on CLIP apps)."""
+        kind = builtin_kind(model_id)
+        scored: list[Prediction | None]
+        if kind is ModelKind.EMBED:
+            scored = [None] * len(rows.vectors)
+        elif kind is ModelKind.CONCEPT:
+            missing = [i for i in range(len(rows.still)) if not np.isfinite(rows.norms[i])]
+            if missing and not self.backbone(app).supports_text:  # vectors stored before norms were kept
+                rows.norms[missing] = self._feature_norms(app, [self._image_of(app.id, rows.still[i]) for i in missing])
+            scored = list(self.general_predictions(app, rows.vectors, rows.norms, concepts))
+        else:
+            scored = list(self.models.predict_vectors(app.id, model_id, rows.vectors, version_id))
+        answers = []
+        for (start, stop), samples in zip(rows.spans, rows.frames):
+            if samples:
+                answers.append(InputAnswer(frames=[
+                    FrameAnswer(s.index, s.time_ms, scored[start + j], rows.vectors[start + j])
+                    for j, s in enumerate(samples)]))
+            else:
+                answers.append(InputAnswer(prediction=scored[start], embedding=rows.vectors[start]))
+        return answers
+
+    def remember_image(self, app_id: str, data: bytes) -> str:
+        """Keep a predicted image a while (bounded) so its answer can link it; its content hash."""
+        sha = content_hash(data)
+        self.recent_images.put(app_id, sha, data)
+        return sha
+
+    def recent_image(self, app_id: str, sha256: str) -> bytes:
+        self.get_app(app_id)
+        data = self.recent_images.get(app_id, sha256)
+        if data is None:
+            raise NotFound("image", sha256, "that predicted image is no longer kept (they are kept for an hour)")
+        return data
+
+    def video_vectors(self, app: App, clip: VideoClip) -> tuple[list[FrameSample], np.ndarray, np.ndarray]:
+        """Sampled frames of a video with their unit vectors and feature norms, embedded in batches
+        within the embedding gate (decoding a video is as heavy as embedding it)."""
+        backbone = self.backbone(app)
+        with self.embed_gate:
+            samples = sample_frames(clip.data, self.config.videos, clip.sample_ms)
+            features = []
+            for start in range(0, len(samples), self.config.embed_batch_size):
+                chunk = samples[start:start + self.config.embed_batch_size]
+                features.append(backbone.features([backbone.preprocess(s.image) for s in chunk]))
+                for s in chunk:
+                    s.image = s.image.resize((1, 1))  # drop the pixels once embedded
+        stacked = np.concatenate(features).astype(np.float32)
+        lengths = np.linalg.norm(stacked, axis=1)
+        return samples, stacked / np.maximum(lengths, 1e-12)[:, None], lengths.astype(np.float32)
 
     def item_vectors(self, app: App, items: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
         """Unit vectors and feature norms (NaN where not kept) of stored inputs (ids) and new images
@@ -634,11 +782,44 @@ class Loupe:
             return zero_shot_predictions(self, app.id, vectors, tuple(concepts))
         return imagenet_predictions(backbone, vectors, norms)
 
-    def describe_model(self, app_id: str, model_id: str, version_id: str | None = None) -> tuple[Model, ModelVersion]:
-        """A model and one of its versions (the newest by default), the General model included."""
-        if is_general(model_id):
-            return general_records(self.backbone(self.get_app(app_id)))
-        return self.models.get(app_id, model_id), self.models.version(app_id, model_id, version_id)
+    def describe_model(self, app_id: str, model_id: str, version_id: str | None = None) -> ModelView:
+        """A model and one of its versions (the newest by default), the built-in models included."""
+        kind = builtin_kind(model_id)
+        if kind is not None:
+            model, version = general_records(self.backbone(self.get_app(app_id)), kind)
+            return ModelView(model, version, [], kind, public=True)
+        model = self.models.get(app_id, model_id)
+        return ModelView(model, self.models.version(app_id, model_id, version_id),
+                         self.concepts_by_id(app_id, model.concept_ids))
+
+    def builtin_models(self, app_id: str) -> list[ModelView]:
+        """The General model and the General embedding model, as this app's backbone answers them."""
+        backbone = self.backbone(self.get_app(app_id))
+        out = []
+        for kind in (ModelKind.CONCEPT, ModelKind.EMBED):
+            model, version = general_records(backbone, kind)
+            out.append(ModelView(model, version, [], kind, public=True))
+        return out
+
+    def list_models(self, app_id: str, page: int = 1, per_page: int = 20) -> list[ModelView]:
+        """The built-in models first (as Clarifai lists its public ones), then the app's, newest first."""
+        offset, limit = page_window(page, per_page)
+        builtin = self.builtin_models(app_id)
+        views = builtin[offset:offset + limit]
+        custom_offset = max(0, offset - len(builtin))
+        wanted = limit - len(views)
+        if wanted > 0:
+            views += [self.describe_model(app_id, m.id) for m in
+                      self.models.list_models(app_id, page=1, per_page=custom_offset + wanted)[custom_offset:]]
+        return views
+
+    def search_models(self, app_id: str, name: str = "*", kind: str = "") -> list[ModelView]:
+        """Models whose name or id matches (case-insensitive, '*' wildcards) and of the type asked for
+        (Clarifai's `concept` or `embed`; empty: any); built-in ones first."""
+        pattern = (name or "*").lower()
+        found = [v for v in self.builtin_models(app_id) if (not kind or v.kind == kind) and
+                 (fnmatch.fnmatchcase(v.model.name.lower(), pattern) or fnmatch.fnmatchcase(v.model.id, pattern))]
+        return found + [self.describe_model(app_id, m.id) for m in self.models.search(app_id, name, kind)]
 
     def _image_of(self, app_id: str, item: str | bytes) -> bytes:
         return item if isinstance(item, bytes) else self.input_image(app_id, item)
@@ -677,8 +858,24 @@ class Loupe:
             allow = allowed_seqs(tx, app.id, flt or SearchFilter())
             if allow is not None and len(allow) == 0:
                 return []
-            found = index.search(vector[None, :], offset + limit, allow=allow)[0]
-            return hits_for(tx, app.id, found.ids[offset:], found.scores[offset:])
+            ids, scores = self._ranked(index, vector, offset + limit, allow)
+            return hits_for(tx, app.id, ids[offset:offset + limit], scores[offset:offset + limit])
+
+    @staticmethod
+    def _ranked(index: VectorIndex, vector: np.ndarray, wanted: int,
+                allow: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The best `wanted` hits ordered by (score as answered, to 6 places; then sequence number), so
+        pages agree with one another when scores tie (identical images): the index is asked for more
+        until the hits past the last wanted one score lower (at most 1,024 more)."""
+        k = wanted
+        while True:
+            found = index.search(vector[None, :], k + 1, allow=allow)[0]
+            rounded = np.round(found.scores.astype(np.float64), 6)
+            if len(found.ids) <= k or rounded[-1] < rounded[wanted - 1] or k >= wanted + 1024:
+                break
+            k = min(2 * k, wanted + 1024)
+        order = np.lexsort((found.ids, -rounded))
+        return found.ids[order], found.scores[order]
 
     def search_by_filter(self, app_id: str, flt: SearchFilter, *, page: int = 1,
                          per_page: int = 20) -> list[SearchHit]:

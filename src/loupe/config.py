@@ -14,6 +14,17 @@ class ImageLimits(msgspec.Struct, frozen=True):
     formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 
+class VideoLimits(msgspec.Struct, frozen=True):
+    """Video predictions: one frame every sample_ms is embedded; everything a client can send is bounded."""
+
+    max_bytes: int = 48 * 1024 * 1024  # what base64 in a 64 MB body can carry
+    max_seconds: float = 600.0  # by the container's header, and again by decoded timestamps
+    max_frames: int = 600  # sampled frames per video
+    max_pixels: int = 8_294_400  # per frame (4K UHD)
+    decode_seconds: float = 60.0  # wall time to decode one video
+    min_sample_ms: int = 100
+
+
 class Config(msgspec.Struct, frozen=True):
     data_dir: Path = Path("loupe-data")
     # LMDB reserves address space, not disk: a large map costs nothing until used.
@@ -35,6 +46,7 @@ class Config(msgspec.Struct, frozen=True):
     # inputs instead of 5 GB) and re-ranks its candidates with the vectors in LMDB.
     compressed_index_threshold: int = 100_000
     images: ImageLimits = ImageLimits()
+    videos: VideoLimits = VideoLimits()
     # Trains with at most this many examples finish within the request; larger ones are queued.
     sync_train_max_examples: int = 20_000
     max_concurrent_trainings: int = 1
@@ -77,6 +89,11 @@ class Config(msgspec.Struct, frozen=True):
         return Path(self.data_dir) / "indexes"
 
 
+def parse_hosts(text: str) -> tuple[str, ...]:
+    """A comma-separated host list (`--url-allow-hosts`, LOUPE_URL_ALLOW_HOSTS), lower-cased."""
+    return tuple(h.strip().lower() for h in text.split(",") if h.strip())
+
+
 def config_from_env(**overrides: object) -> Config:
     """Defaults, then LOUPE_* environment variables, then explicit overrides (None means unset)."""
     values: dict[str, object] = {}
@@ -97,6 +114,8 @@ def config_from_env(**overrides: object) -> Config:
         values["compressed_index_threshold"] = int(env["LOUPE_COMPRESSED_INDEX_THRESHOLD"])
     if "LOUPE_PUBLIC_URL" in env:
         values["public_url"] = env["LOUPE_PUBLIC_URL"]
+    if "LOUPE_URL_ALLOW_HOSTS" in env:
+        values["url_allow_hosts"] = parse_hosts(env["LOUPE_URL_ALLOW_HOSTS"])
     weights = {}
     if "LOUPE_CLIP_WEIGHTS" in env:
         weights["clip-vit-b-32"] = env["LOUPE_CLIP_WEIGHTS"]

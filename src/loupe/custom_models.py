@@ -30,10 +30,11 @@ from loupe.errors import (
     TrainingFailed,
 )
 from loupe.evaluation import evaluate
+from loupe.general_model import is_builtin
 from loupe.heads import Head, head_probabilities
 from loupe.ids import check_id, check_name, new_id
 from loupe.label_mirror import AppLabels
-from loupe.labels import EditAction
+from loupe.labels import EditAction, check_metadata
 from loupe.pagination import page_window
 from loupe.prediction import LoadedVersion, Prediction, predict
 from loupe.scale.train_lease import TrainLeases
@@ -121,16 +122,20 @@ class CustomModels:
     # ------------------------------------------------------------- models
     def create(self, app_id: str, model_id: str, *, name: str | None = None, concept_ids: Sequence[str] = (),
                mutually_exclusive: bool = False, closed_environment: bool = False,
-               auto_retrain: bool = True) -> tuple[Model, ModelVersion]:
+               auto_retrain: bool = True, hyper_params: dict[str, Any] | None = None) -> tuple[Model, ModelVersion]:
         """A new model with its first, untrained version (as Clarifai does on create)."""
         self._data.get_app(app_id)
         check_id("model", model_id)
+        if is_builtin(model_id) or is_builtin(name or ""):
+            # Predictions by that id or name go to the built-in model: a custom one there would be unreachable.
+            raise Conflict(f"{model_id if is_builtin(model_id) else name!r} names a built-in model; choose another")
         concepts = [check_id("concept", c) for c in dict.fromkeys(concept_ids)]
         now = time.time()
         # A fresh incarnation: a train the model's deleted namesake started cannot write into it.
         model = Model(id=model_id, name=check_name("model", name or model_id), concept_ids=concepts,
                       mutually_exclusive=mutually_exclusive, closed_environment=closed_environment,
-                      auto_retrain=auto_retrain, created_at=now, next_version=2, incarnation=new_id())
+                      auto_retrain=auto_retrain, created_at=now, next_version=2, incarnation=new_id(),
+                      hyper_params=check_metadata(dict(hyper_params or {})))
         version = self._new_version(model, 1, "untrained", now)
         with self._store.write() as tx:
             if tx.get_model(app_id, model_id) is not None:
@@ -159,7 +164,7 @@ class CustomModels:
     def update(self, app_id: str, model_id: str, action: EditAction | str = EditAction.MERGE, *,
                name: str | None = None, concept_ids: list[str] | None = None,
                mutually_exclusive: bool | None = None, closed_environment: bool | None = None,
-               auto_retrain: bool | None = None) -> Model:
+               auto_retrain: bool | None = None, hyper_params: dict[str, Any] | None = None) -> Model:
         """Rename, set options, and merge/remove/overwrite the model's concepts (takes effect on the next train)."""
         try:
             action = EditAction(action)
@@ -183,6 +188,9 @@ class CustomModels:
             changes: dict[str, Any] = {"concept_ids": concepts}
             if name is not None:
                 changes["name"] = check_name("model", name)
+            if hyper_params is not None:
+                changes["hyper_params"] = check_metadata(
+                    {**model.hyper_params, **hyper_params} if action is EditAction.MERGE else dict(hyper_params))
             for key, value in (("mutually_exclusive", mutually_exclusive), ("closed_environment", closed_environment),
                                ("auto_retrain", auto_retrain)):
                 if value is not None:

@@ -50,6 +50,10 @@ class CorruptImage(ImageError):
     pass
 
 
+class VideoError(InvalidArgument):
+    """The bytes given as a video cannot be used (not a video, damaged, over a limit); says why."""
+
+
 class UrlFetchError(InvalidArgument):
     """An image URL could not be fetched (refused address, timeout, HTTP error, not an image)."""
 

@@ -9,6 +9,7 @@ models embeds each image once. CLIP apps keep the zero-shot General model (loupe
 from __future__ import annotations
 
 import functools
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,37 @@ from loupe.prediction import ConceptScore, Prediction
 from loupe.store.records import Model, ModelVersion
 
 GENERAL_MODEL_ID = "aaa03c23b3724a16a56b629203edc62c"  # Clarifai's general model, as its clients name it
-GENERAL_MODEL_NAME = "general-image-recognition"
-GENERAL_ALIASES = (GENERAL_MODEL_ID, GENERAL_MODEL_NAME, "general")
+GENERAL_EMBED_MODEL_ID = "bbb5f41425b8468d9b7a554ff10f8581"  # Clarifai's general embedding model
+# Clarifai's name for both (told apart by output_info.type); the Python client's predict_concepts,
+# tag_files and models.get() look the General model up by it.
+GENERAL_MODEL_NAME = "general-v1.3"
+GENERAL_ALIASES = (GENERAL_MODEL_ID, GENERAL_MODEL_NAME, "general-image-recognition", "general")
+EMBED_ALIASES = (GENERAL_EMBED_MODEL_ID, "general-image-embedding")
+PUBLIC_APP_ID = "main"  # Clarifai lists its public models under this app id; clients tell them apart by it
 _CLASSES_FILE = Path(__file__).resolve().parent / "data" / "imagenet_classes.tsv"
+
+
+class ModelKind(StrEnum):
+    """Clarifai's output_info.type."""
+
+    CONCEPT = "concept"
+    EMBED = "embed"
 
 
 def is_general(model_id: str) -> bool:
     return model_id in GENERAL_ALIASES
+
+
+def is_embedding(model_id: str) -> bool:
+    return model_id in EMBED_ALIASES
+
+
+def is_builtin(model_id: str) -> bool:
+    return is_general(model_id) or is_embedding(model_id)
+
+
+def builtin_kind(model_id: str) -> ModelKind | None:
+    return ModelKind.CONCEPT if is_general(model_id) else ModelKind.EMBED if is_embedding(model_id) else None
 
 
 @functools.cache
@@ -40,8 +65,12 @@ def general_version_id(backbone: Backbone) -> str:
     return f"{backbone.id}-zero-shot" if backbone.supports_text else f"{backbone.id}-imagenet-1k"
 
 
-def general_records(backbone: Backbone) -> tuple[Model, ModelVersion]:
-    """What the API shows for the General model: one fixed, trained version per backbone."""
+def general_records(backbone: Backbone, kind: ModelKind = ModelKind.CONCEPT) -> tuple[Model, ModelVersion]:
+    """What the API shows for a built-in model: one fixed, trained version per backbone."""
+    if kind is ModelKind.EMBED:
+        model = Model(id=GENERAL_EMBED_MODEL_ID, name=GENERAL_MODEL_NAME, created_at=0.0, next_version=2)
+        return model, ModelVersion(id=f"{backbone.id}-embedding", seq=1, model_id=GENERAL_EMBED_MODEL_ID,
+                                   created_at=0.0, status="trained", backbone=backbone.id, dim=backbone.dim)
     model = Model(id=GENERAL_MODEL_ID, name=GENERAL_MODEL_NAME, concept_ids=[], mutually_exclusive=True,
                   created_at=0.0, next_version=2)
     version = ModelVersion(id=general_version_id(backbone), seq=1, model_id=GENERAL_MODEL_ID, created_at=0.0,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from typing import Any
 
 import msgspec
 
 from loupe.errors import InvalidArgument
-from loupe.store.records import Input
+from loupe.ids import check_id
+from loupe.store.records import GeoPoint, Input, Region
 
 
 class EditAction(str, Enum):
@@ -22,6 +24,45 @@ class InputEdit(msgspec.Struct, kw_only=True):
     concepts: list[str] = []  # positive annotations
     not_concepts: list[str] = []  # explicit negatives
     metadata: dict[str, Any] | None = None
+    geo: GeoPoint | None = None  # merge/overwrite: set it; remove: drop it
+    regions: list[Region] | None = None  # merge: by region id; remove: those ids; overwrite: these
+
+
+MAX_REGIONS = 100  # per input
+
+
+def check_regions(regions: list[Region]) -> list[Region]:
+    """At most MAX_REGIONS, unique ids, boxes inside the image with top < bottom and left < right."""
+    if len(regions) > MAX_REGIONS:
+        raise InvalidArgument(f"an input may have at most {MAX_REGIONS} regions, got {len(regions)}")
+    ids = [r.id for r in regions]
+    if len(set(ids)) != len(ids):
+        raise InvalidArgument("region ids must be unique within an input")
+    for region in regions:
+        check_id("region", region.id)
+        b = region.box
+        values = (b.top_row, b.left_col, b.bottom_row, b.right_col)
+        if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values) or b.top_row >= b.bottom_row \
+                or b.left_col >= b.right_col:
+            raise InvalidArgument(f"region {region.id!r}: bounding_box needs fractions in 0..1 with top_row < "
+                                  f"bottom_row and left_col < right_col, got {list(values)}")
+        for concept in region.concepts:
+            check_id("concept", concept.id)
+            if not (math.isfinite(concept.value) and 0.0 <= concept.value <= 1.0):
+                raise InvalidArgument(f"region {region.id!r}: concept values must be within 0..1")
+    return regions
+
+
+def _edited_regions(current: list[Region], action: EditAction, given: list[Region] | None) -> list[Region]:
+    if given is None:
+        return current
+    if action is EditAction.MERGE:
+        replaced = {r.id: r for r in given}
+        return [replaced.pop(r.id, r) for r in current] + list(replaced.values())
+    if action is EditAction.REMOVE:
+        gone = {r.id for r in given}
+        return [r for r in current if r.id not in gone]
+    return list(given)
 
 
 MAX_METADATA_BYTES = 64 * 1024
@@ -69,5 +110,7 @@ def apply_edit(record: Input, action: EditAction, edit: InputEdit) -> Input:
         metadata = record.metadata if edit.metadata is None else dict(edit.metadata)
     else:  # pragma: no cover - Enum exhausts the cases
         raise InvalidArgument(f"unknown action {action!r}")
+    geo = (None if edit.geo is not None else record.geo) if action is EditAction.REMOVE else (edit.geo or record.geo)
     return msgspec.structs.replace(record, concepts=_unique(pos), not_concepts=_unique(neg),
-                                   metadata=check_metadata(metadata))
+                                   metadata=check_metadata(metadata), geo=geo,
+                                   regions=check_regions(_edited_regions(record.regions, action, edit.regions)))

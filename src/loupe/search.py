@@ -8,6 +8,7 @@ import msgspec
 import numpy as np
 
 from loupe.store import ReadTxn
+from loupe.store.geo import GeoQuery
 from loupe.store.records import Input
 
 
@@ -21,10 +22,14 @@ class SearchFilter(msgspec.Struct, frozen=True):
     metadata: dict[str, Any] = {}
     # Extra allow-list computed by a caller (e.g. inputs a model predicts a concept for).
     seqs: tuple[int, ...] | None = None
+    geo: tuple[GeoQuery, ...] = ()  # within each of these (radius of a point, or a box)
+    input_ids: tuple[str, ...] = ()  # Clarifai's input clause by id: these inputs only
+    source_urls: tuple[str, ...] = ()  # Clarifai's search by original URL: inputs added from each URL
 
     @property
     def empty(self) -> bool:
-        return not self.concepts and not self.metadata and self.seqs is None
+        return (not self.concepts and not self.metadata and self.seqs is None and not self.geo
+                and not self.input_ids and not self.source_urls)
 
 
 class PredictedConcept(msgspec.Struct, frozen=True):
@@ -43,6 +48,10 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
     concepts: tuple[ConceptFilter, ...] = ()
     metadata: dict[str, Any] = {}
     predicted: tuple[PredictedConcept, ...] = ()
+    geo: tuple[GeoQuery, ...] = ()
+    input_ids: tuple[str, ...] = ()
+    source_urls: tuple[str, ...] = ()
+    crop: tuple[float, ...] = ()  # with input_id: look like this part of the stored input's image
     page: int = 1
     per_page: int = 20
 
@@ -72,6 +81,18 @@ def allowed_seqs(tx: ReadTxn, app_id: str, flt: SearchFilter) -> np.ndarray | No
     if flt.empty:
         return None
     allowed: np.ndarray | None = None if flt.seqs is None else np.asarray(flt.seqs, np.int64)
+
+    def narrow(found: np.ndarray) -> None:
+        nonlocal allowed
+        allowed = found if allowed is None else np.intersect1d(allowed, found)
+
+    for input_id in flt.input_ids:
+        record = tx.get_input(app_id, input_id)
+        narrow(np.asarray([record.seq] if record is not None else [], np.int64))
+    for url in flt.source_urls:
+        narrow(tx.source_seqs(app_id, url))
+    for area in flt.geo:
+        narrow(tx.geo_seqs(app_id, area))
     for cf in flt.concepts:
         found = tx.labelled_seqs(app_id, cf.concept_id, cf.positive)
         allowed = found if allowed is None else np.intersect1d(allowed, found)

@@ -33,6 +33,7 @@ class UrlPolicy(msgspec.Struct, frozen=True):
     allow_hosts: tuple[str, ...] = ()  # hosts exempt from the address check (tests, intranets)
     max_concurrent: int = 8  # fetches in flight per process; more wait briefly, then get 429
     queue_wait_seconds: float = 1.0
+    media: str = "image"  # the content-type family accepted ("image", or "video" for video predictions)
 
 
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -110,14 +111,17 @@ class UrlFetcher:
         self.policy = policy
         self._slots = threading.BoundedSemaphore(policy.max_concurrent)
 
-    def fetch(self, url: str, deadline: float | None = None) -> bytes:
-        """The image bytes at `url`. `deadline` (time.monotonic) can shorten the policy's own."""
+    def fetch(self, url: str, deadline: float | None = None, *, max_bytes: int | None = None,
+              kind: str = "image") -> bytes:
+        """The image (or video) bytes at `url`. `deadline` (time.monotonic) can shorten the policy's own."""
+        policy = self.policy if max_bytes is None and kind == "image" else msgspec.structs.replace(
+            self.policy, max_bytes=max_bytes or self.policy.max_bytes, media=kind)
         if not self._slots.acquire(timeout=self.policy.queue_wait_seconds):
             raise Busy(f"{self.policy.max_concurrent} URL downloads are in progress; retry shortly",
                        retry_after=max(1, round(self.policy.timeout_seconds / 2)))
         try:
             own = time.monotonic() + self.policy.timeout_seconds
-            return fetch_image(url, self.policy, own if deadline is None else min(own, deadline))
+            return fetch_image(url, policy, own if deadline is None else min(own, deadline))
         finally:
             self._slots.release()
 
@@ -149,15 +153,16 @@ def _one_hop(target: _Target, address: str, policy: UrlPolicy, deadline: float) 
     watchdog.daemon = True
     watchdog.start()
     try:
-        conn.request("GET", target.path, headers={"User-Agent": "loupe/0.1", "Accept": "image/*"})
+        conn.request("GET", target.path, headers={"User-Agent": "loupe/0.1", "Accept": f"{policy.media}/*"})
         response = conn.getresponse()
         if response.status in _REDIRECTS:
             return response.status, response.getheader("Location") or "", b""
         if response.status != 200:
             raise UrlFetchError(f"URL answered HTTP {response.status}")
         content_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
-        if not content_type.startswith("image/") and content_type != "application/octet-stream":
-            raise UrlFetchError(f"URL did not return an image (content-type {content_type or 'none'})")
+        if not content_type.startswith(f"{policy.media}/") and content_type != "application/octet-stream":
+            raise UrlFetchError(f"URL did not return {'an image' if policy.media == 'image' else 'a video'} "
+                                f"(content-type {content_type or 'none'})")
         declared = response.getheader("Content-Length") or ""
         if declared.isdigit() and int(declared) > policy.max_bytes:
             raise UrlFetchError(f"image at URL is {int(declared) / 1e6:.1f} MB, "

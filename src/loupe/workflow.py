@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 
-from loupe.errors import CapabilityMissing, Conflict, InvalidArgument, NotFound
-from loupe.general_model import general_version_id, is_general
+from loupe.errors import CapabilityMissing, Conflict, InvalidArgument, NotFound, TooLong
+from loupe.general_model import GENERAL_MODEL_ID, general_version_id, is_builtin
 from loupe.heads import head_probabilities
 from loupe.ids import check_id
+from loupe.pagination import page_window
 from loupe.prediction import ConceptScore, Prediction
+from loupe.store.records import Model, ModelVersion
 
 if TYPE_CHECKING:
-    from loupe.application import Loupe
+    from loupe.application import InputAnswer, Loupe, VideoClip
 
 PROMPT = "a photo of a {}."
 # CLIP's trained logit scale is ~100; it turns cosine gaps of a few hundredths into clear answers.
 LOGIT_SCALE = 100.0
 
 
+MAX_NODES = 20  # per workflow: each node scores every image of a run
+MAX_WORKFLOWS = 200  # per app
+MAX_NODE_CONCEPTS = 200  # zero-shot names per node (CLIP apps)
+PUBLIC_WORKFLOWS = ("General",)  # Clarifai's public workflow of its General model
+
+
 class WorkflowStep(msgspec.Struct, frozen=True):
     model_id: str  # a custom model's id, or the General model's (loupe.general_model.GENERAL_ALIASES)
-    version_id: str | None = None
+    version_id: str | None = None  # None: the model's latest trained version when the workflow runs
     concepts: tuple[str, ...] = ()  # for the General model of CLIP apps: names to score (default: the app's)
+    node_id: str = ""  # the client's name for the node, echoed
 
 
 class Workflow(msgspec.Struct, frozen=True):
@@ -34,20 +44,58 @@ class Workflow(msgspec.Struct, frozen=True):
     created_at: float
 
 
-def save_workflow(loupe: Loupe, app_id: str, workflow_id: str, steps: list[WorkflowStep]) -> Workflow:
-    """Name a list of models to run together; custom models must exist (the general one always does)."""
+def _checked(loupe: Loupe, app_id: str, workflow_id: str, steps: list[WorkflowStep]) -> Workflow:
     check_id("workflow", workflow_id)
+    if workflow_id in PUBLIC_WORKFLOWS:
+        raise Conflict(f"workflow {workflow_id!r} is a public workflow; choose another id")
     if not steps:
-        raise InvalidArgument("a workflow needs at least one model")
+        raise InvalidArgument(f"workflow {workflow_id!r} needs at least one node")
+    if len(steps) > MAX_NODES:
+        raise InvalidArgument(f"workflow {workflow_id!r} has {len(steps)} nodes, limit is {MAX_NODES}")
+    node_ids = [check_id("workflow node", s.node_id) for s in steps if s.node_id]
+    if len(set(node_ids)) != len(node_ids):
+        raise InvalidArgument(f"workflow {workflow_id!r}: node ids must be unique")
     for step in steps:
-        if not is_general(step.model_id):
-            loupe.models.get(app_id, step.model_id)
-    workflow = Workflow(id=workflow_id, steps=tuple(steps), created_at=time.time())
+        if len(step.concepts) > MAX_NODE_CONCEPTS:
+            raise InvalidArgument(f"a workflow node may name at most {MAX_NODE_CONCEPTS} concepts")
+        for name in step.concepts:
+            check_id("concept", name)
+        if is_builtin(step.model_id):
+            continue
+        loupe.models.get(app_id, step.model_id)
+        if step.version_id is not None:
+            loupe.models.version(app_id, step.model_id, step.version_id)
+    return Workflow(id=workflow_id, steps=tuple(steps), created_at=time.time())
+
+
+def save_workflows(loupe: Loupe, app_id: str, workflows: list[tuple[str, list[WorkflowStep]]]) -> list[Workflow]:
+    """Name lists of models to run together: every workflow checked first, then all stored in one
+    transaction (a bad one stores none). Custom models (and named versions) must exist."""
+    loupe.get_app(app_id)
+    checked = [_checked(loupe, app_id, workflow_id, steps) for workflow_id, steps in workflows]
+    ids = [w.id for w in checked]
+    if len(set(ids)) != len(ids):
+        raise InvalidArgument("workflow ids must be unique within a request")
     with loupe.store.write() as tx:
-        if tx.get_workflow(app_id, workflow_id) is not None:
-            raise Conflict(f"workflow {workflow_id!r} already exists")
-        tx.put_workflow(app_id, workflow_id, msgspec.msgpack.encode(workflow))
-    return workflow
+        for workflow in checked:
+            if tx.get_workflow(app_id, workflow.id) is not None:
+                raise Conflict(f"workflow {workflow.id!r} already exists")
+        if sum(1 for _ in tx.iter_workflows(app_id)) + len(checked) > MAX_WORKFLOWS:
+            raise InvalidArgument(f"an app may have at most {MAX_WORKFLOWS} workflows")
+        for workflow in checked:
+            tx.put_workflow(app_id, workflow.id, msgspec.msgpack.encode(workflow))
+    return checked
+
+
+def save_workflow(loupe: Loupe, app_id: str, workflow_id: str, steps: list[WorkflowStep]) -> Workflow:
+    return save_workflows(loupe, app_id, [(workflow_id, steps)])[0]
+
+
+def public_workflow(workflow_id: str) -> Workflow | None:
+    if workflow_id not in PUBLIC_WORKFLOWS:
+        return None
+    return Workflow(id=workflow_id, steps=(WorkflowStep(model_id=GENERAL_MODEL_ID, node_id="general-concept"),),
+                    created_at=0.0)
 
 
 def get_workflow(loupe: Loupe, app_id: str, workflow_id: str) -> Workflow:
@@ -55,19 +103,42 @@ def get_workflow(loupe: Loupe, app_id: str, workflow_id: str) -> Workflow:
     with loupe.store.read() as tx:
         raw = tx.get_workflow(app_id, workflow_id)
     if raw is None:
+        public = public_workflow(workflow_id)
+        if public is not None:
+            return public
         raise NotFound("workflow", workflow_id)
-    return msgspec.msgpack.decode(raw, type=Workflow)
+    return _decode(raw)
 
 
-def list_workflows(loupe: Loupe, app_id: str) -> list[Workflow]:
+def _decode(raw: bytes) -> Workflow:
+    try:
+        return msgspec.msgpack.decode(raw, type=Workflow)
+    except msgspec.ValidationError:
+        # Stored before nodes were checked (e.g. a numeric version id): shown without its nodes, so the
+        # app's listing keeps working and the workflow can be deleted.
+        loose = msgspec.msgpack.decode(raw)
+        return Workflow(id=str(loose.get("id", "")), steps=(), created_at=float(loose.get("created_at") or 0))
+
+
+def list_workflows(loupe: Loupe, app_id: str, page: int = 1, per_page: int = 20) -> list[Workflow]:
     loupe.get_app(app_id)
+    offset, limit = page_window(page, per_page)
     with loupe.store.read() as tx:
-        return [msgspec.msgpack.decode(raw, type=Workflow) for raw in tx.iter_workflows(app_id)]
+        return [_decode(raw) for raw in itertools.islice(tx.iter_workflows(app_id), offset, offset + limit)]
 
 
-class WorkflowResult(msgspec.Struct, frozen=True):
-    model_id: str
-    predictions: list[Prediction]  # one per image
+def delete_workflows(loupe: Loupe, app_id: str, workflow_ids: list[str] | None) -> int:
+    """The named workflows (all or nothing: an unknown id deletes none), or every one (None)."""
+    loupe.get_app(app_id)
+    with loupe.store.write() as tx:
+        if workflow_ids is None:
+            workflow_ids = tx.workflow_ids(app_id)
+        for workflow_id in workflow_ids:
+            if tx.get_workflow(app_id, workflow_id) is None:
+                raise NotFound("workflow", workflow_id)
+        for workflow_id in dict.fromkeys(workflow_ids):
+            tx.delete_workflow(app_id, workflow_id)
+    return len(workflow_ids)
 
 
 def zero_shot_predictions(loupe: Loupe, app_id: str, vectors: np.ndarray,
@@ -91,17 +162,27 @@ def zero_shot_predictions(loupe: Loupe, app_id: str, vectors: np.ndarray,
     return out
 
 
-def run_workflow(loupe: Loupe, app_id: str, images: list[bytes], steps: list[WorkflowStep]) -> list[WorkflowResult]:
+class WorkflowRun(msgspec.Struct, frozen=True):
+    step: WorkflowStep
+    model: Model
+    version: ModelVersion
+    answers: list[InputAnswer]  # one per input
+
+
+def run_workflow(loupe: Loupe, app_id: str, inputs: list[str | bytes | VideoClip], steps: list[WorkflowStep],
+                 deadline: float) -> list[WorkflowRun]:
+    """Every node over the inputs, each image (or video frame) embedded once for all of them."""
     if not steps:
         raise InvalidArgument("a workflow needs at least one model")
     app = loupe.get_app(app_id)
-    embedded = loupe.image_embedded(app, images)  # once, for every step
-    vectors = embedded.vectors
+    rows = loupe.embed_items(app, inputs)
     results = []
     for step in steps:
-        if is_general(step.model_id):
-            predictions = loupe.general_predictions(app, vectors, embedded.norms, step.concepts)
-        else:
-            predictions = loupe.models.predict_vectors(app_id, step.model_id, vectors, step.version_id)
-        results.append(WorkflowResult(step.model_id, predictions))
+        if time.monotonic() > deadline:
+            raise TooLong("the workflow took too long; use fewer nodes or inputs")
+        view = loupe.describe_model(app_id, step.model_id, step.version_id)
+        version = view.version if view.public else loupe.models.trained_version(app_id, step.model_id, step.version_id)
+        assert version is not None
+        results.append(WorkflowRun(step, view.model, version,
+                                   loupe.score_rows(app, rows, step.model_id, version.id, step.concepts)))
     return results

@@ -14,13 +14,15 @@ from loupe.application import Loupe
 from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE
 from loupe.cli.models import register as register_models
 from loupe.cli.output import as_json, positive_int, table, when
-from loupe.config import config_from_env
+from loupe.config import config_from_env, parse_hosts
 from loupe.errors import LoupeError, NotFound
 
 
 def _open(args: argparse.Namespace) -> Loupe:
+    hosts = getattr(args, "url_allow_hosts", None)
     return Loupe(config_from_env(data_dir=args.data_dir, torch_threads=args.threads, runtime=args.runtime,
-                                 precision=args.precision))
+                                 precision=args.precision,
+                                 url_allow_hosts=parse_hosts(hosts) if hosts is not None else None))
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -183,7 +185,8 @@ def _serve_workers(args: argparse.Namespace, loupe: Loupe, public_url: str, say:
     export_settings(WorkerSettings(data_dir=str(Path(config.data_dir).resolve()), threads=threads,
                                    runtime=args.runtime, precision=args.precision,
                                    max_body_bytes=args.max_body_mb * 1024 * 1024, public_url=public_url,
-                                   header_timeout=args.header_timeout))
+                                   header_timeout=args.header_timeout,
+                                   url_allow_hosts=list(config.url_allow_hosts)))
     loupe.close()  # the workers open the store themselves; this process only supervises
     say(f"Loupe serving on {public_url}/ (web page), {public_url}/v2 (API) with {args.workers} worker "
         f"processes ({threads} network thread(s) each); Ctrl-C stops")
@@ -279,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a connection has to send a request's headers before it is closed")
     p.add_argument("--public-url", help="base URL clients reach this server at, for image URLs in answers "
                                         "(env LOUPE_PUBLIC_URL; default http://HOST:PORT)")
+    p.add_argument("--url-allow-hosts", metavar="HOST[,HOST...]",
+                   help="hosts whose URL inputs may resolve to private or loopback addresses, e.g. an intranet "
+                        "image server (env LOUPE_URL_ALLOW_HOSTS; default none). Every other limit still applies")
     p.add_argument("--workers", type=positive_int, default=int(os.environ.get("LOUPE_WORKERS", "1")),
                    help="server processes over the one data dir, so predictions and searches use every core "
                         "(env LOUPE_WORKERS; default 1)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ import msgspec
 import numpy as np
 
 from loupe.errors import StorageFull
+from loupe.store import geo
 from loupe.store import keys as K
 from loupe.store.records import App, Concept, Input, Model, ModelVersion, TrainLease
 
@@ -21,7 +23,9 @@ T = TypeVar("T", bound=msgspec.Struct)
 
 _DATABASES = ("apps", "inputs", "input_order", "labels", "concepts", "embeddings", "blobs", "blob_refs",
               "models", "versions", "feedback", "api_keys", "workflows", "thumbnails", "counters",
-              "feature_norms", "dismissals", "train_leases")
+              "feature_norms", "dismissals", "train_leases", "geo", "sources")
+# Schema 2 added the geo and source-URL indexes; a store written before them is indexed once at open.
+SCHEMA_VERSION = 2
 MAX_DATABASES = 32
 
 
@@ -33,6 +37,19 @@ class Store:
         self.env = lmdb.open(str(path), map_size=map_size, max_dbs=MAX_DATABASES, max_readers=256,
                              sync=True, metasync=True, readahead=False)
         self._dbs = {name: self.env.open_db(name.encode()) for name in _DATABASES}
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older store's secondary indexes level with its records, in one transaction."""
+        with self.write() as tx:
+            found = tx._get("counters", b"schema")
+            schema = struct.unpack(">Q", found)[0] if found else 1
+            if schema >= SCHEMA_VERSION:
+                return
+            for app in tx.list_apps():
+                for record in list(tx.iter_inputs(app.id)):
+                    tx.put_input(app.id, record, record, reindex=True)
+            tx._put("counters", b"schema", struct.pack(">Q", SCHEMA_VERSION))
 
     def db(self, name: str) -> lmdb._Database:
         if name not in self._dbs:
@@ -129,6 +146,35 @@ class ReadTxn:
     def count_inputs(self, app_id: str) -> int:
         return sum(1 for _ in self.iter_prefix("input_order", K.prefix(app_id)))
 
+    def source_seqs(self, app_id: str, url: str) -> np.ndarray:
+        """Inputs added from this URL (Clarifai's search by original URL)."""
+        found = [K.seq_from(k) for k, _ in self.iter_prefix("sources", K.prefix(app_id, _url_key(url)))]
+        return np.asarray(found, dtype=np.int64)
+
+    def geo_seqs(self, app_id: str, query: geo.GeoQuery) -> np.ndarray:
+        """Inputs whose geo point lies within the query: a few key ranges of the Z-order index, then
+        an exact check of each candidate."""
+        prefix = K.prefix(app_id)
+        cur = self.txn.cursor(db=self.store.db("geo"))
+        seqs: list[int] = []
+        lats: list[float] = []
+        lons: list[float] = []
+        for start, stop in geo.key_ranges(query):
+            low, high = prefix + start, prefix + stop
+            if not cur.set_range(low):
+                continue
+            for key, value in cur.iternext():
+                if key >= high or not key.startswith(prefix):
+                    break
+                lat, lon = geo.unpack_point(value)
+                seqs.append(K.seq_from(key))
+                lats.append(lat)
+                lons.append(lon)
+        if not seqs:
+            return np.zeros(0, np.int64)
+        keep = geo.matches(query, np.asarray(lats), np.asarray(lons))
+        return np.unique(np.asarray(seqs, np.int64)[keep])
+
     def labelled_seqs(self, app_id: str, concept_id: str, positive: bool = True) -> np.ndarray:
         sign = K.POSITIVE if positive else K.NEGATIVE
         found = [K.seq_from(k) for k, _ in
@@ -199,6 +245,9 @@ class ReadTxn:
     def get_workflow(self, app_id: str, workflow_id: str) -> bytes | None:
         return self._get("workflows", K.join(app_id, workflow_id))
 
+    def workflow_ids(self, app_id: str) -> list[str]:
+        return [K.last_part(k) for k, _ in self.iter_prefix("workflows", K.prefix(app_id))]
+
     def iter_workflows(self, app_id: str) -> Iterator[bytes]:
         for _, value in self.iter_prefix("workflows", K.prefix(app_id)):
             yield value
@@ -240,22 +289,24 @@ class WriteTxn(ReadTxn):
     def put_app(self, app: App) -> None:
         self._put("apps", K.join(app.id), msgspec.msgpack.encode(app))
 
-    def put_input(self, app_id: str, record: Input, previous: Input | None = None) -> None:
-        """Write an input and keep the order and label indexes in step with it."""
+    def put_input(self, app_id: str, record: Input, previous: Input | None = None, *, reindex: bool = False) -> None:
+        """Write an input and keep the order, label, geo and source indexes in step with it."""
         self._put("inputs", K.join(app_id, record.id), msgspec.msgpack.encode(record))
         self._put("input_order", K.join(app_id, K.seq_bytes(record.seq)), record.id.encode("utf-8"))
-        old = _label_keys(app_id, previous) if previous is not None else set()
-        new = _label_keys(app_id, record)
-        for key in old - new:
-            self._delete("labels", key)
-        for key in new - old:
-            self._put("labels", key, b"")
+        for db, new in _index_entries(app_id, record).items():
+            old = {} if previous is None or reindex else _index_entries(app_id, previous)[db]
+            for key in old.keys() - new.keys():
+                self._delete(db, key)
+            for key, value in new.items():
+                if old.get(key) != value:
+                    self._put(db, key, value)
 
     def delete_input(self, app_id: str, record: Input) -> None:
         self._delete("inputs", K.join(app_id, record.id))
         self._delete("input_order", K.join(app_id, K.seq_bytes(record.seq)))
-        for key in _label_keys(app_id, record):
-            self._delete("labels", key)
+        for db, entries in _index_entries(app_id, record).items():
+            for key in entries:
+                self._delete(db, key)
         self.release_blob(record.sha256)
 
     def delete_app(self, app_id: str) -> None:
@@ -275,6 +326,9 @@ class WriteTxn(ReadTxn):
 
     def put_workflow(self, app_id: str, workflow_id: str, record: bytes) -> None:
         self._put("workflows", K.join(app_id, workflow_id), record)
+
+    def delete_workflow(self, app_id: str, workflow_id: str) -> None:
+        self._delete("workflows", K.join(app_id, workflow_id))
 
     def put_feedback(self, app_id: str, feedback_id: str, record: bytes) -> None:
         self._put("feedback", K.join(app_id, feedback_id), record)
@@ -355,7 +409,17 @@ class WriteTxn(ReadTxn):
             self._put("blob_refs", key, struct.pack(">Q", count - 1))
 
 
-def _label_keys(app_id: str, record: Input) -> set[bytes]:
+def _url_key(url: str) -> bytes:
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).digest()[:16]
+
+
+def _index_entries(app_id: str, record: Input) -> dict[str, dict[bytes, bytes]]:
+    """The secondary-index entries an input has: labels, geo point, source URL."""
     seq = K.seq_bytes(record.seq)
-    return ({K.join(app_id, c, K.POSITIVE, seq) for c in record.concepts}
-            | {K.join(app_id, c, K.NEGATIVE, seq) for c in record.not_concepts})
+    labels = {K.join(app_id, c, K.POSITIVE, seq): b"" for c in record.concepts}
+    labels.update({K.join(app_id, c, K.NEGATIVE, seq): b"" for c in record.not_concepts})
+    points = ({K.prefix(app_id) + geo.index_key(record.geo) + seq: geo.pack_point(record.geo)}
+              if record.geo is not None else {})
+    sources = ({K.prefix(app_id, _url_key(record.source)) + seq: b""}
+               if record.source.startswith(("http://", "https://")) else {})
+    return {"labels": labels, "geo": points, "sources": sources}

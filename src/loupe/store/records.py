@@ -24,6 +24,31 @@ class App(msgspec.Struct, kw_only=True):
     model_generation: int = 0
 
 
+class GeoPoint(msgspec.Struct, frozen=True):
+    longitude: float
+    latitude: float
+
+
+class BoundingBox(msgspec.Struct, frozen=True):
+    """Fractions of the image's height (rows) and width (cols), as Clarifai's regions."""
+
+    top_row: float
+    left_col: float
+    bottom_row: float
+    right_col: float
+
+
+class RegionConcept(msgspec.Struct, frozen=True):
+    id: str
+    value: float = 1.0
+
+
+class Region(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    box: BoundingBox
+    concepts: list[RegionConcept] = []
+
+
 class Input(msgspec.Struct, kw_only=True):
     id: str
     seq: int
@@ -35,6 +60,11 @@ class Input(msgspec.Struct, kw_only=True):
     created_at: float
     width: int = 0
     height: int = 0
+    geo: GeoPoint | None = None
+    regions: list[Region] = []
+    # The crop ([top, left, bottom, right] fractions) the client asked for when adding: the stored image
+    # is the cropped one; the crop is kept to echo it, as Clarifai does.
+    crop: list[float] = []
 
 
 class Concept(msgspec.Struct, kw_only=True):
@@ -58,6 +88,8 @@ class Model(msgspec.Struct, kw_only=True):
     # New on every create: a version records the incarnation it was started for, so a train still
     # running when its model was deleted (and the id re-used) cannot write into the new model.
     incarnation: str = ""
+    # Clarifai's output_config.hyper_params: stored and echoed (Loupe's trainer chooses its own).
+    hyper_params: dict[str, Any] = {}
 
 
 class BlendParams(msgspec.Struct, frozen=True, kw_only=True):
