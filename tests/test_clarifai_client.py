@@ -43,3 +43,45 @@ def test_official_client_quickstart(client_python, live_server):
     print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "QUICKSTART PASSED" in result.stdout
+
+
+def _video(path: Path, photos: list[Path], seconds_each: float = 2.0, fps: int = 10) -> Path:
+    """An MP4 made here with PyAV: each photo held for `seconds_each` seconds."""
+    import av
+    from PIL import Image
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for photo in photos:
+            frame = av.VideoFrame.from_image(Image.open(photo).convert("RGB").resize((320, 240)))
+            for _ in range(int(seconds_each * fps)):
+                out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.fixture
+def allow_local_server(tmp_path):
+    from real_server import Server, new_app
+
+    key = new_app(tmp_path / "surface-data", "surface")
+    running = Server(tmp_path / "surface-data", args=("--url-allow-hosts", "127.0.0.1")).start()
+    yield running.base, key
+    running.stop()
+
+
+def test_official_client_surface(client_python, allow_local_server, tmp_path):
+    """Geo, video, workflows, clauses by id and URL, crop, regions, model names, embeddings, paging,
+    hyper_params, ties, and the shapes the Java and iOS clients need, through the official client."""
+    base, key = allow_local_server
+    shoes = dataset_images(CLOTHING / "train" / "shoes", 8)
+    hats = dataset_images(CLOTHING / "train" / "hat", 8)
+    video = _video(tmp_path / "clip.mp4", [hats[3], shoes[3]])
+    script = Path(__file__).with_name("clarifai_surface.py")
+    env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+    result = subprocess.run([str(client_python), str(script), base, key, str(video), *map(str, shoes), "--",
+                             *map(str, hats)], capture_output=True, text=True, timeout=600, env=env)
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SURFACE PASSED" in result.stdout
