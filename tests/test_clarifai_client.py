@@ -85,3 +85,32 @@ def test_official_client_surface(client_python, allow_local_server, tmp_path):
     print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SURFACE PASSED" in result.stdout
+
+
+JS_CLIENT = "clarifai@2.9.1"
+JS_DIR = Path(tempfile.gettempdir()) / "loupe-test-clarifai-js-2.9.1"
+
+
+@pytest.fixture(scope="session")
+def js_client() -> Path:
+    """Clarifai's npm client, installed once into a folder of its own (node_modules beside the script's path)."""
+    marker = JS_DIR / "installed.txt"
+    if not marker.exists() or marker.read_text() != JS_CLIENT:
+        JS_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(JS_DIR), JS_CLIENT],
+                       check=True, timeout=900)
+        marker.write_text(JS_CLIENT)
+    return JS_DIR / "node_modules"
+
+
+def test_official_js_client_surface(js_client, live_server, tmp_path):
+    base, key = live_server
+    shoes = dataset_images(CLOTHING / "train" / "shoes", 4)
+    hats = dataset_images(CLOTHING / "train" / "hat", 4)
+    video = _video(tmp_path / "clip.mp4", [hats[1], shoes[1]])
+    script = Path(__file__).with_name("clarifai_js_surface.js")
+    result = subprocess.run(["node", str(script), base, key, str(video), str(shoes[0]), str(hats[0])],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "NODE_PATH": str(js_client)})
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "JS SURFACE PASSED" in result.stdout
