@@ -70,8 +70,8 @@ def video_speed(loupe: Loupe) -> dict:
 
     loupe.create_app("video")
     hats, shoes = (dataset_images(CLOTHING / "train" / c, 8) for c in ("hat", "shoes"))
-    loupe.add_inputs("video", [NewInput(image=p.read_bytes(), concepts=[c]) for c, ps in (("hat", hats), ("shoes", shoes))
-                               for p in ps])
+    labeled = (("hat", hats), ("shoes", shoes))
+    loupe.add_inputs("video", [NewInput(image=p.read_bytes(), concepts=[c]) for c, ps in labeled for p in ps])
     loupe.models.create("video", "m", concept_ids=["hat", "shoes"], mutually_exclusive=True)
     loupe.models.train("video", "m")
     frames = [Image.open(p).convert("RGB").resize((640, 480)) for p in hats + shoes]

@@ -9,9 +9,21 @@ import json
 import sys
 import urllib.request
 
-from clarifai.rest import BoundingBox, ClarifaiApp, Concept, Geo, GeoBox, GeoLimit, GeoPoint
+from clarifai.rest import (
+    BoundingBox,
+    ClarifaiApp,
+    Concept,
+    Geo,
+    GeoBox,
+    GeoLimit,
+    GeoPoint,
+    InputSearchTerm,
+    OutputSearchTerm,
+    Region,
+    RegionInfo,
+    SearchQueryBuilder,
+)
 from clarifai.rest import Image as ClImage
-from clarifai.rest import InputSearchTerm, OutputSearchTerm, Region, RegionInfo, SearchQueryBuilder
 
 
 def step(name):

@@ -11,8 +11,7 @@ from conftest import CLOTHING, dataset_images
 
 from loupe.config import VideoLimits
 from loupe.errors import VideoError
-from loupe.store import Store
-from loupe.store import geo
+from loupe.store import Store, geo
 from loupe.store.records import GeoPoint, Input
 from loupe.video import sample_frames
 
