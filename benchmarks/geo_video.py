@@ -4,7 +4,8 @@
 (half spread over the world, half around one city), radius searches of 10-50 miles and boxes, p50/p99
 of `Loupe.search` (the Z-order LMDB index plus the exact check). Video: a 60 s clip at 25 fps made
 here with PyAV, predicted by a trained custom model at one frame a second (60 frames), frames/s of the
-whole call (decode + embed + predict). Needs only the photos in the repository.
+whole call (decode + embed + predict). Uses only the photos in the repository (benchmarks/common.py
+still expects ../shared beside the checkout, as every benchmark here does).
 """
 
 from __future__ import annotations
