@@ -145,6 +145,9 @@ def output_info(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str | N
 @get("/v2/models/{model_id:str}/versions")
 @in_thread
 def list_versions(loupe: Loupe, key: KeyRecord, model_id: str, page: int = 1, per_page: int = 20) -> dict:
+    if is_builtin(model_id):  # one fixed version, as Clarifai lists its public models' versions
+        version = loupe.describe_model(key.app_id, model_id).version
+        return ok(model_versions=[version_json(version)] if version is not None and page == 1 else [])
     versions = loupe.models.versions(key.app_id, model_id, page=page, per_page=per_page)
     return ok(model_versions=[version_json(v) for v in versions])
 
