@@ -111,7 +111,7 @@ def model_json(view: ModelView, app_id: str, *, full: bool) -> dict[str, Any]:
 
 
 def prediction_concepts(prediction: Prediction, app_id: str, names: dict[str, str], *, max_concepts: int,
-                        min_value: float, select: set[str] | None) -> list[dict[str, Any]]:
+                        min_value: float, select: frozenset[str] | None) -> list[dict[str, Any]]:
     out = []
     for score in prediction.concepts:
         if select is not None and score.concept_id not in select:
@@ -120,7 +120,9 @@ def prediction_concepts(prediction: Prediction, app_id: str, names: dict[str, st
             continue
         out.append({"id": score.concept_id, "name": names.get(score.concept_id, score.concept_id),
                     "value": round(score.value, 6), "app_id": app_id})
-    return out[:max_concepts]
+        if len(out) >= max_concepts:  # the General model has 1,000: stop at what is asked for
+            break
+    return out
 
 
 def metrics_json(evaluation: Evaluation, version: ModelVersion) -> dict[str, Any]:

@@ -14,11 +14,10 @@ import msgspec
 from litestar import Request
 
 from loupe.application import InputAnswer, Loupe, VideoClip
-from loupe.errors import InvalidArgument
 from loupe.ids import new_id
 from loupe.imaging import crop_fraction
 from loupe.prediction import Prediction
-from loupe.service.clarifai_json import OK, input_json
+from loupe.service.clarifai_json import OK, input_json, prediction_concepts
 from loupe.service.errors import ApiError
 from loupe.service.wire import WConcept, WData, WImage, WInput, WOutputConfig, WRegion, WVideo
 from loupe.store.geo import check_point
@@ -41,10 +40,14 @@ def image_url(request: Request, input_id: str) -> str:
     return f"{base}/v2/inputs/{urllib.parse.quote(input_id, safe='')}/image"
 
 
+def stored_image_url(request: Request, record: Input) -> str:
+    """Where a stored input's image is: the URL it was added from, else this server's image route."""
+    return record.source if record.source.startswith(("http://", "https://")) else image_url(request, record.id)
+
+
 def inputs_json(request: Request, loupe: Loupe, app_id: str, records: Iterable[Input]) -> list[dict[str, Any]]:
     names = concept_names(loupe, app_id)
-    return [input_json(r, app_id, r.source if r.source.startswith(("http://", "https://"))
-                       else image_url(request, r.id), names) for r in records]
+    return [input_json(r, app_id, stored_image_url(request, r), names) for r in records]
 
 
 _WHITESPACE = re.compile(rb"\s+")
@@ -124,9 +127,7 @@ def echoed_media(request: Request, loupe: Loupe, app_id: str, wire_input: WInput
         url = wire_input.data.video.url if wire_input.data.video else None
         return {"video": {"url": url} if url else {}}
     if isinstance(item, str):
-        record = loupe.get_input(app_id, item)
-        return {"image": {"url": record.source if record.source.startswith(("http://", "https://"))
-                          else image_url(request, item)}}
+        return {"image": {"url": stored_image_url(request, loupe.get_input(app_id, item))}}
     image = wire_input.data.image
     if image is not None and image.url:
         return {"image": {"url": image.url}}
@@ -145,22 +146,15 @@ class OutputShape(msgspec.Struct, frozen=True):
     def of(cls, loupe: Loupe, app_id: str, config: WOutputConfig) -> OutputShape:
         if config.max_concepts < 0 or config.max_concepts > 1000:
             raise ApiError(400, 11102, f"output_config.max_concepts must be within 0..1000, got {config.max_concepts}")
+        if not 0.0 <= config.min_value <= 1.0:
+            raise ApiError(400, 11102, f"output_config.min_value must be within 0..1, got {config.min_value}")
         select = (frozenset(concept_ref(loupe, app_id, c) for c in config.select_concepts)
                   if config.select_concepts else None)
         return cls(config.max_concepts or DEFAULT_MAX_CONCEPTS, config.min_value, select)
 
     def concepts(self, prediction: Prediction, app_id: str, names: dict[str, str]) -> list[dict[str, Any]]:
-        out = []
-        for score in prediction.concepts:
-            if self.select is not None and score.concept_id not in self.select:
-                continue
-            if score.value < self.min_value:
-                continue
-            out.append({"id": score.concept_id, "name": names.get(score.concept_id, score.concept_id),
-                        "value": round(score.value, 6), "app_id": app_id})
-            if len(out) >= self.max_concepts:
-                break
-        return out
+        return prediction_concepts(prediction, app_id, names, max_concepts=self.max_concepts,
+                                   min_value=self.min_value, select=self.select)
 
 
 def _scored(prediction: Prediction | None, embedding: Any, shape: OutputShape, app_id: str,
@@ -177,11 +171,6 @@ def answer_data(result: InputAnswer, shape: OutputShape, app_id: str, names: dic
         return {"frames": [{"frame_info": {"index": f.index, "time": f.time_ms},
                             "data": _scored(f.prediction, f.embedding, shape, app_id, names)} for f in result.frames]}
     return _scored(result.prediction, result.embedding, shape, app_id, names)
-
-
-def check_output_config(config: WOutputConfig) -> None:
-    if not (0.0 <= config.min_value <= 1.0):
-        raise InvalidArgument(f"output_config.min_value must be within 0..1, got {config.min_value}")
 
 
 def stored_geo(data: WData) -> GeoPoint | None:

@@ -11,8 +11,8 @@ from litestar import Request, delete, get, patch, post
 from litestar.params import RawBody
 
 from loupe.api_keys import KeyRecord
-from loupe.application import Loupe, ModelView
-from loupe.general_model import imagenet_classes, is_builtin, is_general
+from loupe.application import Loupe
+from loupe.general_model import imagenet_classes, is_general
 from loupe.ids import new_id
 from loupe.service.auth import WRITE
 from loupe.service.clarifai_json import (
@@ -145,10 +145,7 @@ def output_info(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str | N
 @get("/v2/models/{model_id:str}/versions")
 @in_thread
 def list_versions(loupe: Loupe, key: KeyRecord, model_id: str, page: int = 1, per_page: int = 20) -> dict:
-    if is_builtin(model_id):  # one fixed version, as Clarifai lists its public models' versions
-        version = loupe.describe_model(key.app_id, model_id).version
-        return ok(model_versions=[version_json(version)] if version is not None and page == 1 else [])
-    versions = loupe.models.versions(key.app_id, model_id, page=page, per_page=per_page)
+    versions = loupe.model_versions(key.app_id, model_id, page=page, per_page=per_page)
     return ok(model_versions=[version_json(v) for v in versions])
 
 
@@ -165,7 +162,7 @@ async def train(loupe: Loupe, key: KeyRecord, model_id: str) -> dict:
 @get("/v2/models/{model_id:str}/versions/{version_id:str}")
 @in_thread
 def get_version(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str) -> dict:
-    return ok(model_version=version_json(loupe.models.version(key.app_id, model_id, version_id)))
+    return ok(model_version=version_json(loupe.model_version(key.app_id, model_id, version_id)))
 
 
 @delete("/v2/models/{model_id:str}/versions/{version_id:str}", status_code=200, guards=WRITE)
@@ -206,8 +203,7 @@ def predict(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, body:
     shape = OutputShape.of(loupe, key.app_id, config)
     items = predict_items(loupe, req.inputs, config.sample_ms, request_deadline(loupe))
     answer = loupe.predict(key.app_id, model_id, items, version_id)
-    model_out = model_json(ModelView(answer.model, answer.version, [], answer.kind, public=answer.kind is not None
-                                     and is_builtin(model_id)), key.app_id, full=False)
+    model_out = model_json(answer.view, key.app_id, full=False)
     names = {**concept_names(loupe, key.app_id), **(imagenet_classes()[1] if is_general(model_id) else {})}
     now = timestamp(time.time())
     outputs = []

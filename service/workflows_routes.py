@@ -10,9 +10,8 @@ from litestar import Request, delete, get, post
 from litestar.params import RawBody
 
 from loupe.api_keys import KeyRecord
-from loupe.application import Loupe, ModelView
-from loupe.errors import ModelNotTrained, NotFound
-from loupe.general_model import imagenet_classes, is_builtin
+from loupe.application import Loupe
+from loupe.general_model import PUBLIC_APP_ID, imagenet_classes
 from loupe.ids import new_id
 from loupe.service.auth import WRITE
 from loupe.service.clarifai_json import model_json, timestamp
@@ -35,6 +34,7 @@ from loupe.workflow import (
     delete_workflows,
     get_workflow,
     list_workflows,
+    node_version,
     public_workflow,
     run_workflow,
     save_workflows,
@@ -69,23 +69,12 @@ class PostWorkflows(msgspec.Struct):
 
 
 def _workflow_json(loupe: Loupe, workflow: Workflow, app_id: str, public: bool = False) -> dict:
-    """Node ids as the client named them; a node that named no version shows the version it runs now
-    (the model's latest trained one), never an empty id (the Python client reads model_version.id)."""
-    nodes = []
-    for i, step in enumerate(workflow.steps):
-        version = step.version_id
-        if version is None:
-            view = loupe.describe_model(app_id, step.model_id)
-            version = view.version.id if view.version is not None else ""
-            if not view.public:
-                try:
-                    version = loupe.models.trained_version(app_id, step.model_id).id
-                except (ModelNotTrained, NotFound):  # untrained, or deleted since: its newest version
-                    pass
-        nodes.append({"id": step.node_id or f"node-{i}",
-                      "model": {"id": step.model_id, "model_version": {"id": version}}})
-    return {"id": workflow.id, "app_id": "main" if public else app_id, "created_at": timestamp(workflow.created_at),
-            "nodes": nodes}
+    """Node ids as the client named them, and the version each node runs (never an empty id)."""
+    return {"id": workflow.id, "app_id": PUBLIC_APP_ID if public else app_id,
+            "created_at": timestamp(workflow.created_at),
+            "nodes": [{"id": step.node_id or f"node-{i}",
+                       "model": {"id": step.model_id, "model_version": {"id": node_version(loupe, app_id, step)}}}
+                      for i, step in enumerate(workflow.steps)]}
 
 
 @post("/v2/workflows", status_code=200, guards=WRITE)
@@ -158,8 +147,7 @@ def run(loupe: Loupe, key: KeyRecord, request: Request, workflow_id: str, body: 
                         time.monotonic() + RUN_SECONDS)
     names = {**imagenet_classes()[1], **concept_names(loupe, key.app_id)}
     now = timestamp(time.time())
-    models = {id(r): model_json(ModelView(r.model, r.version, [], public=is_builtin(r.step.model_id)), key.app_id,
-                                full=False) for r in runs}
+    models = {id(r): model_json(r.view, key.app_id, full=False) for r in runs}
     out = []
     for row, (wire_input, item) in enumerate(zip(req.inputs, items)):
         outputs = [{"id": new_id(), "status": {"code": 10000, "description": "Ok"}, "created_at": now,

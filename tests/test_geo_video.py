@@ -87,29 +87,29 @@ def _clip(seconds: float, fps: int = 10) -> bytes:
 
 def test_video_frames_are_sampled_and_bounded():
     data = _clip(4.0)
-    frames = sample_frames(data, VideoLimits())
-    assert [f.time_ms for f in frames] == [0, 1000, 2000, 3000] and [f.index for f in frames] == [0, 1, 2, 3]
-    assert len(sample_frames(data, VideoLimits(), 250)) == 16
+    frames = list(sample_frames(data, VideoLimits()))
+    assert [f.at.time_ms for f in frames] == [0, 1000, 2000, 3000] and [f.at.index for f in frames] == [0, 1, 2, 3]
+    assert len(list(sample_frames(data, VideoLimits(), 250))) == 16
     with pytest.raises(VideoError, match="long, limit"):
-        sample_frames(data, VideoLimits(max_seconds=2))
+        list(sample_frames(data, VideoLimits(max_seconds=2)))
     with pytest.raises(VideoError, match="frames"):
-        sample_frames(data, VideoLimits(max_frames=3))
+        list(sample_frames(data, VideoLimits(max_frames=3)))
     with pytest.raises(VideoError, match="sample_ms"):
-        sample_frames(data, VideoLimits(), 5)
+        list(sample_frames(data, VideoLimits(), 5))
     with pytest.raises(VideoError, match="bytes"):
-        sample_frames(data, VideoLimits(max_bytes=1000))
+        list(sample_frames(data, VideoLimits(max_bytes=1000)))
     with pytest.raises(VideoError, match="pixels"):
-        sample_frames(data, VideoLimits(max_pixels=100 * 100))
+        list(sample_frames(data, VideoLimits(max_pixels=100 * 100)))
 
 
 def test_hostile_videos_are_refused_with_a_reason():
     for junk in (b"", b"not a video at all" * 100, np.random.default_rng(0).bytes(20000)):
         with pytest.raises(VideoError):
-            sample_frames(junk, VideoLimits())
+            list(sample_frames(junk, VideoLimits()))
     data = _clip(4.0)
     truncated = data[: len(data) // 2]
     try:
-        frames = sample_frames(truncated, VideoLimits())
+        frames = list(sample_frames(truncated, VideoLimits()))
         assert 0 < len(frames) <= 4  # what decoded before the cut is answered
     except VideoError:
         pass  # or refused: never a hang, never a 500

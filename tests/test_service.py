@@ -244,3 +244,27 @@ def test_crop_is_applied(api):
     assert loupe.get_input("a", "half").sha256 != loupe.get_input("a", "whole").sha256
     r = client.post("/v2/inputs", headers=k, json={"inputs": [{"data": {"image": {"base64": b64(photo), "crop": [0.5, 0, 0.2, 1]}}}]})
     assert r.status_code == 400 and "bottom > top" in r.json()["status"]["description"]
+
+
+def test_model_listing_pages_over_built_in_and_custom_models(api):
+    """Built-in models come first; pages of any size walk every model once (a page past the first with
+    per_page 1000 was refused before); built-ins list and name their one version; min_value is checked."""
+    client, keys, loupe = api
+    for i in range(5):
+        loupe.models.create("a", f"m{i}", concept_ids=["hat"])
+    ids = []
+    for page in range(1, 6):
+        ids += [m["id"] for m in client.get(f"/v2/models?page={page}&per_page=2", headers=h(keys["a"])).json()["models"]]
+    assert ids[:2] == ["aaa03c23b3724a16a56b629203edc62c", "bbb5f41425b8468d9b7a554ff10f8581"]
+    assert sorted(ids[2:]) == [f"m{i}" for i in range(5)] and len(ids) == 7
+    second = client.get("/v2/models?page=2&per_page=1000", headers=h(keys["a"]))
+    assert second.status_code == 200 and second.json()["models"] == []
+    versions = client.get("/v2/models/general-v1.3/versions", headers=h(keys["a"])).json()["model_versions"]
+    assert len(versions) == 1
+    one = client.get(f"/v2/models/general-v1.3/versions/{versions[0]['id']}", headers=h(keys["a"]))
+    assert one.status_code == 200 and one.json()["model_version"]["id"] == versions[0]["id"]
+    assert client.get("/v2/models/general-v1.3/versions/nope", headers=h(keys["a"])).status_code == 404
+    bad = client.post("/v2/models/general-v1.3/outputs", headers=h(keys["a"]), json={
+        "inputs": [{"data": {"image": {"base64": b64(dataset_images(CLOTHING / "train" / "hat", 1)[0])}}}],
+        "model": {"output_info": {"output_config": {"min_value": 3}}}})
+    assert bad.status_code == 400 and "min_value" in bad.json()["status"]["description"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from loupe.api_keys import ApiKeys
 from loupe.app_indexes import AppIndexes
-from loupe.backbones.base import Backbone
+from loupe.backbones.base import Backbone, l2_normalise
 from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE, BackboneCache
 from loupe.config import Config
 from loupe.custom_models import CustomModels
@@ -30,6 +30,8 @@ from loupe.errors import (
     QuotaExceeded,
 )
 from loupe.general_model import (
+    GENERAL_EMBED_MODEL_ID,
+    GENERAL_MODEL_ID,
     ModelKind,
     builtin_kind,
     general_records,
@@ -58,7 +60,7 @@ from loupe.store import Store, WriteTxn
 from loupe.store.records import App, Concept, GeoPoint, Input, Model, ModelVersion, Region
 from loupe.thumbnails import thumbnail
 from loupe.url_fetch import UrlFetcher, UrlPolicy
-from loupe.video import FrameSample, sample_frames
+from loupe.video import FrameTime, sample_frames
 
 
 class NewInput(msgspec.Struct, kw_only=True):
@@ -93,11 +95,28 @@ class InputAnswer(msgspec.Struct):
     frames: list[FrameAnswer] = []  # a video's sampled frames
 
 
-class PredictAnswer(msgspec.Struct):
+class ModelView(msgspec.Struct):
+    """A model as the API shows it: custom or built-in (Clarifai lists built-ins as public, app "main")."""
+
     model: Model
-    version: ModelVersion  # the version that answered
-    kind: ModelKind
+    version: ModelVersion | None
+    concepts: list[Concept]
+    kind: ModelKind = ModelKind.CONCEPT
+    public: bool = False
+
+
+class PredictAnswer(msgspec.Struct):
+    view: ModelView  # the model, with the version that answered
     answers: list[InputAnswer]  # one per input, in order
+
+    @property
+    def model(self) -> Model:
+        return self.view.model
+
+    @property
+    def version(self) -> ModelVersion:
+        assert self.view.version is not None
+        return self.view.version
 
     @property
     def predictions(self) -> list[Prediction | None]:
@@ -108,18 +127,8 @@ class EmbeddedRows(msgspec.Struct):
     vectors: Any  # np.ndarray [rows, dim], unit vectors
     norms: Any  # np.ndarray [rows], feature norms (NaN where unknown)
     spans: list[tuple[int, int]]  # each input's rows
-    frames: list[list[FrameSample]]  # each input's sampled frames (empty for images)
+    frames: list[list[FrameTime]]  # each input's sampled frames (empty for images)
     still: list[str | bytes]  # the images and stored inputs, rows 0..len(still)-1
-
-
-class ModelView(msgspec.Struct):
-    """A model as the API shows it: custom or built-in (Clarifai lists built-ins as public, app "main")."""
-
-    model: Model
-    version: ModelVersion | None
-    concepts: list[Concept]
-    kind: ModelKind = ModelKind.CONCEPT
-    public: bool = False
 
 
 class PreparedInputs(msgspec.Struct):
@@ -668,16 +677,21 @@ class Loupe:
         scored in one call."""
         if not inputs:
             raise InvalidArgument("no inputs to predict")
-        kind = builtin_kind(model_id)
         app = self.get_app(app_id)
-        if kind is None:
-            version = self.models.trained_version(app_id, model_id, version_id)  # fails before embedding
-            model = self.models.get(app_id, model_id)
-        else:
-            model, version = general_records(self.backbone(app), kind)
+        view = self.answering(app_id, model_id, version_id)  # fails before embedding if untrained
+        assert view.version is not None
         rows = self.embed_items(app, inputs)
-        return PredictAnswer(model=model, version=version, kind=kind or ModelKind.CONCEPT,
-                             answers=self.score_rows(app, rows, model_id, version.id, ()))
+        return PredictAnswer(view, self.score_rows(app, rows, model_id, view.version.id, ()))
+
+    def answering(self, app_id: str, model_id: str, version_id: str | None = None) -> ModelView:
+        """The model and the version a prediction would use: the named one or the latest trained one
+        (ModelNotTrained when there is none); a built-in model's one version."""
+        kind = builtin_kind(model_id)
+        if kind is not None:
+            model, version = general_records(self.backbone(self.get_app(app_id)), kind)
+            return ModelView(model, version, [], kind, public=True)
+        version = self.models.trained_version(app_id, model_id, version_id)
+        return ModelView(self.models.get(app_id, model_id), version, [])
 
     def embed_items(self, app: App, inputs: Sequence[str | bytes | VideoClip]) -> EmbeddedRows:
         """Every input as rows of one matrix: a row per image or stored input, a row per video frame."""
@@ -686,7 +700,7 @@ class Loupe:
         vectors, norms = self.item_vectors(app, still) if still else (np.zeros((0, backbone.dim), np.float32),
                                                                        np.zeros(0, np.float32))
         spans: list[tuple[int, int]] = []
-        frames: list[list[FrameSample]] = []
+        frames: list[list[FrameTime]] = []
         parts, part_norms, row, at = [vectors], [norms], len(still), 0
         for item in inputs:
             if isinstance(item, VideoClip):
@@ -739,21 +753,24 @@ class Loupe:
             raise NotFound("image", sha256, "that predicted image is no longer kept (they are kept for an hour)")
         return data
 
-    def video_vectors(self, app: App, clip: VideoClip) -> tuple[list[FrameSample], np.ndarray, np.ndarray]:
-        """Sampled frames of a video with their unit vectors and feature norms, embedded in batches
-        within the embedding gate (decoding a video is as heavy as embedding it)."""
+    def video_vectors(self, app: App, clip: VideoClip) -> tuple[list[FrameTime], np.ndarray, np.ndarray]:
+        """Sampled frames of a video with their unit vectors and feature norms, embedded a batch at a
+        time as they are decoded, within the embedding gate (decoding a video is as heavy as embedding it)."""
         backbone = self.backbone(app)
+        times: list[FrameTime] = []
+        features: list[np.ndarray] = []
+        batch: list[np.ndarray] = []
         with self.embed_gate:
-            samples = sample_frames(clip.data, self.config.videos, clip.sample_ms)
-            features = []
-            for start in range(0, len(samples), self.config.embed_batch_size):
-                chunk = samples[start:start + self.config.embed_batch_size]
-                features.append(backbone.features([backbone.preprocess(s.image) for s in chunk]))
-                for s in chunk:
-                    s.image = s.image.resize((1, 1))  # drop the pixels once embedded
-        stacked = np.concatenate(features).astype(np.float32)
-        lengths = np.linalg.norm(stacked, axis=1)
-        return samples, stacked / np.maximum(lengths, 1e-12)[:, None], lengths.astype(np.float32)
+            for sample in sample_frames(clip.data, self.config.videos, clip.sample_ms):
+                times.append(sample.at)
+                batch.append(backbone.preprocess(sample.image))
+                if len(batch) == self.config.embed_batch_size:
+                    features.append(backbone.features(batch))
+                    batch = []
+            if batch:
+                features.append(backbone.features(batch))
+        stacked = np.concatenate(features)
+        return times, l2_normalise(stacked), np.linalg.norm(stacked, axis=1).astype(np.float32)
 
     def item_vectors(self, app: App, items: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndarray]:
         """Unit vectors and feature norms (NaN where not kept) of stored inputs (ids) and new images
@@ -784,34 +801,38 @@ class Loupe:
 
     def describe_model(self, app_id: str, model_id: str, version_id: str | None = None) -> ModelView:
         """A model and one of its versions (the newest by default), the built-in models included."""
-        kind = builtin_kind(model_id)
-        if kind is not None:
-            model, version = general_records(self.backbone(self.get_app(app_id)), kind)
-            return ModelView(model, version, [], kind, public=True)
+        if builtin_kind(model_id) is not None:
+            return self.answering(app_id, model_id)
         model = self.models.get(app_id, model_id)
         return ModelView(model, self.models.version(app_id, model_id, version_id),
                          self.concepts_by_id(app_id, model.concept_ids))
 
+    def model_versions(self, app_id: str, model_id: str, page: int = 1, per_page: int = 20) -> list[ModelVersion]:
+        """A model's versions, newest first; a built-in model has its one fixed version."""
+        if builtin_kind(model_id) is None:
+            return self.models.versions(app_id, model_id, page=page, per_page=per_page)
+        offset, limit = page_window(page, per_page)
+        version = self.answering(app_id, model_id).version
+        return ([] if version is None else [version])[offset:offset + limit]
+
+    def model_version(self, app_id: str, model_id: str, version_id: str) -> ModelVersion:
+        if builtin_kind(model_id) is None:
+            return self.models.version(app_id, model_id, version_id)
+        version = self.answering(app_id, model_id).version
+        if version is None or version.id != version_id:
+            raise NotFound("version", version_id)
+        return version
+
     def builtin_models(self, app_id: str) -> list[ModelView]:
         """The General model and the General embedding model, as this app's backbone answers them."""
-        backbone = self.backbone(self.get_app(app_id))
-        out = []
-        for kind in (ModelKind.CONCEPT, ModelKind.EMBED):
-            model, version = general_records(backbone, kind)
-            out.append(ModelView(model, version, [], kind, public=True))
-        return out
+        return [self.answering(app_id, model_id) for model_id in (GENERAL_MODEL_ID, GENERAL_EMBED_MODEL_ID)]
 
     def list_models(self, app_id: str, page: int = 1, per_page: int = 20) -> list[ModelView]:
         """The built-in models first (as Clarifai lists its public ones), then the app's, newest first."""
         offset, limit = page_window(page, per_page)
         builtin = self.builtin_models(app_id)
-        views = builtin[offset:offset + limit]
-        custom_offset = max(0, offset - len(builtin))
-        wanted = limit - len(views)
-        if wanted > 0:
-            views += [self.describe_model(app_id, m.id) for m in
-                      self.models.list_models(app_id, page=1, per_page=custom_offset + wanted)[custom_offset:]]
-        return views
+        custom = self.models.ordered(app_id)[max(0, offset - len(builtin)):max(0, offset + limit - len(builtin))]
+        return builtin[offset:offset + limit] + [self.describe_model(app_id, m.id) for m in custom]
 
     def search_models(self, app_id: str, name: str = "*", kind: str = "") -> list[ModelView]:
         """Models whose name or id matches (case-insensitive, '*' wildcards) and of the type asked for

@@ -155,11 +155,14 @@ class CustomModels:
 
     def list_models(self, app_id: str, page: int = 1, per_page: int = 20) -> list[Model]:
         """Newest first."""
-        self._data.get_app(app_id)
         offset, limit = page_window(page, per_page)
+        return self.ordered(app_id)[offset:offset + limit]
+
+    def ordered(self, app_id: str) -> list[Model]:
+        """Every model of the app, newest first."""
+        self._data.get_app(app_id)
         with self._store.read() as tx:
-            models = sorted(tx.iter_models(app_id), key=lambda m: (-m.created_at, m.id))
-        return models[offset:offset + limit]
+            return sorted(tx.iter_models(app_id), key=lambda m: (-m.created_at, m.id))
 
     def update(self, app_id: str, model_id: str, action: EditAction | str = EditAction.MERGE, *,
                name: str | None = None, concept_ids: list[str] | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterator
 
 import msgspec
 from PIL import Image
@@ -20,14 +21,20 @@ from loupe.errors import VideoError
 DEFAULT_SAMPLE_MS = 1000
 
 
-class FrameSample(msgspec.Struct):
+class FrameTime(msgspec.Struct, frozen=True):
     index: int  # position among the sampled frames
     time_ms: int  # presentation time
+
+
+class FrameSample(msgspec.Struct, frozen=True):
+    at: FrameTime
     image: Image.Image
 
 
-def sample_frames(data: bytes, limits: VideoLimits, sample_ms: int = 0) -> list[FrameSample]:
-    """The frames at 0, sample_ms, 2*sample_ms, ... (the first frame at or after each), as RGB images."""
+def sample_frames(data: bytes, limits: VideoLimits, sample_ms: int = 0) -> Iterator[FrameSample]:
+    """The frames at 0, sample_ms, 2*sample_ms, ... (the first frame at or after each), as RGB images,
+    one at a time: the caller embeds them in batches, so at most a batch of frames is held in memory
+    (600 sampled 4K frames would be 15 GB of pixels)."""
     import av
 
     sample_ms = sample_ms or DEFAULT_SAMPLE_MS
@@ -56,7 +63,7 @@ def sample_frames(data: bytes, limits: VideoLimits, sample_ms: int = 0) -> list[
         if width * height > limits.max_pixels:
             raise VideoError(f"video frames are {width}x{height}, limit is {limits.max_pixels} pixels")
         stream.thread_type = "AUTO"
-        return _decode(container, stream, limits, sample_ms, deadline)
+        yield from _decode(container, stream, limits, sample_ms, deadline)
 
 
 def _declared_seconds(container: object, stream: object) -> float | None:
@@ -68,15 +75,17 @@ def _declared_seconds(container: object, stream: object) -> float | None:
 
 
 def _decode(container: object, stream: object, limits: VideoLimits, sample_ms: int,
-            deadline: float) -> list[FrameSample]:
+            deadline: float) -> Iterator[FrameSample]:
+    """`deadline` covers the whole of the caller's work on the video: decoding and what it does with
+    each frame before asking for the next."""
     import av
 
-    out: list[FrameSample] = []
+    sampled = 0
     next_ms = 0.0
     try:
         for decoded, frame in enumerate(container.decode(stream)):  # type: ignore[attr-defined]
             if time.monotonic() > deadline:
-                raise VideoError(f"decoding the video took longer than {limits.decode_seconds:.0f} s")
+                raise VideoError(f"processing the video took longer than {limits.decode_seconds:.0f} s")
             seconds = frame.time if frame.time is not None else decoded / float(stream.average_rate or 25)  # type: ignore[attr-defined]
             if seconds > limits.max_seconds:
                 raise VideoError(f"video runs past {limits.max_seconds:.0f} s, the limit")
@@ -85,15 +94,15 @@ def _decode(container: object, stream: object, limits: VideoLimits, sample_ms: i
             ms = seconds * 1000.0
             if ms + 0.5 < next_ms:
                 continue
-            if len(out) >= limits.max_frames:
+            if sampled >= limits.max_frames:
                 raise VideoError(f"the video gives more than {limits.max_frames} frames at one every {sample_ms} ms")
-            out.append(FrameSample(index=len(out), time_ms=int(round(ms)), image=frame.to_image().convert("RGB")))
             while next_ms <= ms + 0.5:
                 next_ms += sample_ms
+            yield FrameSample(FrameTime(sampled, int(round(ms))), frame.to_image().convert("RGB"))
+            sampled += 1
     except av.error.FFmpegError as exc:
-        if not out:
+        if not sampled:
             raise VideoError(f"the video cannot be decoded ({type(exc).__name__})") from None
         # A truncated file: the frames decoded before the damage are answered.
-    if not out:
+    if not sampled:
         raise VideoError("the video has no decodable frames")
-    return out

@@ -9,16 +9,15 @@ from typing import TYPE_CHECKING
 import msgspec
 import numpy as np
 
-from loupe.errors import CapabilityMissing, Conflict, InvalidArgument, NotFound, TooLong
+from loupe.errors import CapabilityMissing, Conflict, InvalidArgument, ModelNotTrained, NotFound, TooLong
 from loupe.general_model import GENERAL_MODEL_ID, general_version_id, is_builtin
 from loupe.heads import head_probabilities
 from loupe.ids import check_id
 from loupe.pagination import page_window
 from loupe.prediction import ConceptScore, Prediction
-from loupe.store.records import Model, ModelVersion
 
 if TYPE_CHECKING:
-    from loupe.application import InputAnswer, Loupe, VideoClip
+    from loupe.application import InputAnswer, Loupe, ModelView, VideoClip
 
 PROMPT = "a photo of a {}."
 # CLIP's trained logit scale is ~100; it turns cosine gaps of a few hundredths into clear answers.
@@ -80,15 +79,25 @@ def save_workflows(loupe: Loupe, app_id: str, workflows: list[tuple[str, list[Wo
         for workflow in checked:
             if tx.get_workflow(app_id, workflow.id) is not None:
                 raise Conflict(f"workflow {workflow.id!r} already exists")
-        if sum(1 for _ in tx.iter_workflows(app_id)) + len(checked) > MAX_WORKFLOWS:
+        if len(tx.workflow_ids(app_id)) + len(checked) > MAX_WORKFLOWS:
             raise InvalidArgument(f"an app may have at most {MAX_WORKFLOWS} workflows")
         for workflow in checked:
             tx.put_workflow(app_id, workflow.id, msgspec.msgpack.encode(workflow))
     return checked
 
 
-def save_workflow(loupe: Loupe, app_id: str, workflow_id: str, steps: list[WorkflowStep]) -> Workflow:
-    return save_workflows(loupe, app_id, [(workflow_id, steps)])[0]
+def node_version(loupe: Loupe, app_id: str, step: WorkflowStep) -> str:
+    """The version a node runs: the one it names, else its model's latest trained one (or, untrained,
+    its newest), so a listing never shows an empty version id (the Python client reads it)."""
+    if step.version_id is not None:
+        return step.version_id
+    try:
+        version = loupe.answering(app_id, step.model_id).version
+    except ModelNotTrained:
+        version = loupe.models.version(app_id, step.model_id)
+    except NotFound:  # the model was deleted since
+        return ""
+    return version.id if version is not None else ""
 
 
 def public_workflow(workflow_id: str) -> Workflow | None:
@@ -164,8 +173,7 @@ def zero_shot_predictions(loupe: Loupe, app_id: str, vectors: np.ndarray,
 
 class WorkflowRun(msgspec.Struct, frozen=True):
     step: WorkflowStep
-    model: Model
-    version: ModelVersion
+    view: ModelView  # the model, with the version that answered
     answers: list[InputAnswer]  # one per input
 
 
@@ -180,9 +188,8 @@ def run_workflow(loupe: Loupe, app_id: str, inputs: list[str | bytes | VideoClip
     for step in steps:
         if time.monotonic() > deadline:
             raise TooLong("the workflow took too long; use fewer nodes or inputs")
-        view = loupe.describe_model(app_id, step.model_id, step.version_id)
-        version = view.version if view.public else loupe.models.trained_version(app_id, step.model_id, step.version_id)
-        assert version is not None
-        results.append(WorkflowRun(step, view.model, version,
-                                   loupe.score_rows(app, rows, step.model_id, version.id, step.concepts)))
+        view = loupe.answering(app_id, step.model_id, step.version_id)
+        assert view.version is not None
+        results.append(WorkflowRun(step, view, loupe.score_rows(app, rows, step.model_id, view.version.id,
+                                                                step.concepts)))
     return results

@@ -40,15 +40,17 @@ class Store:
         self._migrate()
 
     def _migrate(self) -> None:
-        """Bring an older store's secondary indexes level with its records, in one transaction."""
+        """Bring an older store's secondary indexes level with its records, in one transaction. A store
+        already current costs one read at open, no write."""
+        with self.read() as tx:
+            if tx.schema() >= SCHEMA_VERSION:
+                return
         with self.write() as tx:
-            found = tx._get("counters", b"schema")
-            schema = struct.unpack(">Q", found)[0] if found else 1
-            if schema >= SCHEMA_VERSION:
+            if tx.schema() >= SCHEMA_VERSION:  # another process migrated it meanwhile
                 return
             for app in tx.list_apps():
                 for record in list(tx.iter_inputs(app.id)):
-                    tx.put_input(app.id, record, record, reindex=True)
+                    tx.put_input(app.id, record)  # no previous: every index entry is (re)written
             tx._put("counters", b"schema", struct.pack(">Q", SCHEMA_VERSION))
 
     def db(self, name: str) -> lmdb._Database:
@@ -109,6 +111,10 @@ class ReadTxn:
             if not key.startswith(prefix):
                 return
             yield key, value
+
+    def schema(self) -> int:
+        found = self._get("counters", b"schema")
+        return struct.unpack(">Q", found)[0] if found else 1
 
     # apps
     def get_app(self, app_id: str) -> App | None:
@@ -289,12 +295,13 @@ class WriteTxn(ReadTxn):
     def put_app(self, app: App) -> None:
         self._put("apps", K.join(app.id), msgspec.msgpack.encode(app))
 
-    def put_input(self, app_id: str, record: Input, previous: Input | None = None, *, reindex: bool = False) -> None:
+    def put_input(self, app_id: str, record: Input, previous: Input | None = None) -> None:
         """Write an input and keep the order, label, geo and source indexes in step with it."""
         self._put("inputs", K.join(app_id, record.id), msgspec.msgpack.encode(record))
         self._put("input_order", K.join(app_id, K.seq_bytes(record.seq)), record.id.encode("utf-8"))
+        before = _index_entries(app_id, previous) if previous is not None else {}
         for db, new in _index_entries(app_id, record).items():
-            old = {} if previous is None or reindex else _index_entries(app_id, previous)[db]
+            old = before.get(db, {})
             for key in old.keys() - new.keys():
                 self._delete(db, key)
             for key, value in new.items():
