@@ -463,8 +463,11 @@ def test_blend_cross_validation_samples_every_concept(monkeypatch):
 
 
 def test_suggestions_rank_an_uncovered_concept_first(tmp_path, shared_backbones):
-    """Two concepts labeled, a third present only unlabeled: the first suggestions come from it (the
-    region no label covers), each with the model's guess; labeled inputs are never suggested."""
+    """Two concepts labeled, a third present only unlabeled: suggestions come from it (the region no
+    label covers), each with the model's guess; labeled inputs are never suggested. (A closed
+    environment: in an open one the dress labeled with a concept the model lacks is a negative, not in
+    the pool. A model that, mutually exclusive, is sure a dress is shoes or a hat - as it should be,
+    now that unlabeled inputs no longer teach it doubt - may rank an unsure shoe before it.)"""
     with Loupe(Config(data_dir=tmp_path / "d", auto_retrain=False), backbones=shared_backbones) as loupe:
         loupe.create_app("s")
         loupe.add_inputs("s", _train_items("shoes", 6) + _train_items("hat", 6))
@@ -472,27 +475,33 @@ def test_suggestions_rank_an_uncovered_concept_first(tmp_path, shared_backbones)
                                for cls in ("shoes", "hat") for i, p in enumerate(dataset_images(CLOTHING / "train" / cls, 4, start=6))]
                          + [NewInput(image=p.read_bytes(), id=f"dress-u{i}")
                             for i, p in enumerate(dataset_images(CLOTHING / "train" / "dress", 8))])
-        loupe.models.create("s", "m", concept_ids=["shoes", "hat", "dress"], mutually_exclusive=True)
+        loupe.models.create("s", "m", concept_ids=["shoes", "hat", "dress"], mutually_exclusive=True,
+                            closed_environment=True)
         untrained = loupe.models.suggestions("s", "m", count=3)
         assert len(untrained) == 3 and all(s.concept_id is None for s in untrained)
         loupe.edit_inputs("s", "merge", [InputEdit(input_id="dress-u7", concepts=["dress"])])
         loupe.models.update("s", "m", concept_ids=["shoes", "hat"], action="overwrite")
         loupe.models.train("s", "m")
         found = loupe.models.suggestions("s", "m", count=4)
-        assert found[0].input_id.startswith("dress-u") and found[0].concept_id in ("shoes", "hat")
+        dresses = [s for s in found if s.input_id.startswith("dress-u")]
+        assert len(dresses) >= 2 and all(s.concept_id in ("shoes", "hat") for s in found), found
         assert not {s.input_id for s in found} & {f"{c}-{i}" for c in ("shoes", "hat") for i in range(6)}
         assert "dress-u7" in {s.input_id for s in loupe.models.suggestions("s", "m", count=20)}  # not this model's label
         with pytest.raises(InvalidArgument):
             loupe.models.suggestions("s", "m", count=0)
 
 
-def test_unlabeled_inputs_make_a_better_model(tmp_path, shared_backbones):
-    """One labeled photo per concept and the rest of the training photos in the app unlabeled: versions
-    trained with self-training (validation said yes) beat those trained without, on photos neither saw,
-    and record what they used. Measured on these 5 draws: 0.536 -> 0.550 mean top-1, no draw worse (a
-    small pool of 190; benchmarks/few_shot.py measures whole datasets)."""
+def test_the_default_model_learns_from_unlabeled_inputs(tmp_path, shared_backbones):
+    """One labeled photo per concept and the rest of the training photos in the app unlabeled, a mutually
+    exclusive model made with the defaults (open environment): the unlabeled photos are never its
+    negatives, versions trained with self-training (validation said yes) beat those trained without and
+    the labeled-only probe (logistic regression, C=10) on photos neither saw, and record what they used
+    and why. Measured on these 5 draws (AMX CPU): 0.528 without, 0.546 with, probe 0.528 mean top-1, no
+    draw worse (a small pool of 190; benchmarks/few_shot.py measures whole datasets)."""
+    from sklearn.linear_model import LogisticRegression
+
     held_out = [(p.read_bytes(), cls) for cls in CLASSES for p in dataset_images(CLOTHING / "test" / cls, 10)]
-    accuracy: dict[bool, list[float]] = {False: [], True: []}
+    accuracy: dict[bool | str, list[float]] = {False: [], True: [], "probe": []}
     for seed in range(5):
         rng = np.random.default_rng(seed)
         labeled, unlabeled = [], []
@@ -506,16 +515,27 @@ def test_unlabeled_inputs_make_a_better_model(tmp_path, shared_backbones):
                        backbones=shared_backbones) as loupe:
                 loupe.create_app("a")
                 loupe.add_inputs("a", labeled + unlabeled)
-                loupe.models.create("a", "m", concept_ids=CLASSES, mutually_exclusive=True, closed_environment=True)
+                loupe.models.create("a", "m", concept_ids=CLASSES, mutually_exclusive=True)
                 version = loupe.models.train("a", "m")
                 answers = loupe.models.predict_images("a", "m", [data for data, _ in held_out])
                 accuracy[semi].append(float(np.mean([a.concepts[0].concept_id == cls
                                                      for a, (_, cls) in zip(answers, held_out)])))
                 assert version.unlabeled_seen == (len(unlabeled) if semi else 0)
-                if semi and version.pseudo_labels:
-                    assert version.pseudo_label_weight == 0.5 and version.self_training_strength > 0
+                assert version.negatives == dict.fromkeys(CLASSES, len(CLASSES) - 1)  # the other labels only
+                if semi:
+                    assert version.unlabeled_rule in ("pseudo_labels", "ignored")
+                    assert "never a negative" in version.unlabeled_reason, version.unlabeled_reason
+                    if version.pseudo_labels:
+                        assert version.unlabeled_rule == "pseudo_labels"
+                        assert version.pseudo_label_weight == 0.5 and version.self_training_strength > 0
+                    app = loupe.get_app("a")
+                    xtr, _ = loupe.item_vectors(app, [item.id for item in labeled])
+                    xte, _ = loupe.item_vectors(app, [data for data, _ in held_out])
+                    probe = LogisticRegression(C=10, max_iter=3000).fit(xtr, CLASSES).predict(xte)
+                    accuracy["probe"].append(float(np.mean(probe == np.asarray([cls for _, cls in held_out]))))
     gains = np.asarray(accuracy[True]) - np.asarray(accuracy[False])
     assert gains.mean() > 0 and gains.min() >= -0.011, accuracy  # at most one photo worse on a draw
+    assert np.mean(accuracy[True]) > np.mean(accuracy["probe"]), accuracy
 
 
 def test_self_training_strength_needs_a_clear_gain_except_at_two_labels_per_concept():

@@ -32,14 +32,18 @@ def blend(head_probs: np.ndarray, ev: Evidence, head_weight: float) -> np.ndarra
     return (head_weight * head_probs + ev.votes) / (head_weight + ev.weight)
 
 
-def stratified_folds(positive: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
-    """Fold number per row, spreading each concept's positives (and background rows) evenly."""
+def stratified_folds(positive: np.ndarray, folds: int, seed: int = 0, copies: np.ndarray | None = None) -> np.ndarray:
+    """Fold number per row, spreading each concept's positives (and background rows) evenly.
+    `copies` (loupe.near_duplicates.copy_groups): rows of one photo share its first row's fold, so a
+    photo uploaded twice is never scored by a model that was trained on its copy."""
     rng = np.random.default_rng(seed)
     group = example_groups(positive)
     fold = np.empty(len(group), np.int64)
     for g in np.unique(group):
         rows = rng.permutation(np.flatnonzero(group == g))
         fold[rows] = (np.arange(len(rows)) + rng.integers(folds)) % folds
+    if copies is not None:
+        fold = fold[copies]
     return fold
 
 

@@ -44,17 +44,17 @@ from loupe.store.records import App, Evaluation, Model, ModelVersion, TrainLease
 from loupe.suggestions import MAX_POOL, suggest
 from loupe.training import MAX_TRAIN_EXAMPLES, fit_version
 from loupe.training_queue import FairQueue
-from loupe.training_set import LabelRule, TrainingSet, bounded, collect
+from loupe.training_set import LabelRule, TrainingSet, UnlabeledRule, bounded, collect, rule_of
 
 PREDICTED_THRESHOLD = 0.5  # a predicted-concept search keeps inputs scored at least this
 SCORED_CACHE_ENTRIES = 4  # (model version, labels) score tables kept; each is inputs x concepts floats
 
 
-def unlabeled_seqs(labels: AppLabels, concept_ids: list[str], limit: int) -> np.ndarray:
-    """The app's inputs with no label (either way) for any of these concepts: what self-training and
-    "label these next" draw from; a fixed random sample of `limit` beyond it, to bound the work."""
-    concepts = set(concept_ids)
-    return _sample([s for s, e in list(labels.entries.items()) if not (e.positives | e.negatives) & concepts], limit)
+def unlabeled_seqs(labels: AppLabels, rule: LabelRule, limit: int) -> np.ndarray:
+    """The app's inputs that say nothing about the model (loupe.training_set: no label at all, or in a
+    closed environment none for its concepts): what self-training and "label these next" draw from; a
+    fixed random sample of `limit` beyond it, to bound the work."""
+    return _sample([s for s, e in list(labels.entries.items()) if rule.unlabeled(e)], limit)
 
 
 def _sample(seqs: list[int], limit: int) -> np.ndarray:
@@ -86,7 +86,7 @@ class CustomModels:
         self._store = data.store
         self._loaded: dict[tuple[str, str, str], LoadedVersion] = {}
         self._latest_trained: dict[tuple[str, str], str | None] = {}
-        self._allow: dict[tuple[str, LabelRule], tuple[int, np.ndarray]] = {}
+        self._allow: dict[tuple[str, LabelRule], tuple[int, np.ndarray | None]] = {}
         self._cache_lock = threading.Lock()
         # Scores of every input of an app, per (model, version, labels version): predicted-concept search.
         self._scored: OrderedDict[tuple[str, str, str, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -275,8 +275,9 @@ class CustomModels:
 
     def forget_labels(self, app_id: str) -> None:
         """The app's labels were reloaded: allow-lists derived from them are void."""
-        for key in [k for k in self._allow if k[0] == app_id]:
-            self._allow.pop(key, None)
+        with self._cache_lock:
+            for key in [k for k in self._allow if k[0] == app_id]:
+                del self._allow[key]
 
     def forget_app(self, app_id: str) -> None:
         """Drop every cached version and 'latest trained' answer of the app's models."""
@@ -321,7 +322,7 @@ class CustomModels:
                 tx.delete_version(app_id, model_id, version)  # refused: no version stays 'queued'
             raise
         rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
-        examples = sum(1 for e in self._data.labels.get(app_id).entries.values() if rule.relevant(e))
+        examples = sum(1 for e in list(self._data.labels.get(app_id).entries.values()) if rule.relevant(e))
         return TrainTicket(version, done, examples <= self._data.config.sync_train_max_examples)
 
     def _run_training(self, app_id: str, version: ModelVersion) -> None:
@@ -334,30 +335,35 @@ class CustomModels:
             try:
                 app = self._data.get_app(app_id)
                 backbone = self._data.backbone(app)  # BackboneUnavailable: the app cannot be served
+                # Labeled inputs first; what the unlabeled ones become is chosen in the fit.
                 rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
                 labels = self._data.labels.get(app_id)
                 everything = collect(labels, rule)
                 ts = bounded(everything, MAX_TRAIN_EXAMPLES)  # a million examples: a stratified sample
                 x = self._data.embeddings_of(app, ts.seqs)
                 warm = self._warm_start(app_id, version)
-                # Only a closed-environment model has unlabeled inputs: in an open one, an input labeled
-                # with none of its concepts is already a negative (or background) example.
-                unlabeled = self._unlabeled_vectors(app, labels, version) if version.closed_environment else None
+                pool = unlabeled_seqs(labels, rule, MAX_UNLABELED)
                 fitted = fit_version(x, ts, version.concept_ids, version.mutually_exclusive, warm=warm,
-                                     unlabeled=unlabeled)
+                                     unlabeled=self._data.embeddings_of(app, pool) if len(pool) else None,
+                                     background=not (version.closed_environment or version.mutually_exclusive),
+                                     pseudo_labels=self._data.config.semi_supervised)
             except TrainingFailed as exc:
                 self._set_status(app_id, version, status="failed", failure=exc.failure, detail=exc.detail)
                 return
             except Exception as exc:  # noqa: BLE001 - a failed train must be visible, not lost in a thread
                 self._set_status(app_id, version, status="failed", failure="error", detail=str(exc))
                 raise
+            background = fitted.unlabeled_seen if fitted.self_training.rule is UnlabeledRule.NEGATIVES else 0
             done = msgspec.structs.replace(
                 version, status="trained", detail="", backbone=app.backbone, dim=backbone.dim,
                 weights=fitted.head.weights.astype(np.float32).tobytes(),
                 bias=fitted.head.bias.astype(np.float32).tobytes(), blend=fitted.blend, l2=fitted.l2,
-                train_size=len(everything.seqs), sampled_examples=len(ts.seqs) if ts is not everything else 0,
+                train_size=len(everything.seqs) + background,
+                sampled_examples=len(ts.seqs) + background if ts is not everything else 0,
                 positives={c: int(n) for c, n in zip(version.concept_ids, everything.positive.sum(axis=0))},
-                negatives={c: int(n) for c, n in zip(version.concept_ids, everything.negative.sum(axis=0))},
+                negatives={c: int(n) + background for c, n in zip(version.concept_ids,
+                                                                  everything.negative.sum(axis=0))},
+                unlabeled_rule=fitted.self_training.rule, unlabeled_reason=fitted.self_training.reason,
                 train_seconds=fitted.seconds, trained_at=time.time(), unlabeled_seen=fitted.unlabeled_seen,
                 pseudo_labels=fitted.self_training.pseudo_labels,
                 pseudo_label_weight=fitted.self_training.weight,
@@ -371,14 +377,6 @@ class CustomModels:
         if version is not None and version.status in ("queued", "training"):
             self._set_status(app_id, version, status="failed", failure="error",
                              detail="interrupted: the server process training this version stopped; train again")
-
-    def _unlabeled_vectors(self, app: App, labels: AppLabels, version: ModelVersion) -> np.ndarray | None:
-        """Vectors of the app's inputs with no label for any of the version's concepts (at most
-        MAX_UNLABELED, sampled), for self-training; None when the app config turns it off."""
-        if not self._data.config.semi_supervised:
-            return None
-        seqs = unlabeled_seqs(labels, version.concept_ids, MAX_UNLABELED)
-        return self._data.embeddings_of(app, seqs) if len(seqs) else None
 
     def _warm_start(self, app_id: str, version: ModelVersion) -> Head | None:
         try:
@@ -407,8 +405,8 @@ class CustomModels:
     # --------------------------------------------------------- evaluation
     def _examples_of(self, app_id: str, version: ModelVersion) -> tuple[TrainingSet, np.ndarray]:
         app = self._data.get_app(app_id)
-        rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
-        ts = collect(self._data.labels.get(app_id), rule)
+        ts = collect(self._data.labels.get(app_id), rule_of(version.concept_ids, version.closed_environment,
+                                                             version.unlabeled_rule))
         return ts, self._data.embeddings_of(app, ts.seqs)
 
     def evaluate(self, app_id: str, model_id: str, version_id: str, *, wait: bool = True) -> ModelVersion:
@@ -504,15 +502,21 @@ class CustomModels:
         return self._loaded_latest(app_id, model_id, version_id).version
 
     def _allowed(self, app_id: str, rule: LabelRule) -> np.ndarray | None:
-        """The inputs that may vote for a closed-environment model; cached until labels change."""
-        if not rule.closed_environment:
+        """The inputs that may vote for the model (None: all of the app's); cached until labels change.
+        An unlabeled input votes only where it is a negative (UnlabeledRule.NEGATIVES)."""
+        if not rule.closed_environment and rule.unlabeled_negatives:
             return None
         labels = self._data.labels.get(app_id)
-        cached = self._allow.get((app_id, rule))
+        with self._cache_lock:
+            cached = self._allow.get((app_id, rule))
         if cached is not None and cached[0] == labels.version:
             return cached[1]
-        allow = np.fromiter((s for s, e in list(labels.entries.items()) if rule.relevant(e)), np.int64)
-        self._allow[(app_id, rule)] = (labels.version, allow)
+        entries = list(labels.entries.items())
+        allow: np.ndarray | None = np.fromiter((s for s, e in entries if rule.relevant(e)), np.int64)
+        if allow is not None and len(allow) == len(entries):
+            allow = None
+        with self._cache_lock:
+            self._allow[(app_id, rule)] = (labels.version, allow)
         return allow
 
     def suggestions(self, app_id: str, model_id: str, count: int = 12) -> list[Suggestion]:
@@ -523,7 +527,7 @@ class CustomModels:
         model = self.get(app_id, model_id)
         app = self._data.get_app(app_id)
         labels = self._data.labels.get(app_id)
-        pool = unlabeled_seqs(labels, model.concept_ids, MAX_POOL)
+        pool = unlabeled_seqs(labels, LabelRule(tuple(model.concept_ids), model.closed_environment), MAX_POOL)
         if not len(pool):
             return []
         labeled = _sample([s for s, e in list(labels.entries.items()) if e.positives & set(model.concept_ids)],

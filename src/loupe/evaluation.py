@@ -14,6 +14,7 @@ from loupe.metrics import (
     roc_auc,
     roc_curve,
 )
+from loupe.near_duplicates import copy_groups
 from loupe.neighbours import vote_targets
 from loupe.store.records import (
     BlendParams,
@@ -21,7 +22,8 @@ from loupe.store.records import (
     Evaluation,
     HeldOutPrediction,
 )
-from loupe.training import l2_for, targets_for
+from loupe.heads import targets_for
+from loupe.training import l2_for
 from loupe.training_set import TrainingSet
 
 THRESHOLD = 0.5  # multi-label decision threshold; mutually exclusive models decide by argmax
@@ -45,7 +47,7 @@ def evaluate(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually_ex
         return Evaluation(status="failed", created_at=time.time(),
                           detail="every concept needs at least 2 positive examples to be cross-validated")
     folds = min(folds, min_pos)
-    fold = stratified_folds(ts.positive, folds, seed)
+    fold = stratified_folds(ts.positive, folds, seed, copy_groups(x, ts.sha256))  # copies held out together
     scores = held_out_scores(x, ts, mutually_exclusive, params, fold)
     predicted = _decisions(scores, mutually_exclusive)
 

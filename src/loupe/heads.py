@@ -93,6 +93,14 @@ def exclusive_targets(positive: np.ndarray, negative: np.ndarray) -> Targets:
     return Targets(values, weights.astype(np.float32))
 
 
+def targets_for(mutually_exclusive: bool) -> MakeTargets:
+    def make(positive: np.ndarray, negative: np.ndarray) -> Targets:
+        if mutually_exclusive:
+            return exclusive_targets(positive, negative & ~positive)
+        return ovr_targets(positive, negative)
+    return make
+
+
 def fit_head(x: np.ndarray, targets: Targets, mutually_exclusive: bool, *, l2: float,
              warm: Head | None = None, max_iter: int = 100, tol: float = 1e-5) -> Head:
     """Minimise mean weighted loss + l2/2 * ||W||^2."""

@@ -11,7 +11,7 @@ from loupe.indexes import VectorIndex
 from loupe.label_mirror import AppLabels
 from loupe.neighbours import evidence, vote_targets
 from loupe.store.records import ModelVersion
-from loupe.training_set import LabelRule
+from loupe.training_set import LabelRule, rule_of
 
 
 class ConceptScore(msgspec.Struct, frozen=True):
@@ -42,7 +42,7 @@ class LoadedVersion(msgspec.Struct, frozen=True):
         # Copied once: views of the record's bytes are read-only, which torch would copy on every predict.
         head = Head(np.frombuffer(version.weights, np.float32).reshape(c, version.dim).copy(),
                     np.frombuffer(version.bias, np.float32).copy(), version.mutually_exclusive)
-        return cls(version, head, LabelRule(tuple(version.concept_ids), version.closed_environment))
+        return cls(version, head, rule_of(version.concept_ids, version.closed_environment, version.unlabeled_rule))
 
 
 NEIGHBOUR_CANDIDATES = 100

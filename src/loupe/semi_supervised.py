@@ -1,9 +1,13 @@
-"""Learning from the app's unlabeled inputs: class-balanced self-training, switched on and sized by
-validation on the labeled inputs, never blindly.
+"""Learning from the app's unlabeled inputs, for every model kind: class-balanced self-training (and,
+for open multi-label models, background negatives), switched on by validation on the labeled inputs,
+never blindly. What a train did with them is recorded on the version (`SelfTraining.rule`, `.reason`).
 
-The head labels the unlabeled pool; each concept takes its `strength` x (its labeled count) most
-confident members as pseudo-labels at half weight (so a big concept in a skewed pool cannot swallow
-the rest), and the head is fitted again on both. The strength is chosen per train:
+Single-label examples (every labeled input carries one of the model's concepts; mutually exclusive
+models always, multi-label ones when their labels happen to be so): the head labels the unlabeled
+pool; each concept takes its `strength` x (its labeled count) most confident members as pseudo-labels
+at half weight (so a big concept in a skewed pool cannot swallow the rest), each read as a label of
+that concept is read (in an open environment, a negative of the others), and the head is fitted again
+on both. The strength is chosen per train:
 - with 3 or more labels per concept: stratified cross-validation on the labeled inputs, each fold
   self-training from its own training part; a strength is used only if it beats none by 4 points of
   held-out accuracy (smaller differences were selection noise: with a 2-point margin, 8-16 labels per
@@ -15,6 +19,15 @@ the rest), and the head is fitted again on both. The strength is chosen per trai
   the pseudo-labels alone must give back the people's labels (>= 95 % of them), else none is used.
 Margins chosen on seeds 0-4, 100-104 and 200-204 of benchmarks/few_shot.py; README reports seeds
 300-309, which they never saw.
+
+Multi-label examples (some input carries two of the concepts): each concept takes its own most
+confident pool members as positives and as many confident "no"s as negatives (cross-validated mean
+average precision, 2-point margin; not below 2 positives per concept).
+
+Background negatives (open multi-label models only): a concept with no labeled negative (a "defect"
+model in an app of unlabeled normal photos) has only the unlabeled inputs to learn "no" from, so they
+are its negatives; otherwise they are negatives only if cross-validation on the labeled inputs says
+so by the margins above, and self-training is tried when they are not.
 """
 
 from __future__ import annotations
@@ -25,9 +38,9 @@ import msgspec
 import numpy as np
 
 from loupe.blend import stratified_folds
-from loupe.heads import Head, Targets, exclusive_targets, fit_head, head_probabilities, ovr_targets
+from loupe.heads import Head, Targets, fit_head, head_probabilities, ovr_targets, targets_for
 from loupe.metrics import average_precision
-from loupe.training_set import TrainingSet
+from loupe.training_set import UnlabeledRule
 
 STRENGTHS = (0, 2, 4, 8)  # pseudo-labels per concept, as a multiple of its labeled count
 PSEUDO_WEIGHT = 0.5
@@ -36,49 +49,102 @@ TWO_SHOT_TOLERANCE = 0.05
 OVR_CV_MARGIN = 0.02  # of mean average precision (multi-label models; measured with this one)
 REVERSE_AGREEMENT = 0.95
 MAX_UNLABELED = 50_000
+# Unlabeled inputs tried as negatives in each validation fold (a fixed sample): class-balanced weights
+# give a concept's negatives as much weight in total whatever their number, so a sample shows the effect.
+VALIDATION_BACKGROUND = 2000
 
-# fit(x, labels) -> (head, temperature, l2): the supervised head, fitted as a train fits it.
-FitLabeled = Callable[[np.ndarray, np.ndarray], tuple[Head, float, float]]
-# fit(x, positive, negative) -> (head, temperature, l2): the same from label matrices (any model kind).
+# fit(x, positive, negative) -> (head, temperature, l2): a supervised head on these labels, as a train fits it.
 FitLabelMatrices = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[Head, float, float]]
+# The same for a softmax head, whose scores choose the pseudo-labels of a multi-label model whose examples
+# are single-label: read as one choice among the concepts they are the better judge of which concept
+# (Clothing-10, 1 label per concept, seeds 0-4: an OvR head's own choice lost 3 points to the probe).
+Judge = FitLabelMatrices
 
 
 class SelfTraining(msgspec.Struct, frozen=True):
-    strength: int  # 0: the unlabeled inputs were not used
+    strength: int  # 0: no pseudo-labels
     pseudo_labels: int
     weight: float
+    rule: UnlabeledRule = UnlabeledRule.IGNORED
+    reason: str = ""
 
 
 NOT_USED = SelfTraining(strength=0, pseudo_labels=0, weight=0.0)
 
 
-def self_train_if_validated(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, head: Head,
-                            temperature: float, pool: np.ndarray, l2: float, fit: FitLabelMatrices,
-                            seed: int = 0) -> tuple[Head, SelfTraining]:
-    """The head refitted with pseudo-labels from `pool` if validation on the labeled inputs says they
-    help, else `head` as it is; and what was used. Mutually exclusive models self-train only when
-    every example has one concept (the pseudo-labels are single concepts too)."""
-    if mutually_exclusive:
-        if not (ts.positive.sum(axis=1) == 1).all():
-            return head, NOT_USED
-        labels = ts.positive.argmax(axis=1)
-        one_hot = np.eye(ts.positive.shape[1], dtype=bool)
-        strength = choose_strength(x, labels, pool, lambda xs, ys: fit(xs, one_hot[ys], ~one_hot[ys]), seed)
-        if not strength:
-            return head, NOT_USED
-        head, n = self_train(x, labels, head, temperature, pool, strength, l2)
+def single_label(positive: np.ndarray) -> bool:
+    """Every input that names one of the concepts names exactly one."""
+    return bool((positive.sum(axis=1) <= 1).all())
+
+
+def lacking_negatives(positive: np.ndarray, negative: np.ndarray) -> list[int]:
+    return [int(j) for j in np.flatnonzero(negative.sum(axis=0) == 0)]
+
+
+def background_validated(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, pool: np.ndarray,
+                         fit: FitLabelMatrices, seed: int = 0, copies: np.ndarray | None = None) -> tuple[bool, str]:
+    """Should the unlabeled inputs be negatives of every concept (open multi-label model)? Cross-validated
+    on the labeled inputs, each fold with and without a sample of the pool as negatives."""
+    shots = int(positive.sum(axis=0).min()) if positive.size else 0
+    if shots < 2:
+        return False, "too few labels per concept to check whether they help as negatives"
+    k = min(3, shots)
+    fold = stratified_folds(positive, k, seed, copies)
+    bg = pool[_sample(len(pool), VALIDATION_BACKGROUND, seed)]
+    held = {False: np.zeros(positive.shape, np.float32), True: np.zeros(positive.shape, np.float32)}
+    for f in range(k):
+        train, test = fold != f, fold == f
+        plain = fit(x[train], positive[train], negative[train])[0]
+        extra = np.zeros((len(bg), positive.shape[1]), bool)
+        with_bg = fit(np.concatenate([x[train], bg]), np.concatenate([positive[train], extra]),
+                      np.concatenate([negative[train], ~extra]))[0]
+        held[False][test] = plain.logits(x[test])
+        held[True][test] = with_bg.logits(x[test])
+    if single_label(positive):
+        rows = positive.any(axis=1)
+        labels = positive[rows].argmax(axis=1)
+        score = {use: float((h[rows].argmax(axis=1) == labels).mean()) for use, h in held.items()}
+        margin, what = CV_MARGIN, "held-out accuracy"
     else:
-        strength = choose_strength_ovr(x, ts.positive, ts.negative, pool, fit, seed)
-        if not strength:
-            return head, NOT_USED
-        head, n = self_train_ovr(x, ts.positive, ts.negative, head, temperature, pool, strength, l2)
-    return head, SelfTraining(strength=strength, pseudo_labels=n, weight=PSEUDO_WEIGHT)
+        score = {use: mean_average_precision(h, positive, negative) for use, h in held.items()}
+        margin, what = OVR_CV_MARGIN, "held-out mean average precision"
+    verdict = score[True] >= score[False] + margin
+    return verdict, (f"{what} {score[True]:.3f} with them as negatives, {score[False]:.3f} without "
+                     f"({'at least' if verdict else 'less than'} the {margin:.2f} margin)")
+
+
+def self_train_if_validated(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, mutually_exclusive: bool,
+                            head: Head, temperature: float, pool: np.ndarray, l2: float, fit: FitLabelMatrices,
+                            seed: int = 0, copies: np.ndarray | None = None,
+                            judge: Judge | None = None) -> tuple[Head, SelfTraining]:
+    """The head refitted with pseudo-labels from `pool` if validation on the labeled inputs says they
+    help, else `head` as it is; and what was used, and why. `judge`: a softmax head's (head, temperature)
+    on the same labels, which chooses the pseudo-labels of a multi-label model with single-label examples."""
+    if single_label(positive):
+        judge = None if mutually_exclusive else judge
+        strength, why = choose_strength(x, positive, negative, mutually_exclusive, pool, fit, seed, copies, judge)
+        if strength:
+            chooser = judge(x, positive, negative)[:2] if judge is not None else None
+            head, n = self_train(x, positive, negative, mutually_exclusive, head, temperature, pool, strength, l2,
+                                 judged=chooser)
+    elif mutually_exclusive:
+        return head, msgspec.structs.replace(NOT_USED, reason="some inputs carry two of the model's concepts: "
+                                                              "no pseudo-labels for a mutually exclusive model")
+    else:
+        strength, why = choose_strength_ovr(x, positive, negative, pool, fit, seed, copies)
+        if strength:
+            head, n = self_train_ovr(x, positive, negative, head, temperature, pool, strength, l2)
+    if not strength:
+        return head, msgspec.structs.replace(NOT_USED, reason=why)
+    return head, SelfTraining(strength=strength, pseudo_labels=n, weight=PSEUDO_WEIGHT,
+                              rule=UnlabeledRule.PSEUDO_LABELS, reason=why)
 
 
 def pseudo_labels(head: Head, temperature: float, pool: np.ndarray, per_concept: np.ndarray,
                   strength: int, p: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of `pool` and their concepts: each concept's most confident members, as many as
-    strength x its labeled count. `p`: the head's probabilities on the pool, if already computed."""
+    """Rows of `pool` and their concepts: each concept's most confident members (the head's scores read
+    as one choice among the concepts), as many as strength x its labeled count. `p`: the head's
+    probabilities on the pool, if already computed."""
     p = head_probabilities(head.logits(pool), True, temperature) if p is None else p
     best = p.argmax(axis=1)
     rows, concepts = [], []
@@ -90,50 +156,70 @@ def pseudo_labels(head: Head, temperature: float, pool: np.ndarray, per_concept:
     return np.concatenate(rows).astype(np.int64), np.concatenate(concepts).astype(np.int64)
 
 
-def self_train(x: np.ndarray, labels: np.ndarray, head: Head, temperature: float, pool: np.ndarray,
-               strength: int, l2: float, p: np.ndarray | None = None) -> tuple[Head, int]:
-    """The head refitted on the labeled rows plus the pool's pseudo-labels (mutually exclusive)."""
+def self_train(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, mutually_exclusive: bool, head: Head,
+               temperature: float, pool: np.ndarray, strength: int, l2: float,
+               p: np.ndarray | None = None, judged: tuple[Head, float] | None = None) -> tuple[Head, int]:
+    """The head refitted on the labeled rows plus the pool's pseudo-labels (single-label examples),
+    chosen by `head` or by the `judged` (softmax head, temperature)."""
     c = head.weights.shape[0]
-    per_concept = np.bincount(labels, minlength=c)
-    rows, concepts = pseudo_labels(head, temperature, pool, per_concept, strength, p)
+    chooser, t = judged if judged is not None else (head, temperature)
+    rows, concepts = pseudo_labels(chooser, t, pool, positive.sum(axis=0), strength, p)
     if not len(rows):
         return head, 0
-    all_labels = np.concatenate([labels, concepts])
-    targets = exclusive_targets(np.eye(c, dtype=bool)[all_labels], np.zeros((len(all_labels), c), bool))
+    one_hot = np.eye(c, dtype=bool)[concepts]
+    targets = targets_for(mutually_exclusive)(np.concatenate([positive, one_hot]),
+                                              np.concatenate([negative, ~one_hot]))
     weights = targets.weights.copy()
-    weights[len(labels):] *= PSEUDO_WEIGHT
-    fitted = fit_head(np.concatenate([x, pool[rows]]), Targets(targets.values, weights), True, l2=l2, warm=head)
+    weights[len(positive):] *= PSEUDO_WEIGHT
+    fitted = fit_head(np.concatenate([x, pool[rows]]), Targets(targets.values, weights), mutually_exclusive,
+                      l2=l2, warm=head)
     return fitted, len(rows)
 
 
-def choose_strength(x: np.ndarray, labels: np.ndarray, pool: np.ndarray, fit: FitLabeled, seed: int = 0) -> int:
-    """`fit(x, labels) -> (head, temperature, l2)` fits the supervised head as a train does."""
-    c = int(labels.max()) + 1
-    shots = int(np.bincount(labels, minlength=c).min())
+def choose_strength(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, mutually_exclusive: bool,
+                    pool: np.ndarray, fit: FitLabelMatrices, seed: int = 0,
+                    copies: np.ndarray | None = None, judge: Judge | None = None) -> tuple[int, str]:
+    """The strength for single-label examples (0: none), and why. Inputs with no positive (an open
+    environment's negatives) train every fold and are not scored. `judge`: what chooses the pseudo-labels
+    (None: the head itself)."""
+    c = positive.shape[1]
+    labeled = positive.any(axis=1)
+    labels = positive[labeled].argmax(axis=1)
+    counts = positive.sum(axis=0)
+    shots = int(counts.min())
     if shots < 1 or not len(pool):
-        return 0
+        return 0, "no unlabeled inputs" if not len(pool) else "a concept has no labels"
     if shots == 1:
-        head, temperature, l2 = fit(x, labels)
+        head, temperature, l2 = (judge or fit)(x, positive, negative)
         strength = max(STRENGTHS)
-        rows, concepts = pseudo_labels(head, temperature, pool, np.bincount(labels, minlength=c), strength)
+        rows, concepts = pseudo_labels(head, temperature, pool, counts, strength)
         if len(np.unique(concepts)) < c:
-            return 0
-        reverse = fit_head(pool[rows], exclusive_targets(np.eye(c, dtype=bool)[concepts],
-                                                         np.zeros((len(rows), c), bool)), True, l2=l2)
-        agreement = float((reverse.logits(x).argmax(axis=1) == labels).mean())
-        return strength if agreement >= REVERSE_AGREEMENT else 0
+            return 0, "1 label per concept, and some concept got no pseudo-labels"
+        one_hot = np.eye(c, dtype=bool)[concepts]
+        reverse = fit_head(pool[rows], targets_for(mutually_exclusive)(one_hot, ~one_hot), mutually_exclusive, l2=l2)
+        agreement = float((reverse.logits(x[labeled]).argmax(axis=1) == labels).mean())
+        verdict = agreement >= REVERSE_AGREEMENT
+        return (strength if verdict else 0), (
+            f"1 label per concept: a model of the pseudo-labels alone gives back {agreement:.0%} of the labels "
+            f"({'at least' if verdict else 'less than'} {REVERSE_AGREEMENT:.0%})")
     k = min(3, shots)
-    fold = stratified_folds(np.eye(c, dtype=bool)[labels], k, seed)
+    fold = stratified_folds(positive, k, seed, copies)
     correct = dict.fromkeys(STRENGTHS, 0)
     for f in range(k):  # each fold's supervised head and its pool probabilities serve every strength
-        train, test = fold != f, fold == f
-        supervised, temperature, l2 = fit(x[train], labels[train])
-        p = head_probabilities(supervised.logits(pool), True, temperature)
+        train, test = fold != f, (fold == f) & labeled
+        supervised, temperature, l2 = fit(x[train], positive[train], negative[train])
+        chooser, t = (judge(x[train], positive[train], negative[train])[:2] if judge is not None
+                      else (supervised, temperature))
+        p = head_probabilities(chooser.logits(pool), True, t)
         for strength in STRENGTHS:
-            head = (self_train(x[train], labels[train], supervised, temperature, pool, strength, l2, p)[0]
-                    if strength else supervised)
-            correct[strength] += int((head.logits(x[test]).argmax(axis=1) == labels[test]).sum())
-    return strength_from_scores({strength: n / len(labels) for strength, n in correct.items()}, shots)
+            head = (self_train(x[train], positive[train], negative[train], mutually_exclusive, supervised,
+                               temperature, pool, strength, l2, p)[0] if strength else supervised)
+            correct[strength] += int((head.logits(x[test]).argmax(axis=1) == positive[test].argmax(axis=1)).sum())
+    scores = {strength: n / len(labels) for strength, n in correct.items()}
+    strength = strength_from_scores(scores, shots)
+    return strength, (f"{shots} labels per concept: held-out accuracy " + ", ".join(
+        f"{scores[s]:.3f} at strength {s}" for s in STRENGTHS) + (
+        f"; {'the best strength unless it loses 5 points' if shots == 2 else 'a 4-point gain needed'}"))
 
 
 def strength_from_scores(scores: dict[int, float], shots: int) -> int:
@@ -148,7 +234,11 @@ def _best_unless_below(scores: dict[int, float], margin: float) -> int:
     best = max((s for s in scores if s), key=lambda s: (scores[s], -s))
     return best if scores[best] >= scores[0] + margin else 0
 
-# ---------------------------------------------------------------- multi-label (one-vs-rest) models
+
+def _sample(n: int, limit: int, seed: int) -> np.ndarray:
+    return np.arange(n) if n <= limit else np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+
+# ---------------------------------------------------------------- multi-label examples
 # Each concept is its own yes/no question, so each takes pseudo-labels on its own: its `strength` x
 # (labeled positives) most confident pool members as positives and as many of the most confidently
 # "no" as negatives, at half weight; every other (input, concept) pair of the pool stays unknown
@@ -198,12 +288,12 @@ def mean_average_precision(scores: np.ndarray, positive: np.ndarray, negative: n
 
 
 def choose_strength_ovr(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, pool: np.ndarray,
-                        fit: FitLabelMatrices, seed: int = 0) -> int:
+                        fit: FitLabelMatrices, seed: int = 0, copies: np.ndarray | None = None) -> tuple[int, str]:
     shots = int(positive.sum(axis=0).min()) if positive.size else 0
     if shots < 2 or not len(pool):
-        return 0
+        return 0, "no unlabeled inputs" if not len(pool) else "fewer than 2 labels of some concept to validate on"
     k = min(3, shots)
-    fold = stratified_folds(positive, k, seed)
+    fold = stratified_folds(positive, k, seed, copies)
     held_out = {strength: np.zeros(positive.shape, np.float32) for strength in STRENGTHS}
     for f in range(k):  # each fold's supervised head serves every strength
         train, test = fold != f, fold == f
@@ -213,4 +303,5 @@ def choose_strength_ovr(x: np.ndarray, positive: np.ndarray, negative: np.ndarra
                                    strength, l2)[0] if strength else supervised)
             held_out[strength][test] = head.logits(x[test])
     scores = {strength: mean_average_precision(h, positive, negative) for strength, h in held_out.items()}
-    return _best_unless_below(scores, OVR_CV_MARGIN)
+    return _best_unless_below(scores, OVR_CV_MARGIN), ("held-out mean average precision " + ", ".join(
+        f"{scores[s]:.3f} at strength {s}" for s in STRENGTHS) + "; a 2-point gain needed")

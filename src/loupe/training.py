@@ -18,15 +18,20 @@ from loupe.errors import TrainingFailed
 from loupe.heads import (
     Head,
     MakeTargets,
-    Targets,
-    exclusive_targets,
     fit_head,
     logit_spread,
-    ovr_targets,
+    targets_for,
 )
-from loupe.semi_supervised import NOT_USED, SelfTraining, self_train_if_validated
+from loupe.near_duplicates import copies_within, copy_groups
+from loupe.semi_supervised import (
+    NOT_USED,
+    SelfTraining,
+    background_validated,
+    lacking_negatives,
+    self_train_if_validated,
+)
 from loupe.store.records import BlendParams
-from loupe.training_set import TrainingSet, example_groups
+from loupe.training_set import TrainingSet, UnlabeledRule, example_groups
 
 # scikit-learn's C (mean loss + ||W||^2 / (2 C n)) grows with the training set, from 1 at 10 examples
 # to 8 from 80 on. On the few-shot benchmark (Caltech-101, Clothing-10; 1-16 shots) a fixed C lost
@@ -65,14 +70,6 @@ def l2_for(n_rows: int) -> float:
     return 1.0 / (regularisation_c(n) * n)
 
 
-def targets_for(mutually_exclusive: bool) -> MakeTargets:
-    def make(positive: np.ndarray, negative: np.ndarray) -> Targets:
-        if mutually_exclusive:
-            return exclusive_targets(positive, negative & ~positive)
-        return ovr_targets(positive, negative)
-    return make
-
-
 def check_examples(ts: TrainingSet, concept_ids: list[str], mutually_exclusive: bool) -> None:
     if not concept_ids:
         raise TrainingFailed("no_data", "the model has no concepts: add at least one before training")
@@ -90,30 +87,72 @@ def check_examples(ts: TrainingSet, concept_ids: list[str], mutually_exclusive: 
         if lacking:
             raise TrainingFailed(
                 "no_data", f"concept(s) {', '.join(lacking)} have no negative examples: label inputs as not "
-                "that concept, add inputs of other concepts, or use closed_environment=false")
+                "that concept, add inputs of other concepts, or (in an open environment) add unlabeled inputs")
+
+
+def with_background(ts: TrainingSet, x: np.ndarray, pool: np.ndarray) -> tuple[TrainingSet, np.ndarray]:
+    """The examples with the pool's inputs appended as negatives of every concept."""
+    extra = np.zeros((len(pool), ts.positive.shape[1]), bool)
+    return TrainingSet(np.concatenate([ts.seqs, np.full(len(pool), -1, np.int64)]), [*ts.input_ids, *[""] * len(pool)],
+                       np.concatenate([ts.positive, extra]), np.concatenate([ts.negative, ~extra]),
+                       np.concatenate([ts.explicit_negative, extra]),
+                       [*ts.sha256, *[""] * len(pool)] if ts.sha256 else []), np.concatenate([x, pool])
 
 
 def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually_exclusive: bool, *,
-                warm: Head | None = None, seed: int = 0, unlabeled: np.ndarray | None = None) -> FittedVersion:
-    """`unlabeled`: vectors of the app's inputs with no label for the model, for self-training
-    (mutually exclusive models whose every example has one concept); used only if validation says so."""
+                warm: Head | None = None, seed: int = 0, unlabeled: np.ndarray | None = None,
+                background: bool = False, pseudo_labels: bool = True) -> FittedVersion:
+    """`unlabeled`: vectors of the app's inputs that say nothing about the model (loupe.training_set),
+    used only as validation on the labeled inputs says (loupe.semi_supervised). `background`: they may
+    be negatives of every concept (open multi-label models). `pseudo_labels`: self-training may be tried."""
     started = time.perf_counter()
-    check_examples(ts, concept_ids, mutually_exclusive)
     make_targets = targets_for(mutually_exclusive)
-    blend = select_blend(x, ts, mutually_exclusive, make_targets, seed)
+    # Nothing looks at the unlabeled inputs when self-training is off and they cannot be negatives.
+    usable = unlabeled is not None and len(unlabeled) and (pseudo_labels or background)
+    pool = unlabeled if usable else None
+    copies = copy_groups(x, ts.sha256)
+    blend = DEFAULT_BLEND  # the chosen one from below on: validation heads take its temperature
+
+    def fit(xs: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[Head, float, float]:
+        """A plain supervised head on part of the labels, as validation compares against."""
+        lam = l2_for(len(xs))
+        fitted = fit_head(xs, make_targets(pos, neg), mutually_exclusive, l2=lam)
+        return fitted, scaled_to(blend, logit_spread(fitted, xs)).temperature, lam
+
+    def judge(xs: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[Head, float, float]:
+        """A softmax head on the same labels: it chooses a multi-label model's pseudo-labels."""
+        lam = l2_for(len(xs))
+        fitted = fit_head(xs, targets_for(True)(pos, neg), True, l2=lam)
+        return fitted, scaled_to(blend, logit_spread(fitted, xs)).temperature, lam
+
+    used = NOT_USED
+    if pool is None:
+        used = msgspec.structs.replace(NOT_USED, reason="self-training is switched off" if unlabeled is not None
+                                       and len(unlabeled) else "no unlabeled inputs")
+    elif mutually_exclusive:
+        used = msgspec.structs.replace(NOT_USED, reason="an unlabeled input is one of the concepts: never a "
+                                                        "negative of a mutually exclusive model")
+    elif background:
+        if lacking := lacking_negatives(ts.positive, ts.negative):
+            used = SelfTraining(0, 0, 0.0, UnlabeledRule.NEGATIVES, "the only negatives of " + ", ".join(
+                concept_ids[j] for j in lacking) + " (no input is labeled as not it or with another concept)")
+        elif len(ts.seqs):
+            verdict, why = background_validated(x, ts.positive, ts.negative, pool, fit, seed, copies)
+            used = SelfTraining(0, 0, 0.0, UnlabeledRule.NEGATIVES if verdict else UnlabeledRule.IGNORED, why)
+    if used.rule is UnlabeledRule.NEGATIVES:
+        assert pool is not None
+        ts, x = with_background(ts, x, pool)
+        copies = copy_groups(x, ts.sha256)
+    check_examples(ts, concept_ids, mutually_exclusive)
+    blend = select_blend(x, ts, mutually_exclusive, make_targets, seed, copies)
     l2 = l2_for(len(ts.seqs))
     head = fit_coarse_to_fine(x, ts, mutually_exclusive, make_targets, l2, warm, seed)
     scaled = scaled_to(blend, logit_spread(head, x))
-    used: SelfTraining = NOT_USED
-    if unlabeled is not None and len(unlabeled):
-        def fit(xs: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[Head, float, float]:
-            """A plain supervised head on part of the labels, as validation compares against."""
-            lam = l2_for(len(xs))
-            fitted = fit_head(xs, make_targets(pos, neg), mutually_exclusive, l2=lam)
-            return fitted, scaled_to(blend, logit_spread(fitted, xs)).temperature, lam
-
-        head, used = self_train_if_validated(x, ts, mutually_exclusive, head, scaled.temperature, unlabeled, l2,
-                                             fit, seed)
+    if pool is not None and pseudo_labels and used.rule is UnlabeledRule.IGNORED:
+        # The blend's temperature for the pseudo-labels; validation folds use the default blend's.
+        head, tried = self_train_if_validated(x, ts.positive, ts.negative, mutually_exclusive, head,
+                                              scaled.temperature, pool, l2, fit, seed, copies, judge)
+        used = msgspec.structs.replace(tried, reason=f"{used.reason}; {tried.reason}" if used.reason else tried.reason)
         if used.strength:
             scaled = scaled_to(blend, logit_spread(head, x))
     return FittedVersion(
@@ -121,7 +160,7 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
         positives={c: int(n) for c, n in zip(concept_ids, ts.positive.sum(axis=0))},
         negatives={c: int(n) for c, n in zip(concept_ids, ts.negative.sum(axis=0))},
         seconds=time.perf_counter() - started, self_training=used,
-        unlabeled_seen=0 if unlabeled is None else len(unlabeled))
+        unlabeled_seen=0 if pool is None else len(pool))
 
 
 def fit_coarse_to_fine(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, make_targets: MakeTargets, l2: float,
@@ -168,14 +207,15 @@ def cv_rows(positive: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def select_blend(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, make_targets: MakeTargets,
-                 seed: int) -> BlendParams:
+                 seed: int, copies: np.ndarray | None = None) -> BlendParams:
     rows = cv_rows(ts.positive, CV_MAX_ROWS, seed)
+    sub_copies = None if copies is None else copies_within(copies, rows)
     pos, neg = ts.positive[rows], ts.negative[rows]
     min_pos = int(pos.sum(axis=0).min()) if pos.size else 0
     if min_pos < MIN_POSITIVES_FOR_CV:
         return DEFAULT_BLEND  # held-out folds this small choose noise, not a better blend
     folds = min(CV_FOLDS, min_pos)
     held = cross_validate(x[rows], pos, neg, make_targets, mutually_exclusive=mutually_exclusive,
-                          l2_of=l2_for, fold=stratified_folds(pos, folds, seed), max_iter=40)
+                          l2_of=l2_for, fold=stratified_folds(pos, folds, seed, sub_copies), max_iter=40)
     params, _ = choose_blend(held, pos, neg, make_targets(pos, neg), mutually_exclusive)
     return params

@@ -1,6 +1,16 @@
-"""Which inputs train a model, and what each says about each of the model's concepts."""
+"""Which inputs train a model, and what each says about each of the model's concepts.
+
+Three kinds of input per model: labeled for its concepts (examples); labeled only with other concepts
+of the app (an open environment's negatives, as Clarifai has them; left out in a closed one); and
+carrying no label at all. An input with no label is never a negative of a mutually exclusive model
+(exactly one concept applies to it: which, nobody said); for an open multi-label model each train
+chooses by validation whether such inputs are background negatives (`UnlabeledRule.NEGATIVES`), a
+pool for self-training, or left out (loupe.semi_supervised), and the version records the choice.
+"""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 import msgspec
 import numpy as np
@@ -8,15 +18,32 @@ import numpy as np
 from loupe.label_mirror import AppLabels, LabelEntry
 
 
+class UnlabeledRule(StrEnum):
+    """What a version made of the app's inputs with no label (for it), chosen per train."""
+
+    IGNORED = "ignored"  # not examples, not neighbours
+    NEGATIVES = "negatives"  # background negatives of every concept (open multi-label models only)
+    PSEUDO_LABELS = "pseudo_labels"  # the most confident became pseudo-labels (self-training)
+
+
 class LabelRule(msgspec.Struct, frozen=True):
     concept_ids: tuple[str, ...]
     closed_environment: bool
+    unlabeled_negatives: bool = False  # inputs with no label at all are negatives (and vote as such)
 
     def relevant(self, entry: LabelEntry) -> bool:
         """Does this input take part (as example or neighbour) for the model?"""
-        if not self.closed_environment:
+        if not (entry.positives.isdisjoint(self.concept_ids) and entry.negatives.isdisjoint(self.concept_ids)):
             return True
-        return not (entry.positives.isdisjoint(self.concept_ids) and entry.negatives.isdisjoint(self.concept_ids))
+        if self.closed_environment:
+            return False
+        return bool(entry.positives or entry.negatives) or self.unlabeled_negatives
+
+    def unlabeled(self, entry: LabelEntry) -> bool:
+        """An input with nothing to say about the model: the pool self-training and "label next" draw from."""
+        if self.closed_environment:
+            return entry.positives.isdisjoint(self.concept_ids) and entry.negatives.isdisjoint(self.concept_ids)
+        return not (entry.positives or entry.negatives)
 
     def marked(self, entries: list[LabelEntry], *, positive: bool) -> np.ndarray:
         """bool [n, c]: which of the model's concepts each input names as positive (or negative).
@@ -34,8 +61,9 @@ class LabelRule(msgspec.Struct, frozen=True):
         return out
 
     def matrices(self, entries: list[LabelEntry]) -> tuple[np.ndarray, np.ndarray]:
-        """(positive, negative) bool [n, c]. An input positive for one of the model's concepts is a
-        negative for the others; one labeled with none of them is a negative for all (open environment)."""
+        """(positive, negative) bool [n, c] of relevant entries. An input positive for one of the model's
+        concepts is a negative for the others; in an open environment one labeled with none of them (with
+        other concepts, or an unlabeled input under UnlabeledRule.NEGATIVES) is a negative for all."""
         pos = self.marked(entries, positive=True)
         neg = self.marked(entries, positive=False)
         has_pos = pos.any(axis=1, keepdims=True)
@@ -50,14 +78,23 @@ class TrainingSet(msgspec.Struct):
     positive: np.ndarray  # bool [n, c]
     negative: np.ndarray  # bool [n, c]
     explicit_negative: np.ndarray  # bool [n, c]: only the not_concepts annotations
+    sha256: list[str] = []  # content hash per row (cross-validation keeps copies of a photo in one fold)
+
+
+def rule_of(concept_ids: list[str], closed_environment: bool, unlabeled_rule: str | None) -> LabelRule:
+    """The rule a stored version was trained (and predicts) with. Versions from before the three kinds
+    (no recorded rule) treated unlabeled inputs of an open model as negatives."""
+    negatives = unlabeled_rule == UnlabeledRule.NEGATIVES if unlabeled_rule else not closed_environment
+    return LabelRule(tuple(concept_ids), closed_environment, negatives)
 
 
 def collect(labels: AppLabels, rule: LabelRule) -> TrainingSet:
-    items = [(seq, e) for seq, e in sorted(labels.entries.items()) if rule.relevant(e)]
+    items = [(seq, e) for seq, e in sorted(list(labels.entries.items())) if rule.relevant(e)]
     entries = [e for _, e in items]
     pos, neg = rule.matrices(entries)
     explicit = rule.marked(entries, positive=False)
-    return TrainingSet(np.asarray([s for s, _ in items], np.int64), [e.input_id for e in entries], pos, neg, explicit)
+    return TrainingSet(np.asarray([s for s, _ in items], np.int64), [e.input_id for e in entries], pos, neg, explicit,
+                       [e.sha256 for e in entries])
 
 
 def example_groups(positive: np.ndarray) -> np.ndarray:
@@ -90,5 +127,9 @@ def bounded(ts: TrainingSet, limit: int, seed: int = 0) -> TrainingSet:
     rows = np.sort(np.concatenate([
         members if len(members) <= share else rng.choice(members, share, replace=False)
         for members in (np.flatnonzero(groups == g) for g in range(len(counts))) if len(members)]))
+    return subset(ts, rows)
+
+
+def subset(ts: TrainingSet, rows: np.ndarray) -> TrainingSet:
     return TrainingSet(ts.seqs[rows], [ts.input_ids[i] for i in rows], ts.positive[rows], ts.negative[rows],
-                       ts.explicit_negative[rows])
+                       ts.explicit_negative[rows], [ts.sha256[i] for i in rows] if ts.sha256 else [])

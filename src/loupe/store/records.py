@@ -173,6 +173,10 @@ class ModelVersion(msgspec.Struct, kw_only=True):
     pseudo_labels: int = 0
     pseudo_label_weight: float = 0.0
     self_training_strength: int = 0
+    # What this version made of the inputs with no label for it (loupe.training_set.UnlabeledRule) and
+    # why; "" on versions from before the rule was chosen (open models then took them as negatives).
+    unlabeled_rule: str = ""
+    unlabeled_reason: str = ""
     evaluation: Evaluation | None = None
 
 
