@@ -16,6 +16,7 @@ Methods
 
     python benchmarks/few_shot.py                      # seeds 0-2, the table in README.md
     python benchmarks/few_shot.py --seeds 40 --first-seed 100 --name few_shot_heldout_seeds
+    python benchmarks/few_shot.py --defaults --seeds 5 --first-seed 400 --name few_shot_defaults
 
 Loupe's regularisation schedule was tuned on seeds 0-11; the second command re-checks it on seeds it
 never saw (different shots drawn, and for Caltech-101 different test images).
@@ -39,7 +40,7 @@ from loupe.blend import blend  # noqa: E402
 from loupe.heads import head_probabilities  # noqa: E402
 from loupe.neighbours import evidence, vote_targets  # noqa: E402
 from loupe.training import fit_version  # noqa: E402
-from loupe.training_set import TrainingSet  # noqa: E402
+from loupe.training_set import TrainingSet, UnlabeledRule  # noqa: E402
 
 SHOTS = (1, 2, 4, 8, 16)
 
@@ -93,26 +94,36 @@ def tip_adapter(xtr, ytr, xte, c, probe_logits, alpha=1.0, beta=5.5):
     return probe_logits + alpha * affinity @ np.eye(c)[ytr]
 
 
-def loupe_predictor(xtr, ytr, xte, c, unlabeled=None, mutually_exclusive=True):
-    """`mutually_exclusive=False`: a multi-label (one-vs-rest) model, closed environment, scored by its
-    top concept."""
+def loupe_predictor(xtr, ytr, xte, c, unlabeled=None, mutually_exclusive=True, open_environment=False,
+                    with_rule=False):
+    """`mutually_exclusive=False`: a multi-label (one-vs-rest) model, scored by its top concept.
+    `open_environment`: as `loupe models create` and Clarifai's clients make a model; for a multi-label
+    one the unlabeled inputs may then be background negatives (chosen by validation, as a train does).
+    (A mutually exclusive model trains alike in both: here no input carries another concept's label.)"""
     positive = np.eye(c, dtype=bool)[ytr]
     ts = TrainingSet(np.arange(len(ytr), dtype=np.int64), [str(i) for i in range(len(ytr))], positive,
                      ~positive, np.zeros_like(positive))
-    fitted = fit_version(xtr, ts, [str(j) for j in range(c)], mutually_exclusive, unlabeled=unlabeled)
-    return blended(fitted, xtr, ytr, xte, c, mutually_exclusive)
+    fitted = fit_version(xtr, ts, [str(j) for j in range(c)], mutually_exclusive, unlabeled=unlabeled,
+                         background=open_environment and not mutually_exclusive)
+    scores = blended(fitted, xtr, ytr, xte, c, mutually_exclusive, unlabeled)
+    return (scores, fitted.self_training) if with_rule else scores
 
 
-def blended(fitted, xtr, ytr, xte, c, mutually_exclusive=True):
+def blended(fitted, xtr, ytr, xte, c, mutually_exclusive=True, unlabeled=None):
     """A trained version's answers for `xte` as production gives them: head blended with the
-    nearest labeled examples' votes."""
+    nearest labeled examples' votes (and the unlabeled inputs' "no" where they are background negatives)."""
     positive = np.eye(c, dtype=bool)[ytr]
+    negative = ~positive
+    if fitted.self_training.rule == UnlabeledRule.NEGATIVES:
+        xtr = np.concatenate([xtr, unlabeled])
+        positive = np.concatenate([positive, np.zeros((len(unlabeled), c), bool)])
+        negative = np.concatenate([negative, np.ones((len(unlabeled), c), bool)])
     p = fitted.blend
     head = head_probabilities(fitted.head.logits(xte), mutually_exclusive, p.temperature)
     s = xte @ xtr.T
     k = min(p.k, len(xtr))
     nearest = np.argsort(-s, axis=1)[:, :k]
-    votes, voting = vote_targets(positive, ~positive, mutually_exclusive)
+    votes, voting = vote_targets(positive, negative, mutually_exclusive)
     ev = evidence(np.take_along_axis(s, nearest, 1), votes[nearest], voting[nearest], sharpness=p.sharpness)
     return blend(head, ev, p.head_weight)
 
@@ -135,9 +146,15 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--multi-label", action="store_true",
                         help="only one-vs-rest models, with and without the unlabeled inputs, against the probes")
+    parser.add_argument("--defaults", action="store_true",
+                        help="the models `loupe models create` and Clarifai's clients make by default (open "
+                             "environment; mutually exclusive and not), every other photo in the app unlabeled")
     args = parser.parse_args()
     if args.multi_label:
         multi_label(args)
+        return
+    if args.defaults:
+        defaults(args)
         return
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     # 1 shot of 101 classes makes scikit-learn wonder whether y is a regression target; it is not.
@@ -214,6 +231,42 @@ def multi_label(args) -> None:
             rows.append(row)
             print(dataset, shots, {k: v for k, v in row.items() if k not in ("dataset", "shots")}, flush=True)
     print(f"written to {write_result(args.name, {'seeds': seeds, 'multi_label': True, 'rows': rows})}")
+
+
+def defaults(args) -> None:
+    """Both default models against the strongest supervised baseline (probe C=1 or C=10, chosen per row
+    with the test results in hand), on the same splits, with the app's other photos unlabeled; what each
+    train made of them (UnlabeledRule and strength) is counted per row."""
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    warnings.filterwarnings("ignore", message="The number of unique classes")
+    torch.set_num_threads(2)
+    rows = []
+    for dataset in ("clothing10", "caltech101"):
+        for shots in SHOTS:
+            accs: dict[str, list[float]] = {}
+            rules: dict[str, dict[str, int]] = {}
+            for seed in seeds:
+                xtr, ytr, xte, yte, c, pool = splits(dataset, shots, seed, args.runtime, args.precision, True)
+                scores = {"linear_probe": linear_probe(xtr, ytr, xte),
+                          "linear_probe_c10": linear_probe(xtr, ytr, xte, 10.0)}
+                for name, exclusive in (("default_mutually_exclusive", True), ("default_multi_label", False)):
+                    scores[name], used = loupe_predictor(xtr, ytr, xte, c, pool, exclusive, open_environment=True,
+                                                         with_rule=True)
+                    key = f"{used.rule}" + (f" x{used.strength}" if used.strength else "")
+                    rules.setdefault(name, {})[key] = rules.get(name, {}).get(key, 0) + 1
+                for name, s in scores.items():
+                    accs.setdefault(name, []).append(float((s.argmax(1) == yte).mean()))
+            row = {"dataset": dataset, "shots": shots, "test_images": int(len(yte)), "rules": rules}
+            row.update({name: {"mean": round(float(np.mean(a)), 4), "std": round(float(np.std(a)), 4)}
+                        for name, a in accs.items()})
+            best = max(("linear_probe", "linear_probe_c10"), key=lambda n: np.mean(accs[n]))
+            row["best_baseline"] = best
+            for name in ("default_mutually_exclusive", "default_multi_label"):
+                paired = np.asarray(accs[name]) - np.asarray(accs[best])
+                row[f"{name}_minus_best"] = {"mean": round(float(paired.mean()), 4), "min": round(float(paired.min()), 4)}
+            rows.append(row)
+            print(dataset, shots, {k: v for k, v in row.items() if k not in ("dataset", "shots")}, flush=True)
+    print(f"written to {write_result(args.name, {'seeds': seeds, 'defaults': True, 'rows': rows})}")
 
 
 if __name__ == "__main__":

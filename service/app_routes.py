@@ -6,7 +6,7 @@ from litestar import get
 
 from loupe.api_keys import KeyRecord
 from loupe.application import Loupe
-from loupe.service.clarifai_json import timestamp, version_status
+from loupe.service.clarifai_json import timestamp, unlabeled_json, version_status
 from loupe.service.common import ok
 from loupe.service.threads import in_thread
 
@@ -28,6 +28,7 @@ def overview(loupe: Loupe, key: KeyRecord) -> dict:
                        "latest_version": {"id": version.id, "status": version.status, "detail": version.detail,
                                           "status_code": version_status(version)["code"],
                                           "train_seconds": round(version.train_seconds, 3),
+                                          "unlabeled": unlabeled_json(version),
                                           "created_at": timestamp(version.created_at)}})
     return ok(app={"id": app.id, "backbone": app.backbone, "embedders": app.embedders, "scope": key.scope.value,
                    "supports_text": loupe.backbone(app).supports_text, "input_count": loupe.count_inputs(app.id),

@@ -10,6 +10,7 @@ from loupe.application import ModelView
 from loupe.general_model import PUBLIC_APP_ID
 from loupe.prediction import Prediction
 from loupe.store.records import Concept, Evaluation, Input, ModelVersion, Region
+from loupe.training_set import unlabeled_rule_of
 
 OK = {"code": 10000, "description": "Ok"}
 
@@ -69,6 +70,14 @@ def version_status(version: ModelVersion) -> dict[str, Any]:
     return {"code": code, "description": description}
 
 
+def unlabeled_json(version: ModelVersion) -> dict[str, Any]:
+    """What the version made of the app's inputs with no label for it, and why (loupe.training_set)."""
+    return {"rule": unlabeled_rule_of(version.closed_environment, version.unlabeled_rule).value,
+            "reason": version.unlabeled_reason,
+            "seen": version.unlabeled_seen, "pseudo_labels": version.pseudo_labels,
+            "self_training_strength": version.self_training_strength}
+
+
 def version_json(version: ModelVersion, total_inputs: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": version.id,
@@ -79,7 +88,7 @@ def version_json(version: ModelVersion, total_inputs: int | None = None) -> dict
     }
     if version.status == "trained":
         out["train_stats"] = {"seconds": round(version.train_seconds, 4), "positives": version.positives,
-                              "negatives": version.negatives}
+                              "negatives": version.negatives, "unlabeled": unlabeled_json(version)}
     if version.evaluation is not None:
         out["metrics"] = metrics_json(version.evaluation, version)
     return out

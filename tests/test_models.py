@@ -29,6 +29,13 @@ def _train_items(cls: str, n: int, start: int = 0) -> list[NewInput]:
             for i, p in enumerate(dataset_images(CLOTHING / "train" / cls, n, start))]
 
 
+def resaved(data: bytes) -> bytes:
+    """The same photo saved again as JPEG quality 90: new bytes, all but the same embedding."""
+    out = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
 def near_duplicate(data: bytes) -> bytes:
     """The same photo re-encoded smaller: new bytes, new hash, nearly the same embedding."""
     img = Image.open(io.BytesIO(data)).convert("RGB")
@@ -528,6 +535,10 @@ def test_the_default_model_learns_from_unlabeled_inputs(tmp_path, shared_backbon
                     if version.pseudo_labels:
                         assert version.unlabeled_rule == "pseudo_labels"
                         assert version.pseudo_label_weight == 0.5 and version.self_training_strength > 0
+                    # An unlabeled input is no neighbour of the model either: its own prediction does not
+                    # count it, at similarity 1, as a vote.
+                    own = loupe.models.predict_inputs("a", "m", [unlabeled[0].id])[0]
+                    assert own.neighbours and all(n.input_id.endswith("-l") for n in own.neighbours)
                     app = loupe.get_app("a")
                     xtr, _ = loupe.item_vectors(app, [item.id for item in labeled])
                     xte, _ = loupe.item_vectors(app, [data for data, _ in held_out])
@@ -579,6 +590,15 @@ def test_label_matrices_match_a_plain_reading_of_the_labels():
     assert [closed.relevant(e) for e in entries] == [True, True, False]
     _, neg_open = LabelRule(("x", "y"), closed_environment=False).matrices(entries)
     assert neg_open.tolist() == [[False, True], [True, True], [True, True]]
+    # Three kinds: labeled for the model, labeled only with other concepts, no label at all.
+    other = LabelEntry("d", frozenset({"other"}), frozenset())
+    kinds = [*entries, other]
+    opened = LabelRule(("x", "y"), closed_environment=False)
+    assert [opened.relevant(e) for e in kinds] == [True, True, False, True]  # no label: not an example
+    assert [opened.unlabeled(e) for e in kinds] == [False, False, True, False]
+    assert [closed.unlabeled(e) for e in kinds] == [False, False, True, True]  # closed: other labels too
+    background = LabelRule(("x", "y"), closed_environment=False, unlabeled_negatives=True)
+    assert all(background.relevant(e) for e in kinds)
 
 
 def test_multi_label_self_training_takes_each_concepts_confident_members():
@@ -622,3 +642,59 @@ def test_multi_label_models_learn_from_unlabeled_inputs_only_when_validation_say
             assert all(len(a.concepts) == 4 for a in answers)
             accuracy[semi] = float(np.mean([a.concepts[0].concept_id == cls for a, (_, cls) in zip(answers, held_out)]))
     assert accuracy[True] >= accuracy[False] - 0.026, accuracy  # never worse by more than a photo
+
+
+def test_open_multi_label_model_chooses_what_unlabeled_inputs_are(tmp_path, shared_backbones):
+    """The default multi-label model (open environment): a concept with no labeled negative has only the
+    app's unlabeled inputs to learn "no" from, so they are its negatives (and vote as such); with two
+    labeled concepts the train chooses by validation, and the version says what it chose and why."""
+    with Loupe(Config(data_dir=tmp_path / "d", auto_retrain=False), backbones=shared_backbones) as loupe:
+        loupe.create_app("a")
+        items = []
+        for cls in ("hat", "shoes", "dress", "pants"):  # hats are rare: 4 labeled, 2 unlabeled
+            files = dataset_images(CLOTHING / "train" / cls, 6 if cls == "hat" else 20)
+            items += [NewInput(image=p.read_bytes(), id=f"{cls}-{i}", concepts=[cls] if cls == "hat" and i < 4 else [])
+                      for i, p in enumerate(files)]
+        loupe.add_inputs("a", items)
+        loupe.models.create("a", "defect", concept_ids=["hat"])
+        version = loupe.models.train("a", "defect")
+        assert version.unlabeled_rule == "negatives" and "only negatives of hat" in version.unlabeled_reason
+        assert version.negatives == {"hat": 62} and version.unlabeled_seen == 62
+        # New photos (a stored unlabeled hat is itself a negative now, and its own nearest "no").
+        photos = [dataset_images(CLOTHING / "test" / cls, 1)[0].read_bytes() for cls in ("hat", "shoes", "dress")]
+        answers = loupe.models.predict_images("a", "defect", photos)
+        hat, others = answers[0].concepts[0].value, [a.concepts[0].value for a in answers[1:]]
+        assert hat > max(others) and max(others) < 0.5, (hat, others)
+        assert any(n.input_id.startswith(("shoes", "dress", "pants")) for a in answers for n in a.neighbours)
+        loupe.edit_inputs("a", "merge", [InputEdit(input_id=f"shoes-{i}", concepts=["shoes"]) for i in range(4)])
+        loupe.models.create("a", "two", concept_ids=["hat", "shoes"])
+        two = loupe.models.train("a", "two")
+        assert two.unlabeled_rule in ("negatives", "ignored", "pseudo_labels")
+        assert "held-out" in two.unlabeled_reason and two.unlabeled_seen == 58
+        assert two.negatives["hat"] == 4 + (58 if two.unlabeled_rule == "negatives" else 0)
+
+
+def test_copies_of_a_photo_are_held_out_together(tmp_path, shared_backbones):
+    """Every photo uploaded twice (same bytes) and once more re-saved (JPEG quality 90: similarity
+    0.99-0.995 here): cross-validation keeps each photo's copies in one fold, so a model is never scored
+    on a photo it was trained on. (A copy resized to 90 % at quality 70 scores 0.89-0.96, below the
+    0.98 that counts as the same photo.)"""
+    with Loupe(Config(data_dir=tmp_path / "d", auto_retrain=False), backbones=shared_backbones) as loupe:
+        loupe.create_app("a")
+        items = []
+        for cls in ("hat", "shoes", "dress"):
+            for i, p in enumerate(dataset_images(CLOTHING / "train" / cls, 8)):
+                data = p.read_bytes()
+                items += [NewInput(image=data, id=f"{cls}-{i}", concepts=[cls]),
+                          NewInput(image=data, id=f"{cls}-{i}-again", concepts=[cls]),
+                          NewInput(image=resaved(data), id=f"{cls}-{i}-small", concepts=[cls])]
+        loupe.add_inputs("a", items)
+        loupe.models.create("a", "m", concept_ids=["hat", "shoes", "dress"], mutually_exclusive=True)
+        version = loupe.models.train("a", "m")
+        evaluated = loupe.models.evaluate("a", "m", version.id)
+        assert evaluated.evaluation is not None and evaluated.evaluation.status == "evaluated"
+        fold = {h.input_id: h.fold for h in evaluated.evaluation.predictions}
+        assert len(fold) == 72 and len(set(fold.values())) == 5
+        for cls in ("hat", "shoes", "dress"):
+            for i in range(8):
+                assert fold[f"{cls}-{i}"] == fold[f"{cls}-{i}-again"] == fold[f"{cls}-{i}-small"]

@@ -229,10 +229,20 @@ function renderModels() {
     history.addEventListener("toggle", () => { if (history.open) guarded(() => showVersions(m.id, history)); });
     tb.append(el("tr", { "data-model": m.id }, el("td", {}, m.id, el("br"), el("small", {}, m.concept_ids.join(", "))),
       el("td", { class: "version" }, `${v.id.slice(0, 8)} ${v.status}${v.status === "trained" ? ` in ${v.train_seconds} s` : ""}`,
-        history),
+        v.status === "trained" ? el("br") : "", v.status === "trained" ? unlabeledNote(v.unlabeled) : "", history),
       el("td", {}, el("button", { type: "button", onclick: () => guarded(() => train(m.id)) }, `Train ${m.id}`), " ",
         el("button", { type: "button", class: "danger", onclick: () => guarded(() => deleteModel(m.id)) }, "Delete"))));
   }
+}
+
+const UNLABELED_RULES = { pseudo_labels: "self-trained on", negatives: "negatives:", ignored: "not used:" };
+
+function unlabeledNote(u) {
+  // What the version made of the app's unlabeled inputs, with the validation's reason on hover.
+  if (!u || !u.seen) return el("small", { class: "unlabeled", title: (u && u.reason) || "" }, "no unlabeled inputs used");
+  const what = u.rule === "pseudo_labels" ? `${u.pseudo_labels} pseudo-labels from ${u.seen} unlabeled`
+    : `${UNLABELED_RULES[u.rule] || u.rule} ${u.seen} unlabeled`;
+  return el("small", { class: "unlabeled", title: u.reason }, u.rule === "pseudo_labels" ? `self-trained: ${what}` : what);
 }
 
 async function showVersions(modelId, box) {

@@ -19,12 +19,22 @@ CONFIDENT_LEARNING_FILTER = "low_self_confidence"
 # Below this many positives of some concept, per-class thresholds are guesses (a 6-example concept's
 # mean confidence says little): such small apps flag labels the held-out model does not pick instead.
 CONFIDENT_LEARNING_MIN_PER_CONCEPT = 10
+# Two concepts are confusable when many of their inputs sit between them: the held-out model gives the
+# input's own concept and the other one each at least BETWEEN_SHARE of its belief, and they are its top
+# two. A pair is reported when such inputs are at least CONFUSED_FRACTION of the pair's labeled inputs
+# (and MIN_CONFUSED of them); a label is then suspected within that pair only if the model gives its own
+# concept at most STANDS_OUT (a clear "no", not a split). Chosen on seeds 0-2 of
+# `benchmarks/mislabels.py --hard`; README reports other seeds.
+BETWEEN_SHARE = 0.2
+CONFUSED_FRACTION = 0.1
+MIN_CONFUSED = 3
+STANDS_OUT = 0.1
 DUPLICATE_SIMILARITY = 0.9  # re-encoded or resized copies score 0.9-0.95 here; distinct photos < 0.75
 MAX_DUPLICATE_ROWS = 5000  # pairwise check is quadratic; larger sets are checked on a sample
 
 
 class Finding(msgspec.Struct, kw_only=True):
-    kind: str  # few_examples | imbalance | suspected_mislabel | near_duplicates
+    kind: str  # few_examples | imbalance | confusable_concepts | suspected_mislabel | near_duplicates
     message: str
     concept_ids: list[str]
     input_ids: list[str] = []
@@ -36,7 +46,10 @@ def advise(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually_excl
            evaluation: Evaluation | None) -> list[Finding]:
     findings = few_examples(ts, concept_ids) + imbalance(ts, concept_ids)
     if evaluation is not None and evaluation.predictions:
-        findings += suspected_mislabels(x, ts, concept_ids, mutually_exclusive, evaluation)
+        confused = confusable_concepts(concept_ids, evaluation)
+        findings += confused
+        findings += suspected_mislabels(x, ts, concept_ids, mutually_exclusive, evaluation,
+                                        confusable={frozenset(f.concept_ids) for f in confused})
     findings += near_duplicates(x, ts, concept_ids)
     return findings
 
@@ -67,13 +80,51 @@ def imbalance(ts: TrainingSet, concept_ids: list[str]) -> list[Finding]:
     return out
 
 
+def _beliefs(scores: list[float]) -> np.ndarray:
+    """Held-out scores as shares of the model's belief (rows sum to 1; a multi-label model's too)."""
+    p = np.clip(np.asarray(scores, np.float64), 1e-6, None)
+    return p / p.sum()
+
+
+def confusable_concepts(concept_ids: list[str], evaluation: Evaluation) -> list[Finding]:
+    """Pairs of concepts the held-out model often cannot tell apart, with the inputs that sit between them."""
+    index = {c: j for j, c in enumerate(concept_ids)}
+    between: dict[tuple[int, int], list[str]] = {}
+    labeled = np.zeros(len(concept_ids), np.int64)
+    for h in evaluation.predictions:
+        own = [index[c] for c in h.positives if c in index]
+        if len(own) != 1 or len(concept_ids) < 2:
+            continue
+        a = own[0]
+        labeled[a] += 1
+        p = _beliefs(h.scores)
+        top2 = np.argsort(-p, kind="stable")[:2]
+        if a in top2:
+            b = int(top2[1] if top2[0] == a else top2[0])
+            if min(p[a], p[b]) >= BETWEEN_SHARE:
+                between.setdefault((min(a, b), max(a, b)), []).append(h.input_id)
+    out = []
+    for (a, b), inputs in between.items():
+        share = len(inputs) / max(1, labeled[a] + labeled[b])
+        if len(inputs) >= MIN_CONFUSED and share >= CONFUSED_FRACTION:
+            ca, cb = concept_ids[a], concept_ids[b]
+            out.append(Finding(
+                kind="confusable_concepts", concept_ids=[ca, cb], input_ids=inputs, score=share,
+                message=f"{ca!r} and {cb!r} are often confused: {len(inputs)} inputs ({share:.0%} of theirs) sit "
+                        f"between them; add examples that tell them apart, or merge them"))
+    return sorted(out, key=lambda f: -f.score)
+
+
 def suspected_mislabels(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually_exclusive: bool,
-                        evaluation: Evaluation, k: int = 5) -> list[Finding]:
+                        evaluation: Evaluation, k: int = 5,
+                        confusable: set[frozenset[str]] | None = None) -> list[Finding]:
     """Labels that confident learning (cleanlab) flags on out-of-sample probabilities, with per-class
     thresholds, AND that most of the input's nearest labeled examples do not share; ranked by label
     quality, worst first. Flagging every label the held-out model merely disagrees with reported the
     model's own confusions as people's mistakes: with 5 % of labels flipped at random, precision 0.42
-    on Caltech-101 and 0.34 on Clothing-10, and 7-10 % of clean apps flagged (benchmarks/mislabels.py)."""
+    on Caltech-101 and 0.34 on Clothing-10, and 7-10 % of clean apps flagged (benchmarks/mislabels.py).
+    Between two `confusable` concepts a label must stand out against their confusion: the held-out model
+    gives its own concept at most STANDS_OUT of its belief."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -121,6 +172,10 @@ def suspected_mislabels(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], 
             continue  # the neighbours side with the label: a hard example, not a mislabel
         votes = ts.positive[nearest].sum(axis=0)
         best = int(votes.argmax())
+        rival = int(np.argmax(np.where(np.arange(len(concept_ids)) == j, -1.0, probs[n])))
+        if confusable and frozenset((concept_ids[j], concept_ids[rival])) in confusable \
+                and _beliefs(held[n].scores)[j] > STANDS_OUT:
+            continue  # one of a confusable pair's in-between inputs: reported with the pair, not as a mistake
         suggestion = concept_ids[best] if best != j and votes[best] > k // 2 else None
         concept, score = concept_ids[j], float(probs[n, j])
         out.append(Finding(

@@ -81,10 +81,16 @@ class TrainingSet(msgspec.Struct):
     sha256: list[str] = []  # content hash per row (cross-validation keeps copies of a photo in one fold)
 
 
-def rule_of(concept_ids: list[str], closed_environment: bool, unlabeled_rule: str | None) -> LabelRule:
+def unlabeled_rule_of(closed_environment: bool, recorded: str) -> UnlabeledRule:
     """The rule a stored version was trained (and predicts) with. Versions from before the three kinds
-    (no recorded rule) treated unlabeled inputs of an open model as negatives."""
-    negatives = unlabeled_rule == UnlabeledRule.NEGATIVES if unlabeled_rule else not closed_environment
+    (nothing recorded) treated unlabeled inputs of an open model as negatives."""
+    if recorded:
+        return UnlabeledRule(recorded)
+    return UnlabeledRule.IGNORED if closed_environment else UnlabeledRule.NEGATIVES
+
+
+def rule_of(concept_ids: list[str], closed_environment: bool, recorded: str) -> LabelRule:
+    negatives = unlabeled_rule_of(closed_environment, recorded) is UnlabeledRule.NEGATIVES
     return LabelRule(tuple(concept_ids), closed_environment, negatives)
 
 
