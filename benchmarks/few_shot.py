@@ -263,7 +263,8 @@ def defaults(args) -> None:
             row["best_baseline"] = best
             for name in ("default_mutually_exclusive", "default_multi_label"):
                 paired = np.asarray(accs[name]) - np.asarray(accs[best])
-                row[f"{name}_minus_best"] = {"mean": round(float(paired.mean()), 4), "min": round(float(paired.min()), 4)}
+                row[f"{name}_minus_best"] = {"mean": round(float(paired.mean()), 4),
+                                             "min": round(float(paired.min()), 4)}
             rows.append(row)
             print(dataset, shots, {k: v for k, v in row.items() if k not in ("dataset", "shots")}, flush=True)
     print(f"written to {write_result(args.name, {'seeds': seeds, 'defaults': True, 'rows': rows})}")

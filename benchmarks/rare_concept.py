@@ -133,7 +133,8 @@ def main() -> None:
             row["rules"] = rules
             rows.append(row)
             print(row, flush=True)
-    print(f"written to {write_result(args.name, {'seeds': [args.first_seed, args.first_seed + args.draws - 1], 'rows': rows})}")
+    seeds = [args.first_seed, args.first_seed + args.draws - 1]
+    print(f"written to {write_result(args.name, {'seeds': seeds, 'rows': rows})}")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from loupe.prediction import LoadedVersion, Prediction, predict
 from loupe.scale.train_lease import TrainLeases
 from loupe.semi_supervised import MAX_UNLABELED
 from loupe.store import ReadTxn
-from loupe.store.records import App, Evaluation, Model, ModelVersion, TrainLease
+from loupe.store.records import Evaluation, Model, ModelVersion, TrainLease
 from loupe.suggestions import MAX_POOL, suggest
 from loupe.training import MAX_TRAIN_EXAMPLES, fit_version
 from loupe.training_queue import FairQueue

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from loupe.blend import cross_validate, held_out_blend, stratified_folds
+from loupe.heads import targets_for
 from loupe.metrics import (
     average_precision,
     pr_curve,
@@ -22,7 +23,6 @@ from loupe.store.records import (
     Evaluation,
     HeldOutPrediction,
 )
-from loupe.heads import targets_for
 from loupe.training import l2_for
 from loupe.training_set import TrainingSet
 
