@@ -39,8 +39,7 @@ def ensure_demo(loupe: Loupe, key_file: Path, say: Callable[[str], None] = print
             report = import_folder(loupe, Path(tmp), DEMO_APP)
         say(f"  {report.added} photos imported in {report.seconds:.1f} s; training model {DEMO_MODEL!r} ...")
         concepts = [c.id for c in loupe.list_concepts(DEMO_APP, per_page=1000)]
-        loupe.models.create(DEMO_APP, DEMO_MODEL, concept_ids=concepts, mutually_exclusive=True,
-                            closed_environment=True)
+        loupe.models.create(DEMO_APP, DEMO_MODEL, concept_ids=concepts, mutually_exclusive=True)
         version = loupe.models.train(DEMO_APP, DEMO_MODEL, wait=True)
         say(f"  trained in {version.train_seconds:.2f} s")
         key_file.unlink(missing_ok=True)
