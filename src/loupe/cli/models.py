@@ -14,6 +14,7 @@ from loupe.cli.output import as_json, positive_int, table, when
 from loupe.errors import LoupeError
 from loupe.folder_import import IMAGE_SUFFIXES
 from loupe.store.records import ModelVersion
+from loupe.training_set import UnlabeledRule, unlabeled_rule_of
 
 Opener = Callable[[argparse.Namespace], Loupe]
 
@@ -87,6 +88,12 @@ def _train(loupe: Loupe, args: argparse.Namespace) -> int:
         return 1
     print(f"trained version {version.id} of {args.model!r} on {version.train_size} examples in "
           f"{version.train_seconds:.2f} s")
+    if version.unlabeled_seen:
+        rule = unlabeled_rule_of(version.closed_environment, version.unlabeled_rule)
+        what = {UnlabeledRule.PSEUDO_LABELS: f"{version.pseudo_labels} became pseudo-labels",
+                UnlabeledRule.NEGATIVES: "they are negatives of every concept",
+                UnlabeledRule.IGNORED: "not used"}[rule]
+        print(f"{version.unlabeled_seen} unlabeled inputs: {what} ({version.unlabeled_reason})")
     return 0
 
 
@@ -112,9 +119,10 @@ def _versions(loupe: Loupe, args: argparse.Namespace) -> int:
     if args.json:
         as_json(versions)
     else:
-        table(["version", "status", "examples", "seconds", "top-1 (evaluated)", "trained"],
-              [[v["id"], v["status"], v["train_size"], v["train_seconds"], v["top1_accuracy"], when(v["trained_at"])]
-               for v in versions])
+        table(["version", "status", "examples", "seconds", "unlabeled inputs", "top-1 (evaluated)", "trained"],
+              [[v["id"], v["status"], v["train_size"], v["train_seconds"],
+                f"{v['unlabeled']['rule']} ({v['unlabeled']['seen']})" if v["unlabeled"]["seen"] else "-",
+                v["top1_accuracy"], when(v["trained_at"])] for v in versions])
     return 0
 
 
@@ -195,7 +203,10 @@ def _version_summary(version: ModelVersion) -> dict:
     return {"id": version.id, "status": version.status, "detail": version.detail, "train_size": version.train_size,
             "train_seconds": round(version.train_seconds, 3), "trained_at": version.trained_at,
             "top1_accuracy": None if evaluation is None or evaluation.top1_accuracy is None
-            else round(evaluation.top1_accuracy, 4)}
+            else round(evaluation.top1_accuracy, 4),
+            "unlabeled": {"rule": unlabeled_rule_of(version.closed_environment, version.unlabeled_rule).value,
+                          "seen": version.unlabeled_seen, "pseudo_labels": version.pseudo_labels,
+                          "reason": version.unlabeled_reason}}
 
 
 def _round(value: float | None) -> str:
