@@ -254,6 +254,8 @@ def defaults(args) -> None:
                                                          with_rule=True)
                     key = f"{used.rule}" + (f" x{used.strength}" if used.strength else "")
                     rules.setdefault(name, {})[key] = rules.get(name, {}).get(key, 0) + 1
+                    # The same model kind on the labels alone: what the unlabeled inputs add (or cost).
+                    scores[f"{name}_labels_only"] = loupe_predictor(xtr, ytr, xte, c, None, exclusive)
                 for name, s in scores.items():
                     accs.setdefault(name, []).append(float((s.argmax(1) == yte).mean()))
             row = {"dataset": dataset, "shots": shots, "test_images": int(len(yte)), "rules": rules}
@@ -265,6 +267,9 @@ def defaults(args) -> None:
                 paired = np.asarray(accs[name]) - np.asarray(accs[best])
                 row[f"{name}_minus_best"] = {"mean": round(float(paired.mean()), 4),
                                              "min": round(float(paired.min()), 4)}
+                gain = np.asarray(accs[name]) - np.asarray(accs[f"{name}_labels_only"])
+                row[f"{name}_unlabeled_gain"] = {"mean": round(float(gain.mean()), 4),
+                                                 "min": round(float(gain.min()), 4)}
             rows.append(row)
             print(dataset, shots, {k: v for k, v in row.items() if k not in ("dataset", "shots")}, flush=True)
     print(f"written to {write_result(args.name, {'seeds': seeds, 'defaults': True, 'rows': rows})}")

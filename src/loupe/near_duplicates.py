@@ -14,8 +14,8 @@ from loupe.dot_products import pairwise_dots
 # Re-encoded or resized copies score 0.9-0.95 with EfficientNet-Lite2 and distinct photos < 0.75
 # (loupe.advice); 0.98 keeps only what is nearly the same image (a crop of a few pixels, a re-save).
 NEAR_DUPLICATE_SIMILARITY = 0.98
-# The similarity check is quadratic: 8,000 rows x 1,280-d is ~0.3 s here; beyond, content hashes only.
-MAX_NEAR_DUPLICATE_ROWS = 8000
+# The similarity check is quadratic: 5,000 rows x 1,280-d is ~0.15 s here; beyond, content hashes only.
+MAX_NEAR_DUPLICATE_ROWS = 5000
 BLOCK = 1024
 
 
@@ -36,20 +36,18 @@ def copy_groups(x: np.ndarray, shas: list[str] | None = None, *,
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
 
+    pairs: list[tuple[int, int]] = []
     first: dict[str, int] = {}
     for i, sha in enumerate(shas or []):
-        if sha:
-            join(first.setdefault(sha, i), i)
+        if sha and first.setdefault(sha, i) != i:
+            pairs.append((first[sha], i))
     if 1 < n <= MAX_NEAR_DUPLICATE_ROWS:
         for start in range(0, n, BLOCK):
             sims = pairwise_dots(x[start:start + BLOCK], x)
-            for r, c in zip(*np.nonzero(sims >= threshold)):
-                if start + r < c:
-                    join(start + int(r), int(c))
+            pairs += [(start + int(r), int(c)) for r, c in zip(*np.nonzero(sims >= threshold)) if start + r < c]
+    if not pairs:
+        return parent
+    for a, b in pairs:
+        join(a, b)
     return np.asarray([root(i) for i in range(n)], np.int64)
 
-
-def copies_within(copies: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """`copy_groups` of a subset of the rows, numbered within the subset."""
-    _, first, inverse = np.unique(copies[rows], return_index=True, return_inverse=True)
-    return first[inverse].astype(np.int64)

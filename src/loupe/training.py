@@ -22,9 +22,10 @@ from loupe.heads import (
     logit_spread,
     targets_for,
 )
-from loupe.near_duplicates import copies_within, copy_groups
+from loupe.near_duplicates import copy_groups
 from loupe.semi_supervised import (
     NOT_USED,
+    FitLabelMatrices,
     SelfTraining,
     background_validated,
     lacking_negatives,
@@ -110,20 +111,22 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
     # Nothing looks at the unlabeled inputs when self-training is off and they cannot be negatives.
     usable = unlabeled is not None and len(unlabeled) and (pseudo_labels or background)
     pool = unlabeled if usable else None
-    copies = copy_groups(x, ts.sha256)
+    # Copies of a photo share a fold in every validation below (the blend's groups its own sample).
+    copies = copy_groups(x, ts.sha256) if pool is not None else None
     blend = DEFAULT_BLEND  # the chosen one from below on: validation heads take its temperature
 
-    def fit(xs: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[Head, float, float]:
-        """A plain supervised head on part of the labels, as validation compares against."""
-        lam = l2_for(len(xs))
-        fitted = fit_head(xs, make_targets(pos, neg), mutually_exclusive, l2=lam)
-        return fitted, scaled_to(blend, logit_spread(fitted, xs)).temperature, lam
+    def supervised(exclusive: bool) -> FitLabelMatrices:
+        make = targets_for(exclusive)
 
-    def judge(xs: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[Head, float, float]:
-        """A softmax head on the same labels: it chooses a multi-label model's pseudo-labels."""
-        lam = l2_for(len(xs))
-        fitted = fit_head(xs, targets_for(True)(pos, neg), True, l2=lam)
-        return fitted, scaled_to(blend, logit_spread(fitted, xs)).temperature, lam
+        def fit(xs: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[Head, float, float]:
+            """A plain supervised head on part of the labels, as validation compares against."""
+            lam = l2_for(len(xs))
+            fitted = fit_head(xs, make(pos, neg), exclusive, l2=lam)
+            return fitted, scaled_to(blend, logit_spread(fitted, xs)).temperature, lam
+        return fit
+
+    # `judge`: a softmax head on the same labels chooses a multi-label model's pseudo-labels.
+    fit, judge = supervised(mutually_exclusive), supervised(True)
 
     used = NOT_USED
     if pool is None:
@@ -142,9 +145,8 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
     if used.rule is UnlabeledRule.NEGATIVES:
         assert pool is not None
         ts, x = with_background(ts, x, pool)
-        copies = copy_groups(x, ts.sha256)
     check_examples(ts, concept_ids, mutually_exclusive)
-    blend = select_blend(x, ts, mutually_exclusive, make_targets, seed, copies)
+    blend = select_blend(x, ts, mutually_exclusive, make_targets, seed)
     l2 = l2_for(len(ts.seqs))
     head = fit_coarse_to_fine(x, ts, mutually_exclusive, make_targets, l2, warm, seed)
     scaled = scaled_to(blend, logit_spread(head, x))
@@ -207,9 +209,9 @@ def cv_rows(positive: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def select_blend(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, make_targets: MakeTargets,
-                 seed: int, copies: np.ndarray | None = None) -> BlendParams:
+                 seed: int) -> BlendParams:
     rows = cv_rows(ts.positive, CV_MAX_ROWS, seed)
-    sub_copies = None if copies is None else copies_within(copies, rows)
+    sub_copies = copy_groups(x[rows], [ts.sha256[i] for i in rows] if ts.sha256 else None)
     pos, neg = ts.positive[rows], ts.negative[rows]
     min_pos = int(pos.sum(axis=0).min()) if pos.size else 0
     if min_pos < MIN_POSITIVES_FOR_CV:
