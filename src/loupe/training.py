@@ -24,11 +24,13 @@ from loupe.heads import (
 )
 from loupe.near_duplicates import copy_groups
 from loupe.semi_supervised import (
+    BACKGROUND_COVERAGE,
     NOT_USED,
     FitLabelMatrices,
     SelfTraining,
     background_validated,
     lacking_negatives,
+    pool_coverage,
     self_train_if_validated,
 )
 from loupe.store.records import BlendParams
@@ -139,9 +141,14 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
         if lacking := lacking_negatives(ts.positive, ts.negative):
             used = SelfTraining(0, 0, 0.0, UnlabeledRule.NEGATIVES, "the only negatives of " + ", ".join(
                 concept_ids[j] for j in lacking) + " (no input is labeled as not it or with another concept)")
-        elif len(ts.seqs):
+        elif (coverage := pool_coverage(x, ts.positive, pool, seed)) < BACKGROUND_COVERAGE:
+            used = SelfTraining(0, 0, 0.0, UnlabeledRule.NEGATIVES, f"they look unlike the labeled examples (only "
+                                f"{coverage:.1%} as close to one as examples of a concept are to each other): "
+                                "background, so negatives of every concept")
+        else:
             verdict, why = background_validated(x, ts.positive, ts.negative, pool, fit, seed, copies)
-            used = SelfTraining(0, 0, 0.0, UnlabeledRule.NEGATIVES if verdict else UnlabeledRule.IGNORED, why)
+            used = SelfTraining(0, 0, 0.0, UnlabeledRule.NEGATIVES if verdict else UnlabeledRule.IGNORED,
+                                f"{coverage:.0%} of them look like the labeled examples; {why}")
     if used.rule is UnlabeledRule.NEGATIVES:
         assert pool is not None
         ts, x = with_background(ts, x, pool)
