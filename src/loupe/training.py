@@ -25,6 +25,7 @@ from loupe.heads import (
 from loupe.near_duplicates import copy_groups
 from loupe.semi_supervised import (
     BACKGROUND_COVERAGE,
+    CONCEPT_COVERAGE,
     NOT_USED,
     FitLabelMatrices,
     SelfTraining,
@@ -141,14 +142,8 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
         if lacking := lacking_negatives(ts.positive, ts.negative):
             used = SelfTraining(0, 0, 0.0, UnlabeledRule.NEGATIVES, "the only negatives of " + ", ".join(
                 concept_ids[j] for j in lacking) + " (no input is labeled as not it or with another concept)")
-        elif (coverage := pool_coverage(x, ts.positive, pool, seed)) < BACKGROUND_COVERAGE:
-            used = SelfTraining(0, 0, 0.0, UnlabeledRule.NEGATIVES, f"they look unlike the labeled examples (only "
-                                f"{coverage:.1%} as close to one as examples of a concept are to each other): "
-                                "background, so negatives of every concept")
         else:
-            verdict, why = background_validated(x, ts.positive, ts.negative, pool, fit, seed, copies)
-            used = SelfTraining(0, 0, 0.0, UnlabeledRule.NEGATIVES if verdict else UnlabeledRule.IGNORED,
-                                f"{coverage:.0%} of them look like the labeled examples; {why}")
+            used = _background_or_not(x, ts, pool, fit, seed, copies)
     if used.rule is UnlabeledRule.NEGATIVES:
         assert pool is not None
         ts, x = with_background(ts, x, pool)
@@ -170,6 +165,25 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
         negatives={c: int(n) for c, n in zip(concept_ids, ts.negative.sum(axis=0))},
         seconds=time.perf_counter() - started, self_training=used,
         unlabeled_seen=0 if pool is None else len(pool))
+
+
+def _background_or_not(x: np.ndarray, ts: TrainingSet, pool: np.ndarray, fit: FitLabelMatrices, seed: int,
+                       copies: np.ndarray | None) -> SelfTraining:
+    """Are an open multi-label model's unlabeled inputs background negatives (loupe.semi_supervised)?"""
+    coverage = pool_coverage(x, ts.positive, pool, seed)
+    if coverage is None:
+        return SelfTraining(0, 0, 0.0, UnlabeledRule.IGNORED, "one label per concept: nothing shows whether they "
+                                                              "are background, so no negatives")
+    if coverage < BACKGROUND_COVERAGE:
+        return SelfTraining(0, 0, 0.0, UnlabeledRule.NEGATIVES, f"they look unlike the labeled examples (only "
+                            f"{coverage:.1%} as close to one as examples of a concept are to each other): "
+                            "background, so negatives of every concept")
+    if coverage >= CONCEPT_COVERAGE:
+        return SelfTraining(0, 0, 0.0, UnlabeledRule.IGNORED, f"{coverage:.0%} of them look like the labeled "
+                            "examples: mostly photos of the concepts, so no negatives")
+    verdict, why = background_validated(x, ts.positive, ts.negative, pool, fit, seed, copies)
+    return SelfTraining(0, 0, 0.0, UnlabeledRule.NEGATIVES if verdict else UnlabeledRule.IGNORED,
+                        f"{coverage:.0%} of them look like the labeled examples; {why}")
 
 
 def fit_coarse_to_fine(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, make_targets: MakeTargets, l2: float,
