@@ -40,12 +40,16 @@ def register(sub: argparse._SubParsersAction, open_loupe: Opener) -> None:
     p.add_argument("--mutually-exclusive", action="store_true",
                    help="exactly one concept applies to an image (confidences sum to 1)")
     p.add_argument("--closed-environment", action="store_true",
-                   help="train only on inputs labeled with the model's concepts (others are not negatives)")
+                   help="train only on inputs labeled with the model's concepts (by default, as in Clarifai, inputs "
+                        "labeled only with other concepts are negatives; inputs with no label are never negatives "
+                        "of a mutually exclusive model, and each train of a multi-label one decides: README, "
+                        "'Custom models')")
     action("train", "train a new version now (small sets finish before the command returns)", _train)
     action("list", "list the app's models and their latest versions", _list, model=False)
     action("versions", "list a model's versions, newest first, with their status and metrics", _versions)
     action("evaluate", "cross-validate the latest trained version (5 folds) and print its metrics", _evaluate)
-    action("advice", "data-quality findings: few examples, imbalance, suspected mislabels, duplicates", _advice)
+    action("advice", "data-quality findings: few examples, imbalance, confusable concepts, suspected mislabels, "
+                     "duplicates", _advice)
     action("delete", "delete a model and all its versions", _delete)
 
     p = sub.add_parser("predict", help="predict images (files, folders or URLs) with a custom model",
