@@ -455,8 +455,9 @@ async function advice() {
   box.replaceChildren(el("p", {}, open.length ? `${open.length} finding(s)` : "No problems found.",
     dismissed.size ? ` (${findings.length - open.length} dismissed)` : ""));
   const titles = { suspected_mislabel: "Suspected mislabels", near_duplicates: "Near duplicates labeled differently",
-    imbalance: "Imbalance between concepts", few_examples: "Concepts with few examples" };
-  for (const kind of ["suspected_mislabel", "near_duplicates", "imbalance", "few_examples"]) {
+    confusable_concepts: "Concepts often confused", imbalance: "Imbalance between concepts",
+    few_examples: "Concepts with few examples" };
+  for (const kind of ["suspected_mislabel", "near_duplicates", "confusable_concepts", "imbalance", "few_examples"]) {
     const group = open.filter((f) => f.kind === kind);
     if (!group.length) continue;
     const details = el("details", { class: `group ${kind}`, "data-kind": kind },
