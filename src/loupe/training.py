@@ -169,7 +169,8 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
 
 def _background_or_not(x: np.ndarray, ts: TrainingSet, pool: np.ndarray, fit: FitLabelMatrices, seed: int,
                        copies: np.ndarray | None) -> SelfTraining:
-    """Are an open multi-label model's unlabeled inputs background negatives (loupe.semi_supervised)?"""
+    """Are an open multi-label model's unlabeled inputs background negatives (loupe.semi_supervised)?
+    Clarifai's rule says yes; they are not where they look like the labeled examples."""
     coverage = pool_coverage(x, ts.positive, pool, seed)
     if coverage is None:
         return SelfTraining(0, 0, 0.0, UnlabeledRule.IGNORED, "one label per concept: nothing shows whether they "
