@@ -128,6 +128,14 @@ def blended(fitted, xtr, ytr, xte, c, mutually_exclusive=True, unlabeled=None):
     return blend(head, ev, p.head_weight)
 
 
+def run_setup(args) -> list[int]:
+    """The seeds to run, with the process set up as every mode runs it."""
+    # 1 shot of 101 classes makes scikit-learn wonder whether y is a regression target; it is not.
+    warnings.filterwarnings("ignore", message="The number of unique classes")
+    torch.set_num_threads(2)
+    return list(range(args.first_seed, args.first_seed + args.seeds))
+
+
 def calibration_error(confidences: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error of the top confidence: |mean confidence - accuracy| per equal-width
     bin, weighted by the bin's share of test images. 0 = a confidence of 0.8 is right 80 % of the time."""
@@ -156,10 +164,7 @@ def main() -> None:
     if args.defaults:
         defaults(args)
         return
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    # 1 shot of 101 classes makes scikit-learn wonder whether y is a regression target; it is not.
-    warnings.filterwarnings("ignore", message="The number of unique classes")
-    torch.set_num_threads(2)
+    seeds = run_setup(args)
     rows = []
     for dataset in ("clothing10", "caltech101"):
         for shots in SHOTS:
@@ -204,9 +209,7 @@ def multi_label(args) -> None:
     """One-vs-rest (multi-label) Loupe models on the same splits, with and without the app's unlabeled
     inputs; top-1 accuracy from the highest concept score, against both probes (a single-label set:
     what it measures is whether self-training helps or harms a one-vs-rest head)."""
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    warnings.filterwarnings("ignore", message="The number of unique classes")
-    torch.set_num_threads(2)
+    seeds = run_setup(args)
     rows = []
     for dataset in ("clothing10", "caltech101"):
         for shots in [s for s in SHOTS if s >= 2]:
@@ -237,9 +240,7 @@ def defaults(args) -> None:
     """Both default models against the strongest supervised baseline (probe C=1 or C=10, chosen per row
     with the test results in hand), on the same splits, with the app's other photos unlabeled; what each
     train made of them (UnlabeledRule and strength) is counted per row."""
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    warnings.filterwarnings("ignore", message="The number of unique classes")
-    torch.set_num_threads(2)
+    seeds = run_setup(args)
     rows = []
     for dataset in ("clothing10", "caltech101"):
         for shots in SHOTS:
