@@ -6,12 +6,13 @@ and the app's *current* labels, so a label edit changes answers before any retra
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -80,6 +81,43 @@ class TrainTicket(msgspec.Struct):
     wait: bool  # small enough to answer the request only once trained
 
 
+# Trains run on queue threads. Once another thread has run torch, its OpenMP team's idle spinning worker
+# oversubscribes 2 cores: a 16-label x 10-concept train with 50k unlabeled inputs took 2.48 s with torch's
+# 2 intra-op threads and 0.91 s with 1 (0.85 s on the main thread). Small trains (most of them: few-shot
+# fits are many small L-BFGS runs) therefore run single-threaded; large ones keep every thread.
+ONE_THREAD_MAX_EXAMPLES = 20_000
+
+
+class TorchThreads:
+    """torch's intra-op thread count is process-wide: trains that want one thread share the setting, and
+    the last to finish puts it back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._saved = 0
+
+    @contextlib.contextmanager
+    def one_for(self, wanted: bool) -> Iterator[None]:
+        if not wanted or threading.current_thread() is threading.main_thread():
+            yield
+            return
+        import torch
+
+        with self._lock:
+            if self._holders == 0:
+                self._saved = torch.get_num_threads()
+                torch.set_num_threads(1)
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0:
+                    torch.set_num_threads(self._saved)
+
+
 class CustomModels:
     def __init__(self, data: AppData) -> None:
         self._data = data
@@ -88,6 +126,7 @@ class CustomModels:
         self._latest_trained: dict[tuple[str, str], str | None] = {}
         self._allow: dict[tuple[str, LabelRule], tuple[int, np.ndarray | None]] = {}
         self._cache_lock = threading.Lock()
+        self._torch_threads = TorchThreads()
         # Scores of every input of an app, per (model, version, labels version): predicted-concept search.
         self._scored: OrderedDict[tuple[str, str, str, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._train_locks: dict[tuple[str, str], threading.Lock] = {}  # in this process
@@ -343,10 +382,11 @@ class CustomModels:
                 x = self._data.embeddings_of(app, ts.seqs)
                 warm = self._warm_start(app_id, version)
                 pool = unlabeled_seqs(labels, rule, MAX_UNLABELED)
-                fitted = fit_version(x, ts, version.concept_ids, version.mutually_exclusive, warm=warm,
-                                     unlabeled=self._data.embeddings_of(app, pool) if len(pool) else None,
-                                     background=not (version.closed_environment or version.mutually_exclusive),
-                                     pseudo_labels=self._data.config.semi_supervised)
+                with self._torch_threads.one_for(len(ts.seqs) <= ONE_THREAD_MAX_EXAMPLES):
+                    fitted = fit_version(x, ts, version.concept_ids, version.mutually_exclusive, warm=warm,
+                                         unlabeled=self._data.embeddings_of(app, pool) if len(pool) else None,
+                                         background=not (version.closed_environment or version.mutually_exclusive),
+                                         pseudo_labels=self._data.config.semi_supervised)
             except TrainingFailed as exc:
                 self._set_status(app_id, version, status="failed", failure=exc.failure, detail=exc.detail)
                 return
