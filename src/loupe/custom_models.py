@@ -381,28 +381,30 @@ class CustomModels:
                 ts = bounded(everything, MAX_TRAIN_EXAMPLES)  # a million examples: a stratified sample
                 x = self._data.embeddings_of(app, ts.seqs)
                 warm = self._warm_start(app_id, version)
-                pool = unlabeled_seqs(labels, rule, MAX_UNLABELED)
+                background = not (version.closed_environment or version.mutually_exclusive)
+                pseudo = self._data.config.semi_supervised
+                # The unlabeled vectors are read only when something may use them (up to 50,000 of them).
+                pool = unlabeled_seqs(labels, rule, MAX_UNLABELED) if background or pseudo else np.zeros(0, np.int64)
                 with self._torch_threads.one_for(len(ts.seqs) <= ONE_THREAD_MAX_EXAMPLES):
                     fitted = fit_version(x, ts, version.concept_ids, version.mutually_exclusive, warm=warm,
                                          unlabeled=self._data.embeddings_of(app, pool) if len(pool) else None,
-                                         background=not (version.closed_environment or version.mutually_exclusive),
-                                         pseudo_labels=self._data.config.semi_supervised)
+                                         background=background, pseudo_labels=pseudo)
             except TrainingFailed as exc:
                 self._set_status(app_id, version, status="failed", failure=exc.failure, detail=exc.detail)
                 return
             except Exception as exc:  # noqa: BLE001 - a failed train must be visible, not lost in a thread
                 self._set_status(app_id, version, status="failed", failure="error", detail=str(exc))
                 raise
-            background = fitted.unlabeled_seen if fitted.self_training.rule is UnlabeledRule.NEGATIVES else 0
+            background_rows = fitted.unlabeled_seen if fitted.self_training.rule is UnlabeledRule.NEGATIVES else 0
             done = msgspec.structs.replace(
                 version, status="trained", detail="", backbone=app.backbone, dim=backbone.dim,
                 weights=fitted.head.weights.astype(np.float32).tobytes(),
                 bias=fitted.head.bias.astype(np.float32).tobytes(), blend=fitted.blend, l2=fitted.l2,
-                train_size=len(everything.seqs) + background,
-                sampled_examples=len(ts.seqs) + background if ts is not everything else 0,
+                train_size=len(everything.seqs) + background_rows,
+                sampled_examples=len(ts.seqs) + background_rows if ts is not everything else 0,
                 positives={c: int(n) for c, n in zip(version.concept_ids, everything.positive.sum(axis=0))},
-                negatives={c: int(n) + background for c, n in zip(version.concept_ids,
-                                                                  everything.negative.sum(axis=0))},
+                negatives={c: int(n) + background_rows for c, n in zip(version.concept_ids,
+                                                                       everything.negative.sum(axis=0))},
                 unlabeled_rule=fitted.self_training.rule, unlabeled_reason=fitted.self_training.reason,
                 train_seconds=fitted.seconds, trained_at=time.time(), unlabeled_seen=fitted.unlabeled_seen,
                 pseudo_labels=fitted.self_training.pseudo_labels,
@@ -552,9 +554,8 @@ class CustomModels:
         if cached is not None and cached[0] == labels.version:
             return cached[1]
         entries = list(labels.entries.items())
-        allow: np.ndarray | None = np.fromiter((s for s, e in entries if rule.relevant(e)), np.int64)
-        if allow is not None and len(allow) == len(entries):
-            allow = None
+        relevant = np.fromiter((s for s, e in entries if rule.relevant(e)), np.int64)
+        allow = None if len(relevant) == len(entries) else relevant
         with self._cache_lock:
             self._allow[(app_id, rule)] = (labels.version, allow)
         return allow

@@ -24,10 +24,12 @@ Multi-label examples (some input carries two of the concepts): each concept take
 confident pool members as positives and as many confident "no"s as negatives (cross-validated mean
 average precision, 2-point margin; not below 2 positives per concept).
 
-Background negatives (open multi-label models only): a concept with no labeled negative (a "defect"
-model in an app of unlabeled normal photos) has only the unlabeled inputs to learn "no" from, so they
-are its negatives; otherwise they are negatives only if cross-validation on the labeled inputs says
-so by the margins above, and self-training is tried when they are not.
+Background negatives (open multi-label models only; Clarifai takes every unlabeled input as one): a
+concept with no labeled negative (a "defect" model in an app of unlabeled normal photos) has only the
+unlabeled inputs to learn "no" from, so they are its negatives; otherwise `pool_coverage` says whether
+they look like the labeled examples: if hardly any do they are negatives, if most do they are not (and
+self-training is tried), in between they stay negatives unless cross-validation on the labeled inputs
+shows them costing (`background_validated`).
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ def single_label(positive: np.ndarray) -> bool:
     return bool((positive.sum(axis=1) <= 1).all())
 
 
-def lacking_negatives(positive: np.ndarray, negative: np.ndarray) -> list[int]:
+def lacking_negatives(negative: np.ndarray) -> list[int]:
+    """The concepts no example is a negative of."""
     return [int(j) for j in np.flatnonzero(negative.sum(axis=0) == 0)]
 
 
@@ -165,8 +168,8 @@ def self_train_if_validated(x: np.ndarray, positive: np.ndarray, negative: np.nd
                             seed: int = 0, copies: np.ndarray | None = None,
                             judge: Judge | None = None) -> tuple[Head, SelfTraining]:
     """The head refitted with pseudo-labels from `pool` if validation on the labeled inputs says they
-    help, else `head` as it is; and what was used, and why. `judge`: a softmax head's (head, temperature)
-    on the same labels, which chooses the pseudo-labels of a multi-label model with single-label examples."""
+    help, else `head` as it is; and what was used, and why. `judge`: fits a softmax head on the same labels,
+    which chooses the pseudo-labels of a multi-label model with single-label examples."""
     if single_label(positive):
         judge = None if mutually_exclusive else judge
         strength, why = choose_strength(x, positive, negative, mutually_exclusive, pool, fit, seed, copies, judge)
@@ -251,7 +254,7 @@ def choose_strength(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, m
             f"({'at least' if verdict else 'less than'} {REVERSE_AGREEMENT:.0%})")
     k = min(3, shots)
     fold = stratified_folds(positive, k, seed, copies)
-    correct = {strength: np.zeros(len(positive), bool) for strength in STRENGTHS}
+    correct = dict.fromkeys(STRENGTHS, 0)
     for f in range(k):  # each fold's supervised head and its pool probabilities serve every strength
         train, test = fold != f, (fold == f) & labeled
         supervised, temperature, l2 = fit(x[train], positive[train], negative[train])
@@ -261,18 +264,13 @@ def choose_strength(x: np.ndarray, positive: np.ndarray, negative: np.ndarray, m
         for strength in STRENGTHS:
             head = (self_train(x[train], positive[train], negative[train], mutually_exclusive, supervised,
                                temperature, pool, strength, l2, p)[0] if strength else supervised)
-            correct[strength][test] = head.logits(x[test]).argmax(axis=1) == positive[test].argmax(axis=1)
-    scores = {strength: float(hits[labeled].mean()) for strength, hits in correct.items()}
-    strength = strength_from_held_out({s: hits[labeled] for s, hits in correct.items()}, shots)
+            correct[strength] += int((head.logits(x[test]).argmax(axis=1) == positive[test].argmax(axis=1)).sum())
+    scores = {strength: n / len(labels) for strength, n in correct.items()}
+    strength = strength_from_scores(scores, shots)
     return strength, (f"{shots} labels per concept: held-out accuracy " + ", ".join(
         f"{scores[s]:.3f} at strength {s}" for s in STRENGTHS) + (
         "; " + ("the best strength unless it loses 5 points" if shots == 2 else
                 f"a {round(100 * (CV_MARGIN if shots < MANY_SHOTS else CV_MARGIN_MANY))}-point gain needed")))
-
-
-def strength_from_held_out(correct: dict[int, np.ndarray], shots: int) -> int:
-    """The strength to use, from which held-out labels each strength (0: none) got right."""
-    return strength_from_scores({s: float(hits.mean()) for s, hits in correct.items()}, shots)
 
 
 def strength_from_scores(scores: dict[int, float], shots: int) -> int:

@@ -139,7 +139,7 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
         used = msgspec.structs.replace(NOT_USED, reason="an unlabeled input is one of the concepts: never a "
                                                         "negative of a mutually exclusive model")
     elif background:
-        if lacking := lacking_negatives(ts.positive, ts.negative):
+        if lacking := lacking_negatives(ts.negative):
             used = SelfTraining(0, 0, 0.0, UnlabeledRule.NEGATIVES, "the only negatives of " + ", ".join(
                 concept_ids[j] for j in lacking) + " (no input is labeled as not it or with another concept)")
         else:

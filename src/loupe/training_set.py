@@ -33,7 +33,7 @@ class LabelRule(msgspec.Struct, frozen=True):
 
     def relevant(self, entry: LabelEntry) -> bool:
         """Does this input take part (as example or neighbour) for the model?"""
-        if not (entry.positives.isdisjoint(self.concept_ids) and entry.negatives.isdisjoint(self.concept_ids)):
+        if self.names_a_concept(entry):
             return True
         if self.closed_environment:
             return False
@@ -42,8 +42,12 @@ class LabelRule(msgspec.Struct, frozen=True):
     def unlabeled(self, entry: LabelEntry) -> bool:
         """An input with nothing to say about the model: the pool self-training and "label next" draw from."""
         if self.closed_environment:
-            return entry.positives.isdisjoint(self.concept_ids) and entry.negatives.isdisjoint(self.concept_ids)
+            return not self.names_a_concept(entry)
         return not (entry.positives or entry.negatives)
+
+    def names_a_concept(self, entry: LabelEntry) -> bool:
+        """The input is labeled (either way) with one of the model's concepts."""
+        return not (entry.positives.isdisjoint(self.concept_ids) and entry.negatives.isdisjoint(self.concept_ids))
 
     def marked(self, entries: list[LabelEntry], *, positive: bool) -> np.ndarray:
         """bool [n, c]: which of the model's concepts each input names as positive (or negative).
