@@ -3,7 +3,7 @@
 "use strict";
 const $ = (s) => document.querySelector(s);
 const state = { key: sessionStorage.getItem("loupe-key") || "", app: null, page: 1, thumbs: new Map(), names: new Map(),
-  training: new Set() };
+  training: new Set(), gridLoads: 0 };
 // A closed model's answer is flagged when even the nearest labeled example is this dissimilar (cosine of
 // EfficientNet-Lite vectors, measured on the demo photos with a hat/shoes model: held-out hats and shoes 0.42-0.78,
 // other garments 0.33-0.54, Caltech-101 objects 0.28-0.41).
@@ -185,9 +185,12 @@ async function addUrls() {
 }
 
 async function loadGrid() {
+  // Only the newest load renders: a label's reload answering after a filter change would show stale inputs.
+  const ticket = ++state.gridLoads;
   const concept = $("#filter").value;
   const q = `/v2/inputs?page=${state.page}&per_page=24` + (concept ? `&concept=${encodeURIComponent(concept)}` : "");
   const { inputs } = await api("GET", q);
+  if (ticket !== state.gridLoads) return;
   const total = totalFor(concept), pages = Math.max(1, Math.ceil(total / 24));
   $("#page-label").textContent = `Page ${state.page} of ${pages} (${total} input${total === 1 ? "" : "s"})`;
   $("#prev").disabled = state.page <= 1;
