@@ -26,10 +26,10 @@ from common import DATASETS, write_result  # noqa: E402
 
 from loupe.backbones.registry import load_backbone, load_torch  # noqa: E402
 from loupe.backbones.runtimes import cpu_has_fast_bf16  # noqa: E402
+from loupe.backbones.torchvision_compat import import_with_torchvision_fix  # noqa: E402
 from loupe.config import Config  # noqa: E402
-from loupe.image_pipeline import ImagePipeline  # noqa: E402
+from loupe.intake.image_pipeline import ImagePipeline  # noqa: E402
 from loupe.store import Store  # noqa: E402
-from loupe.torchvision_compat import import_with_torchvision_fix  # noqa: E402
 
 
 def rate(fn, n_images: int, seconds: float = 4.0) -> float:

@@ -15,7 +15,7 @@ from common import DATASETS, HERE
 from loupe.application import Loupe
 from loupe.config import Config
 from loupe.errors import NotFound
-from loupe.folder_import import import_folder
+from loupe.intake.folder_import import import_folder
 
 
 def cache_dir(runtime: str = "openvino", precision: str = "auto") -> Path:
@@ -39,10 +39,10 @@ def embedded(dataset: str, backbone: str = "effnet-lite2", data_dir: Path = CACH
     app_id = f"{dataset}-{backbone}"
     with Loupe(Config(data_dir=data_dir, runtime=runtime, precision=precision)) as loupe:
         try:
-            loupe.get_app(app_id)
+            loupe.apps.get(app_id)
         except NotFound:
-            loupe.create_app(app_id, backbone)
-        report = import_folder(loupe, DATASETS / dataset, app_id)
+            loupe.apps.create(app_id, backbone)
+        report = import_folder(loupe.inputs, DATASETS / dataset, app_id)
         if report.added:
             print(f"embedded {report.embedded} images of {dataset} with {backbone} in {report.seconds:.0f} s")
         rows = []

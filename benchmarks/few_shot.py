@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 from embedded_datasets import cache_dir, embedded  # noqa: E402
 
-from loupe.blend import blend  # noqa: E402
-from loupe.heads import head_probabilities  # noqa: E402
-from loupe.neighbours import evidence, vote_targets  # noqa: E402
-from loupe.training import fit_version  # noqa: E402
-from loupe.training_set import TrainingSet, UnlabeledRule  # noqa: E402
+from loupe.learning.blend import blend  # noqa: E402
+from loupe.learning.heads import head_probabilities  # noqa: E402
+from loupe.learning.neighbours import evidence, vote_targets  # noqa: E402
+from loupe.learning.training import fit_version  # noqa: E402
+from loupe.learning.training_set import TrainingSet, UnlabeledRule  # noqa: E402
 
 SHOTS = (1, 2, 4, 8, 16)
 

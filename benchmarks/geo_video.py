@@ -24,9 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from common import machine  # noqa: E402
 from conftest import CLOTHING, dataset_images  # noqa: E402
 
-from loupe.application import Loupe, NewInput, VideoClip  # noqa: E402
+from loupe.application import Loupe  # noqa: E402
 from loupe.config import Config  # noqa: E402
-from loupe.search import SearchQuery  # noqa: E402
+from loupe.intake.embedding import VideoClip  # noqa: E402
+from loupe.intake.inputs import NewInput  # noqa: E402
+from loupe.search.query import SearchQuery  # noqa: E402
 from loupe.store import geo  # noqa: E402
 from loupe.store.records import GeoPoint, Input  # noqa: E402
 
@@ -34,7 +36,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "geo_video.json"
 
 
 def geo_search(loupe: Loupe, n: int = 100_000) -> dict:
-    loupe.create_app("geo")
+    loupe.apps.create("geo")
     rng = np.random.default_rng(0)
     lat = np.concatenate([rng.uniform(-80, 80, n // 2), 40.7 + rng.normal(0, 0.3, n - n // 2)])
     lon = np.concatenate([rng.uniform(-180, 180, n // 2), -74.0 + rng.normal(0, 0.3, n - n // 2)])
@@ -51,7 +53,7 @@ def geo_search(loupe: Loupe, n: int = 100_000) -> dict:
         area = (geo.within(center, "withinMiles", [10, 25, 50][i % 3]) if i % 4 else
                 geo.box(center, GeoPoint(longitude=center.longitude + 0.5, latitude=center.latitude + 0.5)))
         t = time.perf_counter()
-        hits = loupe.search("geo", SearchQuery(geo=(area,), per_page=20))
+        hits = loupe.search.run("geo", SearchQuery(geo=(area,), per_page=20))
         timings.append(time.perf_counter() - t)
         counts.append(len(hits))
     with loupe.store.read() as tx:
@@ -69,12 +71,12 @@ def video_speed(loupe: Loupe) -> dict:
     import av
     from PIL import Image
 
-    loupe.create_app("video")
+    loupe.apps.create("video")
     hats, shoes = (dataset_images(CLOTHING / "train" / c, 8) for c in ("hat", "shoes"))
     labeled = (("hat", hats), ("shoes", shoes))
-    loupe.add_inputs("video", [NewInput(image=p.read_bytes(), concepts=[c]) for c, ps in labeled for p in ps])
+    loupe.inputs.add("video", [NewInput(image=p.read_bytes(), concepts=[c]) for c, ps in labeled for p in ps])
     loupe.models.create("video", "m", concept_ids=["hat", "shoes"], mutually_exclusive=True)
-    loupe.models.train("video", "m")
+    loupe.trainer.train("video", "m")
     frames = [Image.open(p).convert("RGB").resize((640, 480)) for p in hats + shoes]
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as out:
@@ -87,7 +89,7 @@ def video_speed(loupe: Loupe) -> dict:
     runs = []
     for _ in range(3):
         t = time.perf_counter()
-        answer = loupe.predict("video", "m", [VideoClip(data)])
+        answer = loupe.predictions.predict("video", "m", [VideoClip(data)])
         runs.append(time.perf_counter() - t)
     sampled = len(answer.answers[0].frames)
     best = min(runs)

@@ -33,8 +33,8 @@ from embedded_datasets import CACHE_DIR, embedded  # noqa: E402
 from loupe.application import Loupe  # noqa: E402
 from loupe.config import Config  # noqa: E402
 from loupe.errors import NotFound  # noqa: E402
-from loupe.folder_import import import_folder  # noqa: E402
-from loupe.imaging import decode_image  # noqa: E402
+from loupe.intake.folder_import import import_folder  # noqa: E402
+from loupe.intake.imaging import decode_image  # noqa: E402
 
 APP = "bench-http"
 
@@ -43,17 +43,17 @@ def prepare() -> tuple[str, list[str], float]:
     embedded("clothing10"), embedded("caltech101")  # make sure every vector is cached
     with Loupe(Config(data_dir=CACHE_DIR, auto_retrain=False)) as loupe:
         try:
-            loupe.get_app(APP)
+            loupe.apps.get(APP)
         except NotFound:
-            loupe.create_app(APP)
-            import_folder(loupe, DATASETS / "clothing10", APP)
-            import_folder(loupe, DATASETS / "caltech101", APP)
+            loupe.apps.create(APP)
+            import_folder(loupe.inputs, DATASETS / "clothing10", APP)
+            import_folder(loupe.inputs, DATASETS / "caltech101", APP)
             concepts = sorted(p.name for p in (DATASETS / "clothing10" / "train").iterdir())
             loupe.models.create(APP, "m", concept_ids=concepts, mutually_exclusive=True, closed_environment=True)
-            loupe.models.train(APP, "m")
+            loupe.trainer.train(APP, "m")
         key = loupe.keys.create(APP)
-        ids = [e.input_id for e in list(loupe.labels.get(APP).entries.values())[:500]]
-        backbone = loupe.backbone(loupe.get_app(APP))
+        ids = [e.input_id for e in list(loupe.context.labels.get(APP).entries.values())[:500]]
+        backbone = loupe.context.backbone(loupe.apps.get(APP))
         images = [decode_image(b, loupe.config.images).image for b in new_jpegs(20)]
         backbone.embed(images[:2])
         start = time.perf_counter()

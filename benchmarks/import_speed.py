@@ -29,7 +29,7 @@ NAIVE = textwrap.dedent("""
     from pathlib import Path
     import torch
     from PIL import Image
-    from loupe.torchvision_compat import import_with_torchvision_fix
+    from loupe.backbones.torchvision_compat import import_with_torchvision_fix
     from loupe.backbones.specs import wheel_weights_file
     from loupe.backbones.effnet_lite import load_positional
     timm = import_with_torchvision_fix("timm")

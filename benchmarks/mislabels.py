@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 from embedded_datasets import embedded  # noqa: E402
 
-from loupe.advice import Finding, advise  # noqa: E402
-from loupe.evaluation import evaluate  # noqa: E402
-from loupe.training import fit_version  # noqa: E402
-from loupe.training_set import TrainingSet  # noqa: E402
+from loupe.learning.advice import Finding, advise  # noqa: E402
+from loupe.learning.evaluation import evaluate  # noqa: E402
+from loupe.learning.training import fit_version  # noqa: E402
+from loupe.learning.training_set import TrainingSet  # noqa: E402
 
 NOISE = 0.05
 

@@ -53,18 +53,19 @@ def main() -> None:
             pass
         loupe.models.create(app_id, "latency", concept_ids=data.classes, mutually_exclusive=True,
                             closed_environment=True)
-        version = loupe.models.train(app_id, "latency")
-        app = loupe.get_app(app_id)
+        version = loupe.trainer.train(app_id, "latency")
+        app = loupe.apps.get(app_id)
         rng = np.random.default_rng(0)
-        seqs = loupe.labels.get(app_id).entries
+        seqs = loupe.context.labels.get(app_id).entries
         picks = rng.choice(np.fromiter(seqs, np.int64), 64, replace=False)
-        vectors = loupe.embeddings_of(app, picks)
+        vectors = loupe.context.embeddings_of(app, picks)
         ids = [seqs[int(s)].input_id for s in picks]
         i = iter(range(10**9))
         one_vector = timed_calls(
-            lambda: loupe.models.predict_vectors(app_id, "latency", vectors[next(i) % 64][None]), 2000)
-        one_input = timed_calls(lambda: loupe.models.predict_inputs(app_id, "latency", [ids[next(i) % 64]]), 1000)
-        batch = timed_calls(lambda: loupe.models.predict_vectors(app_id, "latency", vectors[:32]), 200)
+            lambda: loupe.predictor.predict_vectors(app, "latency", vectors[next(i) % 64][None]), 2000)
+        one_input = timed_calls(
+            lambda: loupe.predictions.predict(app_id, "latency", [ids[next(i) % 64]]).predictions, 1000)
+        batch = timed_calls(lambda: loupe.predictor.predict_vectors(app, "latency", vectors[:32]), 200)
         loupe.models.delete(app_id, "latency")
     result = {"inputs": len(data.input_ids), "concepts": len(data.classes), "train_seconds": version.train_seconds,
               "blend": {"head_weight": version.blend.head_weight, "k": version.blend.k},

@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 from embedded_datasets import embedded  # noqa: E402
 
-from loupe.blend import blend  # noqa: E402
-from loupe.heads import head_probabilities  # noqa: E402
-from loupe.metrics import average_precision, precision_recall_f1  # noqa: E402
-from loupe.neighbours import evidence, vote_targets  # noqa: E402
-from loupe.training import fit_version  # noqa: E402
-from loupe.training_set import TrainingSet, UnlabeledRule  # noqa: E402
+from loupe.learning.blend import blend  # noqa: E402
+from loupe.learning.heads import head_probabilities  # noqa: E402
+from loupe.learning.metrics import average_precision, precision_recall_f1  # noqa: E402
+from loupe.learning.neighbours import evidence, vote_targets  # noqa: E402
+from loupe.learning.training import fit_version  # noqa: E402
+from loupe.learning.training_set import TrainingSet, UnlabeledRule  # noqa: E402
 
 SHOTS = (2, 5, 10)
 COMMON_LABELS = 20

@@ -6,7 +6,7 @@ class (100 classes), so neighbourhoods and classes look like a real app's. They 
 the store's own write transactions (inputs, concepts, vectors; no image bytes), 10,000 a transaction.
 
 Measured per size: add throughput, index build from LMDB (time, kind, bytes, process RSS), search p50/p99
-through `Loupe.search_by_vector` and recall@10 against exact search over the same vectors, a 100-concept
+through `loupe.search.by_vector` and recall@10 against exact search over the same vectors, a 100-concept
 train over every input, and predict p50 from a stored input. With --ray: `loupe import` of the
 Caltech-101 folder, plain and with --ray on a local Ray cluster (1 and 2 workers).
 
@@ -63,7 +63,7 @@ def jittered(base: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np
 def write_inputs(loupe: Loupe, app_id: str, x: np.ndarray, concepts: list[str | None]) -> float:
     """Inputs, their concepts (None: unlabeled) and vectors through the store's write transactions;
     returns seconds."""
-    backbone = loupe.get_app(app_id).backbone
+    backbone = loupe.apps.get(app_id).backbone
     started = time.perf_counter()
     now = time.time()
     for start in range(0, len(x), BATCH):
@@ -109,17 +109,17 @@ def measure_size(n: int, base: np.ndarray, labels: np.ndarray, classes: list[str
     config = Config(data_dir=data_dir, auto_retrain=False, lmdb_map_size=64 * 1024**3)
     with Loupe(config) as loupe:
         if not reuse:
-            loupe.create_app("scale")
+            loupe.apps.create("scale")
             seconds = write_inputs(loupe, "scale", x, names)
             out["add_inputs_per_s"] = round(n / seconds)
             out["add_seconds"] = round(seconds, 1)
             (data_dir / "written").touch()
         del x
         gc.collect()
-        app = loupe.get_app("scale")
+        app = loupe.apps.get("scale")
         before = rss_mb()
         started = time.perf_counter()
-        index = loupe.indexes.rebuild(app, base.shape[1])
+        index = loupe.context.indexes.rebuild(app, base.shape[1])
         out["index_build_s"] = round(time.perf_counter() - started, 1)
         out["index_kind"] = index.kind
         out["index_mb"] = round(len(index.to_bytes()) / 1e6, 1)
@@ -128,10 +128,10 @@ def measure_size(n: int, base: np.ndarray, labels: np.ndarray, classes: list[str
 
         latencies, found = [], []
         for q in queries[:20]:
-            loupe.search_by_vector(app, q, per_page=10)
+            loupe.search.by_vector(app.id, q, per_page=10)
         for q in queries:
             start = time.perf_counter()
-            hits = loupe.search_by_vector(app, q, per_page=10)
+            hits = loupe.search.by_vector(app.id, q, per_page=10)
             latencies.append(time.perf_counter() - start)
             found.append([int(h.input.id[1:]) for h in hits])
         out["search"] = percentiles(latencies)
@@ -140,7 +140,7 @@ def measure_size(n: int, base: np.ndarray, labels: np.ndarray, classes: list[str
 
         loupe.models.create("scale", "all", concept_ids=[classes[c] for c in keep], mutually_exclusive=True)
         started = time.perf_counter()
-        version = loupe.models.train("scale", "all", wait=True)
+        version = loupe.trainer.train("scale", "all", wait=True)
         out["train_s"] = round(time.perf_counter() - started, 1)
         out["train_status"] = version.status
         out["train_size"] = version.train_size
@@ -149,11 +149,11 @@ def measure_size(n: int, base: np.ndarray, labels: np.ndarray, classes: list[str
 
         ids = [f"s{i}" for i in rng.integers(0, n, QUERIES)]
         for input_id in ids[:20]:
-            loupe.predict("scale", "all", [input_id])
+            loupe.predictions.predict("scale", "all", [input_id])
         latencies = []
         for input_id in ids:
             start = time.perf_counter()
-            loupe.predict("scale", "all", [input_id])
+            loupe.predictions.predict("scale", "all", [input_id])
             latencies.append(time.perf_counter() - start)
         out["predict_stored"] = percentiles(latencies)
     if not keep_data:
@@ -165,12 +165,12 @@ def measure_ray_import(root: Path) -> dict:
     """Plain vs Ray import of Caltech-101 (9,144 photos), each into a fresh data dir whose backbone is
     compiled beforehand: overall images/s (Ray's start included) and the steady rate between 20 % and
     90 % of the photos (what more nodes multiply)."""
-    from loupe.folder_import import import_folder
+    from loupe.intake.folder_import import import_folder
     from loupe.scale.ray_import import ray_import_folder
 
     folder = DATASETS / "caltech101"
     out: dict = {}
-    runs = [("plain", lambda lp, tick: import_folder(lp, folder, "c", progress=tick)),
+    runs = [("plain", lambda lp, tick: import_folder(lp.inputs, folder, "c", progress=tick)),
             ("ray_1_worker", lambda lp, tick: ray_import_folder(lp, folder, "c", workers=1, progress=tick)),
             ("ray_2_workers", lambda lp, tick: ray_import_folder(lp, folder, "c", workers=2, progress=tick))]
     for name, run in runs:
@@ -184,7 +184,7 @@ def measure_ray_import(root: Path) -> dict:
             marks.append((done[0], time.perf_counter()))
 
         with Loupe(Config(data_dir=data_dir)) as loupe:
-            loupe.create_app("c")  # compiles the backbone into this data dir, outside the timing
+            loupe.apps.create("c")  # compiles the backbone into this data dir, outside the timing
             started = time.perf_counter()
             report = run(loupe, tick)
             wall = time.perf_counter() - started

@@ -29,7 +29,7 @@ from real_server import Server  # noqa: E402
 
 from loupe.application import Loupe  # noqa: E402
 from loupe.config import Config  # noqa: E402
-from loupe.folder_import import import_folder  # noqa: E402
+from loupe.intake.folder_import import import_folder  # noqa: E402
 
 SIDES = (256, 2400)  # camera-sized photos too: large decodes are what fragments the allocator
 
@@ -57,17 +57,17 @@ def photos(n: int) -> list[str]:
 
 def prepare(data: Path) -> str:
     with Loupe(Config(data_dir=data, auto_retrain=False)) as loupe:
-        loupe.create_app("soak")
+        loupe.apps.create("soak")
         train = DATASETS / "clothing10" / "train"
         small = data.parent / "small"
         for cls in sorted(p.name for p in train.iterdir()):
             (small / cls).mkdir(parents=True)
             for path in sorted((train / cls).glob("*.jpg"))[:20]:
                 (small / cls / path.name).symlink_to(path)
-        import_folder(loupe, small, "soak")
+        import_folder(loupe.inputs, small, "soak")
         concepts = sorted(p.name for p in train.iterdir())
         loupe.models.create("soak", "m", concept_ids=concepts, mutually_exclusive=True)
-        loupe.models.train("soak", "m")
+        loupe.trainer.train("soak", "m")
         return loupe.keys.create("soak")
 
 

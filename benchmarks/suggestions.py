@@ -28,10 +28,10 @@ from common import write_result  # noqa: E402
 from embedded_datasets import embedded  # noqa: E402
 from few_shot import blended  # noqa: E402
 
-from loupe.heads import head_probabilities  # noqa: E402
-from loupe.suggestions import suggest  # noqa: E402
-from loupe.training import fit_version  # noqa: E402
-from loupe.training_set import TrainingSet  # noqa: E402
+from loupe.learning.heads import head_probabilities  # noqa: E402
+from loupe.learning.suggestions import suggest  # noqa: E402
+from loupe.learning.training import fit_version  # noqa: E402
+from loupe.learning.training_set import TrainingSet  # noqa: E402
 
 ROUNDS = 5
 

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 from embedded_datasets import embedded  # noqa: E402
 
-from loupe.training import fit_version  # noqa: E402
-from loupe.training_set import TrainingSet  # noqa: E402
+from loupe.learning.training import fit_version  # noqa: E402
+from loupe.learning.training_set import TrainingSet  # noqa: E402
 
 
 def synthetic(dataset: str, n: int, c: int, seed: int = 0):
@@ -62,12 +62,12 @@ def with_unlabeled_inputs() -> list[dict]:
         data_dir = Path(tempfile.mkdtemp())
         try:
             with Loupe(Config(data_dir=data_dir, auto_retrain=False)) as loupe:
-                loupe.create_app("u")
+                loupe.apps.create("u")
                 write_inputs(loupe, "u", x, names)
                 # The writes above went straight to the store, which the application treats as another
                 # process's: it catches up (index, label mirror) on its next use of the app, not in the timed train.
-                loupe.get_app("u")
-                loupe.labels.get("u")
+                loupe.apps.get("u")
+                loupe.context.labels.get("u")
                 for model, exclusive, closed in (("default mutually exclusive", True, False),
                                                   ("default multi-label", False, False),
                                                   ("closed mutually exclusive", True, True)):
@@ -75,7 +75,7 @@ def with_unlabeled_inputs() -> list[dict]:
                     loupe.models.create("u", model_id, concept_ids=concepts, mutually_exclusive=exclusive,
                                         closed_environment=closed)
                     start = time.perf_counter()
-                    version = loupe.models.train("u", model_id, wait=True)
+                    version = loupe.trainer.train("u", model_id, wait=True)
                     row = {"model": model, "labeled_per_concept": shots, "unlabeled": 50_000,
                            "train_seconds": round(time.perf_counter() - start, 3),
                            "fit_seconds": round(version.train_seconds, 3), "unlabeled_seen": version.unlabeled_seen,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from litestar import get
 
-from loupe.api_keys import KeyRecord
 from loupe.application import Loupe
+from loupe.apps.keys import KeyRecord
 from loupe.service.clarifai_json import timestamp, unlabeled_json, version_status
 from loupe.service.common import ok
 from loupe.service.threads import in_thread
@@ -14,10 +14,10 @@ from loupe.service.threads import in_thread
 @get("/v2/loupe/app")
 @in_thread
 def overview(loupe: Loupe, key: KeyRecord) -> dict:
-    app = loupe.get_app(key.app_id)
+    app = loupe.apps.get(key.app_id)
     concepts = []
-    for concept in loupe.list_concepts(app.id, per_page=1000):
-        positives, negatives = loupe.concept_counts(app.id, concept.id)
+    for concept in loupe.concepts.list_page(app.id, per_page=1000):
+        positives, negatives = loupe.concepts.counts(app.id, concept.id)
         concepts.append({"id": concept.id, "name": concept.name, "positives": positives, "negatives": negatives})
     models = []
     for model in loupe.models.list_models(app.id, per_page=1000):
@@ -31,7 +31,8 @@ def overview(loupe: Loupe, key: KeyRecord) -> dict:
                                           "unlabeled": unlabeled_json(version),
                                           "created_at": timestamp(version.created_at)}})
     return ok(app={"id": app.id, "backbone": app.backbone, "embedders": app.embedders, "scope": key.scope.value,
-                   "supports_text": loupe.backbone(app).supports_text, "input_count": loupe.count_inputs(app.id),
+                   "supports_text": loupe.context.backbone(app).supports_text,
+                   "input_count": loupe.inputs.count(app.id),
                    "concepts": concepts, "models": models})
 
 
@@ -41,7 +42,7 @@ def status(loupe: Loupe, key: KeyRecord) -> dict:
     """Readiness details for a key holder: why not ready, loaded backbones, training jobs."""
     facts = loupe.ready()
     return ok(ready=facts.ready, reasons=facts.reasons, backbones_loaded=facts.backbones_loaded,
-              training_jobs={"all_apps": facts.training_jobs, "this_app": loupe.models.queue.pending(key.app_id)})
+              training_jobs={"all_apps": facts.training_jobs, "this_app": loupe.trainer.queue.pending(key.app_id)})
 
 
 ROUTES = [overview, status]

@@ -11,8 +11,8 @@ from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
 
-from loupe.api_keys import KeyRecord, Scope
 from loupe.application import Loupe
+from loupe.apps.keys import KeyRecord, Scope
 from loupe.service.errors import ApiError
 
 # The API router's handlers skip the key check only when they carry this `opt` (its OPTIONS answers).

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from loupe.application import ModelView
-from loupe.general_model import PUBLIC_APP_ID
-from loupe.prediction import Prediction
+from loupe.errors import TrainFailure
+from loupe.learning.prediction import Prediction
+from loupe.learning.training_set import unlabeled_rule_of
+from loupe.models.general import PUBLIC_APP_ID
+from loupe.models.predictions import ModelView
 from loupe.store.records import Concept, Evaluation, Input, ModelVersion, Region
-from loupe.training_set import unlabeled_rule_of
 
 OK = {"code": 10000, "description": "Ok"}
 
@@ -20,7 +21,7 @@ VERSION_STATUS = {
     "training": (21101, "Model is currently training"),
     "trained": (21100, "Model is trained and ready"),
 }
-FAILURE_STATUS = {"no_positives": 21111, "no_data": 21110}
+FAILURE_STATUS = {TrainFailure.NO_POSITIVES: 21111, TrainFailure.NO_DATA: 21110}
 EVALUATION_STATUS = {"queued": 21303, "evaluating": 21301, "evaluated": 21300, "failed": 21302}
 
 

@@ -13,10 +13,12 @@ from typing import Any
 import msgspec
 from litestar import Request
 
-from loupe.application import InputAnswer, Loupe, VideoClip
+from loupe.application import Loupe
 from loupe.ids import new_id
-from loupe.imaging import crop_fraction
-from loupe.prediction import Prediction
+from loupe.intake.embedding import VideoClip
+from loupe.intake.imaging import crop_fraction
+from loupe.learning.prediction import Prediction
+from loupe.models.predictions import InputAnswer
 from loupe.service.clarifai_json import OK, input_json, prediction_concepts
 from loupe.service.errors import ApiError
 from loupe.service.wire import WConcept, WData, WImage, WInput, WOutputConfig, WRegion, WVideo
@@ -31,7 +33,7 @@ def ok(**fields: Any) -> dict[str, Any]:
 
 
 def concept_names(loupe: Loupe, app_id: str) -> dict[str, str]:
-    return loupe.concept_names(app_id)
+    return loupe.concepts.names(app_id)
 
 
 def image_url(request: Request, input_id: str) -> str:
@@ -127,11 +129,11 @@ def echoed_media(request: Request, loupe: Loupe, app_id: str, wire_input: WInput
         url = wire_input.data.video.url if wire_input.data.video else None
         return {"video": {"url": url} if url else {}}
     if isinstance(item, str):
-        return {"image": {"url": stored_image_url(request, loupe.get_input(app_id, item))}}
+        return {"image": {"url": stored_image_url(request, loupe.inputs.get(app_id, item))}}
     image = wire_input.data.image
     if image is not None and image.url:
         return {"image": {"url": image.url}}
-    sha = loupe.remember_image(app_id, item)
+    sha = loupe.inputs.remember_predicted(app_id, item)
     return {"image": {"url": f"{request.app.state.public_url}/v2/loupe/recent-images/{sha}"}}
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from litestar import Request, Response, delete, get, patch, post
 from litestar.params import RawBody
 
-from loupe.api_keys import KeyRecord
-from loupe.application import Loupe, NewInput
+from loupe.application import Loupe
+from loupe.apps.keys import KeyRecord
 from loupe.errors import UrlFetchError
-from loupe.labels import InputEdit
-from loupe.search import ConceptFilter, SearchFilter
+from loupe.intake.inputs import NewInput
+from loupe.intake.labels import InputEdit
 from loupe.service.auth import WRITE
 from loupe.service.common import (
     image_bytes,
@@ -23,6 +23,7 @@ from loupe.service.common import (
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import DeleteMany, PatchInputs, PostInputs, decode
+from loupe.store.filters import ConceptFilter, SearchFilter
 
 MAX_BATCH = 128  # as Clarifai and its clients
 
@@ -60,7 +61,7 @@ def add_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) ->
         return Response({"status": {"code": 30002, "description": "Download failed",
                                     "details": "; ".join(f"input {i}: {m}" for i, m in failures.items())},
                          "inputs": statuses}, status_code=400)
-    added = loupe.add_inputs(key.app_id, items)
+    added = loupe.inputs.add(key.app_id, items)
     return ok(inputs=inputs_json(request, loupe, key.app_id, added.inputs))
 
 
@@ -70,28 +71,28 @@ def list_inputs(loupe: Loupe, key: KeyRecord, request: Request, page: int = 1, p
                 concept: str | None = None, negative: bool = False) -> dict:
     """Newest first. `concept` (Loupe's addition) keeps inputs annotated with it (as not-it with `negative`)."""
     flt = SearchFilter(concepts=(ConceptFilter(concept, not negative),)) if concept else None
-    records = loupe.list_inputs(key.app_id, page=page, per_page=per_page, flt=flt)
+    records = loupe.inputs.list_page(key.app_id, page=page, per_page=per_page, flt=flt)
     return ok(inputs=inputs_json(request, loupe, key.app_id, records))
 
 
 @get("/v2/inputs/status")
 @in_thread
 def input_counts(loupe: Loupe, key: KeyRecord) -> dict:
-    n = loupe.count_inputs(key.app_id)
+    n = loupe.inputs.count(key.app_id)
     return ok(counts={"processed": n, "to_process": 0, "errors": 0, "processing": 0})
 
 
 @get("/v2/inputs/{input_id:str}")
 @in_thread
 def get_input(loupe: Loupe, key: KeyRecord, request: Request, input_id: str) -> dict:
-    record = loupe.get_input(key.app_id, input_id)
+    record = loupe.inputs.get(key.app_id, input_id)
     return ok(input=inputs_json(request, loupe, key.app_id, [record])[0])
 
 
 @get("/v2/inputs/{input_id:str}/image")
 @in_thread
 def get_input_image(loupe: Loupe, key: KeyRecord, input_id: str) -> Response:
-    data = loupe.input_image(key.app_id, input_id)
+    data = loupe.inputs.image(key.app_id, input_id)
     kind = _image_type(data)
     return Response(data, media_type=kind, headers={"Cache-Control": "private, max-age=3600"})
 
@@ -100,7 +101,7 @@ def get_input_image(loupe: Loupe, key: KeyRecord, input_id: str) -> Response:
 @in_thread
 def get_input_thumbnail(loupe: Loupe, key: KeyRecord, input_id: str) -> Response:
     """A small JPEG, made once per image (Loupe's addition, for the web page)."""
-    return Response(loupe.input_thumbnail(key.app_id, input_id), media_type="image/jpeg",
+    return Response(loupe.inputs.thumbnail(key.app_id, input_id), media_type="image/jpeg",
                     headers={"Cache-Control": "private, max-age=86400"})
 
 
@@ -108,7 +109,7 @@ def get_input_thumbnail(loupe: Loupe, key: KeyRecord, input_id: str) -> Response
 @in_thread
 def get_recent_image(loupe: Loupe, key: KeyRecord, sha256: str) -> Response:
     """An image sent for prediction, for an hour (predict outputs link their input by URL)."""
-    data = loupe.recent_image(key.app_id, sha256)
+    data = loupe.inputs.predicted_image(key.app_id, sha256)
     return Response(data, media_type=_image_type(data), headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -139,14 +140,14 @@ def patch_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) 
         else:
             edits.append(InputEdit(input_id=wire_input.id, concepts=positive, not_concepts=negative,
                                    metadata=data.metadata, geo=geo, regions=regions))
-    records = loupe.edit_inputs(key.app_id, req.action, edits)
+    records = loupe.inputs.edit(key.app_id, req.action, edits)
     return ok(inputs=inputs_json(request, loupe, key.app_id, records))
 
 
 @delete("/v2/inputs/{input_id:str}", status_code=200, guards=WRITE)
 @in_thread
 def delete_input(loupe: Loupe, key: KeyRecord, input_id: str) -> dict:
-    loupe.delete_inputs(key.app_id, [input_id])
+    loupe.inputs.delete(key.app_id, [input_id])
     return ok()
 
 
@@ -155,9 +156,9 @@ def delete_input(loupe: Loupe, key: KeyRecord, input_id: str) -> dict:
 def delete_inputs(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     req = decode(body, DeleteMany)
     if req.delete_all:
-        loupe.delete_all_inputs(key.app_id)
+        loupe.inputs.delete_all(key.app_id)
     elif req.ids:
-        loupe.delete_inputs(key.app_id, req.ids)
+        loupe.inputs.delete(key.app_id, req.ids)
     else:
         raise ApiError(400, 11102, "give ids to delete, or delete_all: true")
     return ok()

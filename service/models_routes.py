@@ -10,10 +10,10 @@ import msgspec
 from litestar import Request, delete, get, patch, post
 from litestar.params import RawBody
 
-from loupe.api_keys import KeyRecord
 from loupe.application import Loupe
-from loupe.general_model import imagenet_classes, is_general
+from loupe.apps.keys import KeyRecord
 from loupe.ids import new_id
+from loupe.models.general import imagenet_classes, is_general
 from loupe.service.auth import WRITE
 from loupe.service.clarifai_json import (
     model_json,
@@ -47,7 +47,7 @@ from loupe.store.records import Model, ModelVersion
 
 def _model_out(loupe: Loupe, app_id: str, model: Model, version: ModelVersion | None = None) -> dict:
     """One model asked for by id: output_info in full (its concepts, no `message`)."""
-    view = loupe.describe_model(app_id, model.id, version.id if version is not None else None)
+    view = loupe.predictions.describe(app_id, model.id, version.id if version is not None else None)
     return model_json(view, app_id, full=True)
 
 
@@ -55,7 +55,7 @@ def _model_out(loupe: Loupe, app_id: str, model: Model, version: ModelVersion | 
 @in_thread
 def list_models(loupe: Loupe, key: KeyRecord, page: int = 1, per_page: int = 20) -> dict:
     """The built-in models (public, app "main", as Clarifai lists them) first, then the app's."""
-    views = loupe.list_models(key.app_id, page=page, per_page=per_page)
+    views = loupe.predictions.list_page(key.app_id, page=page, per_page=per_page)
     return ok(models=[model_json(v, key.app_id, full=False) for v in views])
 
 
@@ -80,7 +80,7 @@ def create_model(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
 @in_thread
 def search_models(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     query = decode(body, PostModelSearches).model_query
-    found = loupe.search_models(key.app_id, query.name, query.type)
+    found = loupe.predictions.search(key.app_id, query.name, query.type)
     return ok(models=[model_json(v, key.app_id, full=False) for v in found])
 
 
@@ -126,7 +126,7 @@ def get_model(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str | Non
 
 
 def _model_answer(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str | None) -> dict:
-    return ok(model=model_json(loupe.describe_model(key.app_id, model_id, version_id), key.app_id, full=True))
+    return ok(model=model_json(loupe.predictions.describe(key.app_id, model_id, version_id), key.app_id, full=True))
 
 
 @delete("/v2/models/{model_id:str}", status_code=200, guards=WRITE)
@@ -145,7 +145,7 @@ def output_info(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str | N
 @get("/v2/models/{model_id:str}/versions")
 @in_thread
 def list_versions(loupe: Loupe, key: KeyRecord, model_id: str, page: int = 1, per_page: int = 20) -> dict:
-    versions = loupe.model_versions(key.app_id, model_id, page=page, per_page=per_page)
+    versions = loupe.predictions.versions(key.app_id, model_id, page=page, per_page=per_page)
     return ok(model_versions=[version_json(v) for v in versions])
 
 
@@ -153,7 +153,7 @@ def list_versions(loupe: Loupe, key: KeyRecord, model_id: str, page: int = 1, pe
 async def train(loupe: Loupe, key: KeyRecord, model_id: str) -> dict:
     """Small trains finish before the answer (status 21100); large ones answer 21103 and go on. The
     wait for the training queue is awaited, so waiting requests hold no worker thread."""
-    ticket = await anyio.to_thread.run_sync(loupe.models.submit_train, key.app_id, model_id)
+    ticket = await anyio.to_thread.run_sync(loupe.trainer.submit_train, key.app_id, model_id)
     if ticket.wait:
         await asyncio.wrap_future(ticket.done)
     return await anyio.to_thread.run_sync(_model_answer, loupe, key, model_id, ticket.version.id)
@@ -162,7 +162,7 @@ async def train(loupe: Loupe, key: KeyRecord, model_id: str) -> dict:
 @get("/v2/models/{model_id:str}/versions/{version_id:str}")
 @in_thread
 def get_version(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str) -> dict:
-    return ok(model_version=version_json(loupe.model_version(key.app_id, model_id, version_id)))
+    return ok(model_version=version_json(loupe.predictions.version(key.app_id, model_id, version_id)))
 
 
 @delete("/v2/models/{model_id:str}/versions/{version_id:str}", status_code=200, guards=WRITE)
@@ -175,7 +175,7 @@ def delete_version(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str)
 @post("/v2/models/{model_id:str}/versions/{version_id:str}/metrics", status_code=200, guards=WRITE)
 @in_thread
 def evaluate(loupe: Loupe, key: KeyRecord, model_id: str, version_id: str) -> dict:
-    version = loupe.models.evaluate(key.app_id, model_id, version_id, wait=False)
+    version = loupe.quality.evaluate(key.app_id, model_id, version_id, wait=False)
     return ok(model_version=version_json(version))
 
 
@@ -202,7 +202,7 @@ def predict(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, body:
     config = req.model.output_info.output_config if req.model and req.model.output_info else WOutputConfig()
     shape = OutputShape.of(loupe, key.app_id, config)
     items = predict_items(loupe, req.inputs, config.sample_ms, request_deadline(loupe))
-    answer = loupe.predict(key.app_id, model_id, items, version_id)
+    answer = loupe.predictions.predict(key.app_id, model_id, items, version_id)
     model_out = model_json(answer.view, key.app_id, full=False)
     names = {**concept_names(loupe, key.app_id), **(imagenet_classes()[1] if is_general(model_id) else {})}
     now = timestamp(time.time())
@@ -229,7 +229,7 @@ def model_inputs(loupe: Loupe, key: KeyRecord, request: Request, model_id: str, 
     """The inputs annotated (positively) with the model's (or the version's) concepts."""
     concepts = (loupe.models.version(key.app_id, model_id, version_id).concept_ids if version_id
                 else loupe.models.get(key.app_id, model_id).concept_ids)
-    records = loupe.inputs_labeled_with(key.app_id, concepts, page=page, per_page=per_page)
+    records = loupe.inputs.labeled_with(key.app_id, concepts, page=page, per_page=per_page)
     return ok(inputs=inputs_json(request, loupe, key.app_id, records))
 
 
@@ -242,7 +242,7 @@ def feedback(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody,
     the app may send it (clients send it beside predictions), about the app's own models only."""
     if len(body) > loupe.config.max_feedback_bytes:  # refused before decoding, not after
         raise ApiError(400, 11102, f"feedback is {len(body)} bytes, limit is {loupe.config.max_feedback_bytes}")
-    loupe.store_feedback(key.app_id, decode(body, dict), model_id=model_id, version_id=version_id,
+    loupe.feedback.store(key.app_id, decode(body, dict), model_id=model_id, version_id=version_id,
                          route=request.url.path)
     return ok()
 
@@ -251,7 +251,7 @@ def feedback(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody,
 @in_thread
 def advice(loupe: Loupe, key: KeyRecord, model_id: str) -> dict:
     """Loupe's data-quality findings for the model (not a Clarifai route; the web page uses it)."""
-    findings = loupe.models.advice(key.app_id, model_id)
+    findings = loupe.quality.advice(key.app_id, model_id)
     return ok(findings=[msgspec.to_builtins(f) for f in findings])
 
 
@@ -259,7 +259,7 @@ def advice(loupe: Loupe, key: KeyRecord, model_id: str) -> dict:
 @in_thread
 def suggestions(loupe: Loupe, key: KeyRecord, model_id: str, count: int = 12) -> dict:
     """Loupe's addition: unlabeled inputs to label next, best first, with the model's current guess."""
-    found = loupe.models.suggestions(key.app_id, model_id, count)
+    found = loupe.quality.suggestions(key.app_id, model_id, count)
     return ok(suggestions=[msgspec.to_builtins(s) for s in found])
 
 
@@ -273,7 +273,7 @@ class PostDismissal(msgspec.Struct):
 def dismiss(loupe: Loupe, key: KeyRecord, model_id: str, body: RawBody) -> dict:
     """The label of a suspected mislabel is right: the finding is not reported again for this model."""
     req = decode(body, PostDismissal)
-    loupe.models.dismiss(key.app_id, model_id, req.input_id, req.concept_id)
+    loupe.quality.dismiss(key.app_id, model_id, req.input_id, req.concept_id)
     return ok()
 
 

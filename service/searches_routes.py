@@ -8,10 +8,10 @@ from typing import Any
 from litestar import Request, post
 from litestar.params import RawBody
 
-from loupe.api_keys import KeyRecord
 from loupe.application import Loupe
+from loupe.apps.keys import KeyRecord
 from loupe.ids import new_id
-from loupe.search import ConceptFilter, PredictedConcept, SearchQuery
+from loupe.search.query import PredictedConcept, SearchQuery
 from loupe.service.common import (
     concept_ref,
     image_bytes,
@@ -23,6 +23,7 @@ from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import PostSearches, WGeo, WGeoLimit, decode
 from loupe.store import geo
+from loupe.store.filters import ConceptFilter
 from loupe.store.geo import GeoQuery, check_point
 
 MAX_CLAUSES = 32
@@ -33,7 +34,7 @@ MAX_CLAUSES = 32
 def search(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) -> dict:
     req = decode(body, PostSearches)
     query = _query(loupe, key.app_id, req)
-    hits = loupe.search(key.app_id, query)
+    hits = loupe.search.run(key.app_id, query)
     inputs = inputs_json(request, loupe, key.app_id, [h.input for h in hits])
     return ok(id=new_id(), hits=[{"score": round(min(1.0, max(0.0, h.score)), 6), "input": i}
                                  for h, i in zip(hits, inputs)])

@@ -9,10 +9,16 @@ import msgspec
 from litestar import Request, delete, get, post
 from litestar.params import RawBody
 
-from loupe.api_keys import KeyRecord
 from loupe.application import Loupe
-from loupe.general_model import PUBLIC_APP_ID, imagenet_classes
+from loupe.apps.keys import KeyRecord
 from loupe.ids import new_id
+from loupe.models.general import PUBLIC_APP_ID, imagenet_classes
+from loupe.models.workflows import (
+    PUBLIC_WORKFLOWS,
+    Workflow,
+    WorkflowStep,
+    public_workflow,
+)
 from loupe.service.auth import WRITE
 from loupe.service.clarifai_json import model_json, timestamp
 from loupe.service.common import (
@@ -27,18 +33,6 @@ from loupe.service.common import (
 from loupe.service.errors import ApiError
 from loupe.service.threads import in_thread
 from loupe.service.wire import DeleteMany, PostWorkflowResults, WConcept, decode
-from loupe.workflow import (
-    PUBLIC_WORKFLOWS,
-    Workflow,
-    WorkflowStep,
-    delete_workflows,
-    get_workflow,
-    list_workflows,
-    node_version,
-    public_workflow,
-    run_workflow,
-    save_workflows,
-)
 
 MAX_RUN_INPUTS = 32
 RUN_SECONDS = 60.0  # a run's scoring stops here (503); embedding is bounded by the inputs' own limits
@@ -73,7 +67,8 @@ def _workflow_json(loupe: Loupe, workflow: Workflow, app_id: str, public: bool =
     return {"id": workflow.id, "app_id": PUBLIC_APP_ID if public else app_id,
             "created_at": timestamp(workflow.created_at),
             "nodes": [{"id": step.node_id or f"node-{i}",
-                       "model": {"id": step.model_id, "model_version": {"id": node_version(loupe, app_id, step)}}}
+                       "model": {"id": step.model_id,
+                                 "model_version": {"id": loupe.workflows.node_version(app_id, step)}}}
                       for i, step in enumerate(workflow.steps)]}
 
 
@@ -92,14 +87,14 @@ def create_workflows(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
                                            else None,
                                            concepts=tuple(c.name or c.id or "" for c in n.concepts))
                               for n in w.nodes]))
-    created = save_workflows(loupe, key.app_id, wanted)
+    created = loupe.workflows.save(key.app_id, wanted)
     return ok(workflows=[_workflow_json(loupe, w, key.app_id) for w in created])
 
 
 @get("/v2/workflows")
 @in_thread
 def get_workflows(loupe: Loupe, key: KeyRecord, page: int = 1, per_page: int = 20) -> dict:
-    found = list_workflows(loupe, key.app_id, page=page, per_page=per_page)
+    found = loupe.workflows.list_page(key.app_id, page=page, per_page=per_page)
     return ok(workflows=[_workflow_json(loupe, w, key.app_id) for w in found])
 
 
@@ -113,14 +108,14 @@ def get_public_workflows(loupe: Loupe, key: KeyRecord) -> dict:
 @get("/v2/workflows/{workflow_id:str}")
 @in_thread
 def get_one_workflow(loupe: Loupe, key: KeyRecord, workflow_id: str) -> dict:
-    workflow = get_workflow(loupe, key.app_id, workflow_id)
+    workflow = loupe.workflows.get(key.app_id, workflow_id)
     return ok(workflow=_workflow_json(loupe, workflow, key.app_id, public=workflow_id in PUBLIC_WORKFLOWS))
 
 
 @delete("/v2/workflows/{workflow_id:str}", status_code=200, guards=WRITE)
 @in_thread
 def delete_one_workflow(loupe: Loupe, key: KeyRecord, workflow_id: str) -> dict:
-    delete_workflows(loupe, key.app_id, [workflow_id])
+    loupe.workflows.delete(key.app_id, [workflow_id])
     return ok()
 
 
@@ -130,20 +125,20 @@ def delete_many_workflows(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
     req = decode(body, DeleteMany)
     if not req.delete_all and not req.ids:
         raise ApiError(400, 11102, "give ids to delete, or delete_all: true")
-    delete_workflows(loupe, key.app_id, None if req.delete_all else req.ids)
+    loupe.workflows.delete(key.app_id, None if req.delete_all else req.ids)
     return ok()
 
 
 @post("/v2/workflows/{workflow_id:str}/results", status_code=200)
 @in_thread
 def run(loupe: Loupe, key: KeyRecord, request: Request, workflow_id: str, body: RawBody) -> dict:
-    workflow = get_workflow(loupe, key.app_id, workflow_id)
+    workflow = loupe.workflows.get(key.app_id, workflow_id)
     req = decode(body, PostWorkflowResults)
     if not req.inputs or len(req.inputs) > MAX_RUN_INPUTS:
         raise ApiError(400, 11102, f"give 1 to {MAX_RUN_INPUTS} inputs")
     shape = OutputShape.of(loupe, key.app_id, req.output_config)
     items = predict_items(loupe, req.inputs, req.output_config.sample_ms, request_deadline(loupe))
-    runs = run_workflow(loupe, key.app_id, items, list(workflow.steps),
+    runs = loupe.workflows.run(key.app_id, items, list(workflow.steps),
                         time.monotonic() + RUN_SECONDS)
     names = {**imagenet_classes()[1], **concept_names(loupe, key.app_id)}
     now = timestamp(time.time())

@@ -63,7 +63,7 @@ def clip_weights(tmp_path_factory) -> Path:
     import torch
 
     from loupe.backbones.clip import ARCHITECTURE
-    from loupe.torchvision_compat import import_with_torchvision_fix
+    from loupe.backbones.torchvision_compat import import_with_torchvision_fix
 
     open_clip = import_with_torchvision_fix("open_clip")
     torch.manual_seed(0)

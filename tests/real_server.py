@@ -24,7 +24,7 @@ def free_port() -> int:
 def new_app(data: Path, app_id: str) -> str:
     """Create an app in `data` (before the server starts) and return an all-scope key for it."""
     with Loupe(Config(data_dir=data)) as loupe:
-        loupe.create_app(app_id)
+        loupe.apps.create(app_id)
         return loupe.keys.create(app_id)
 
 

@@ -15,7 +15,7 @@ from loupe.service.app import create_app
 
 _DIR = Path(tempfile.mkdtemp(prefix="loupe-fuzz-"))
 _LOUPE = Loupe(Config(data_dir=_DIR, auto_retrain=False))
-_LOUPE.create_app("fuzz")
+_LOUPE.apps.create("fuzz")
 KEY = _LOUPE.keys.create("fuzz")
 APP = create_app(_LOUPE, max_body_bytes=1024 * 1024)
 schema = schemathesis.openapi.from_asgi("/schema/openapi.json", APP)

@@ -104,11 +104,11 @@ def verify(server, key, ledger):
 
 def index_matches_store(data):
     with Loupe(Config(data_dir=data, auto_retrain=False)) as loupe:
-        app = loupe.get_app("crash")
+        app = loupe.apps.get("crash")
         with loupe.store.read() as tx:
             seqs = tx.input_seqs("crash")
-        ids = loupe.index(app).ids()
-        rebuilt = loupe.indexes.rebuilds
+        ids = loupe.context.index(app).ids()
+        rebuilt = loupe.context.indexes.rebuilds
     np.testing.assert_array_equal(ids, np.sort(seqs))
     return rebuilt
 

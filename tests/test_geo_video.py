@@ -11,9 +11,9 @@ from conftest import CLOTHING, dataset_images
 
 from loupe.config import VideoLimits
 from loupe.errors import VideoError
+from loupe.intake.video import sample_frames
 from loupe.store import Store, geo
 from loupe.store.records import GeoPoint, Input
-from loupe.video import sample_frames
 
 
 def _haversine_deg(lat1, lon1, lat2, lon2):

@@ -20,7 +20,7 @@ from PIL import Image
 from loupe.application import Loupe
 from loupe.config import Config, ImageLimits
 from loupe.errors import ImageError
-from loupe.imaging import decode_image
+from loupe.intake.imaging import decode_image
 from loupe.service.app import create_app
 
 
@@ -29,7 +29,7 @@ def api(tmp_path_factory, shared_backbones):
     loupe = Loupe(Config(data_dir=tmp_path_factory.mktemp("hostile"), auto_retrain=False,
                          url_allow_hosts=("127.0.0.1",), url_timeout_seconds=2.0),
                   backbones=shared_backbones)
-    loupe.create_app("a")
+    loupe.apps.create("a")
     key = loupe.keys.create("a")
     with TestClient(create_app(loupe, max_body_bytes=4 * 1024 * 1024)) as client:
         yield client, {"Authorization": f"Key {key}"}, loupe
@@ -55,14 +55,14 @@ def assert_refused(r, *fragments):
 def test_broken_and_odd_images(api):
     client, headers, loupe = api
     jpeg = dataset_images(CLOTHING / "train" / "shoes", 1)[0].read_bytes()
-    before = loupe.count_inputs("a")
+    before = loupe.inputs.count("a")
     assert_refused(post_image(client, headers, b""), "no image")  # empty base64 is no image at all
     assert_refused(post_image(client, headers, jpeg[: len(jpeg) // 3]), "truncated")
     assert_refused(post_image(client, headers, b"%PDF-1.4 not an image"), "not an image")
     assert_refused(post_image(client, headers, b"PK\x03\x04 a zip file"), "not an image")
     assert_refused(post_image(client, headers, image_bytes(Image.new("RGB", (9000, 9000)), "PNG")), "limit is 40 MP")
     assert_refused(post_image(client, headers, image_bytes(Image.new("RGB", (8, 8)), "ICO")), "not accepted")
-    assert loupe.count_inputs("a") == before  # nothing stored by a refused request
+    assert loupe.inputs.count("a") == before  # nothing stored by a refused request
     frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 255, 0))]
     odd = {
         "thin": image_bytes(Image.new("RGB", (1, 100_000)), "PNG"),
@@ -138,7 +138,7 @@ def test_hostile_urls(api):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        before = loupe.count_inputs("a")
+        before = loupe.inputs.count("a")
         for url, reason in ((base + "/slow", "took longer"), (base + "/endless", "larger than"),
                             (base + "/to-private", "non-public"), ("http://[::1]:9/x.jpg", "non-public"),
                             ("http://192.168.0.1/x.jpg", "non-public"), ("http://169.254.169.254/latest", "non-public"),
@@ -149,7 +149,7 @@ def test_hostile_urls(api):
             detail = r.json()["inputs"][0]["status"]
             assert detail["code"] == 30002 and reason in detail["details"], (url, detail)
             assert time.time() - started < 10
-        assert loupe.count_inputs("a") == before
+        assert loupe.inputs.count("a") == before
     finally:
         server.shutdown()
     assert client.get("/healthz").status_code == 200

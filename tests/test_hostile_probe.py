@@ -17,14 +17,15 @@ from litestar.testing import TestClient
 from PIL import Image
 from real_server import Server, new_app
 
-import loupe.url_fetch as url_fetch
-from loupe import app_indexes as app_indexes_module
-from loupe.application import Loupe, NewInput
+import loupe.intake.url_fetch as url_fetch
+from loupe.apps import indexes as app_indexes_module
+from loupe.application import Loupe
 from loupe.config import Config
 from loupe.errors import Busy, StorageFull, TooLong, UrlFetchError
+from loupe.intake.inputs import NewInput
+from loupe.models.training_queue import FairQueue
 from loupe.service import models_routes
 from loupe.service.app import create_app
-from loupe.training_queue import FairQueue
 
 CLASSES = ["hat", "shoes", "dress"]
 
@@ -38,12 +39,12 @@ def probe(tmp_path_factory, shared_backbones):
                          public_url="https://loupe.example.com"),
                   backbones=shared_backbones)
     for app in ("a", "b"):
-        loupe.create_app(app)
+        loupe.apps.create(app)
         items = [NewInput(image=p.read_bytes(), concepts=[cls])
                  for cls in CLASSES for p in dataset_images(CLOTHING / "train" / cls, 6)]
-        loupe.add_inputs(app, items)
+        loupe.inputs.add(app, items)
         loupe.models.create(app, "m", concept_ids=CLASSES, mutually_exclusive=True)
-        loupe.models.train(app, "m")
+        loupe.trainer.train(app, "m")
     keys = {app: {"Authorization": f"Key {loupe.keys.create(app)}"} for app in ("a", "b")}
     with TestClient(create_app(loupe)) as client:
         yield client, keys, loupe
@@ -232,8 +233,8 @@ def test_predicted_concept_search_is_deduplicated_capped_and_cached(probe, monke
     assert r.status_code == 400, r.text  # 6 distinct + 9 more predicted concepts: over the cap of 8
 
     calls = []
-    original = loupe.models.predict_vectors
-    monkeypatch.setattr(loupe.models, "predict_vectors", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = loupe.predictor.predict_vectors
+    monkeypatch.setattr(loupe.predictor, "predict_vectors", lambda *a, **k: calls.append(1) or original(*a, **k))
     r = client.post("/v2/searches", headers=keys["a"], json={"query": {"ands": [clause] * 20}})
     assert r.status_code == 200 and r.json()["hits"], r.text
     first = len(calls)
@@ -247,9 +248,9 @@ def test_predicted_concept_search_is_deduplicated_capped_and_cached(probe, monke
 
 def test_predicted_concept_search_has_a_deadline(probe):
     client, keys, loupe = probe
-    loupe.models._scored.clear()
+    loupe.predictor._cache._scored.clear()
     with pytest.raises(TooLong):
-        loupe.models.inputs_predicted("a", "hat", True, deadline=time.monotonic() - 1)
+        loupe.predictor.inputs_predicted(loupe.apps.get("a"), "hat", True, deadline=time.monotonic() - 1)
 
 
 # 5 ------------------------------------------------------------------ fair, bounded training queue
@@ -272,7 +273,7 @@ def test_training_queue_takes_apps_in_turn_and_caps_each():
 def test_a_full_queue_answers_429_and_readiness_says_so(probe):
     client, keys, loupe = probe
     gate = threading.Event()
-    blockers = [loupe.models.queue.submit("c", gate.wait) for _ in range(2)]
+    blockers = [loupe.trainer.queue.submit("c", gate.wait) for _ in range(2)]
     try:
         version = loupe.models.version("a", "m")
         codes = [client.post(f"/v2/models/m/versions/{version.id}/metrics", headers=keys["a"]) for _ in range(3)]
@@ -290,14 +291,14 @@ def test_a_full_queue_answers_429_and_readiness_says_so(probe):
         for blocker in blockers:
             blocker.result(timeout=5)
     deadline = time.time() + 30
-    while loupe.models.queue.pending() and time.time() < deadline:
+    while loupe.trainer.queue.pending() and time.time() < deadline:
         time.sleep(0.05)
     assert client.get("/readyz").status_code == 200
 
 
 def test_train_requests_await_the_queue_without_a_thread():
     assert inspect.iscoroutinefunction(models_routes.train.fn)
-    assert "anyio.to_thread.run_sync(loupe.models.submit_train" in inspect.getsource(models_routes.train.fn)
+    assert "anyio.to_thread.run_sync(loupe.trainer.submit_train" in inspect.getsource(models_routes.train.fn)
 
 
 # 6 ------------------------------------------------------------------ model incarnations
@@ -305,9 +306,9 @@ def test_a_train_of_a_deleted_model_does_not_write_into_its_namesake(probe):
     _, _, loupe = probe
     loupe.models.create("a", "reborn", concept_ids=CLASSES)
     gate = threading.Event()
-    blocker = loupe.models.queue.submit("z", gate.wait)  # the queue's one worker waits on this
+    blocker = loupe.trainer.queue.submit("z", gate.wait)  # the queue's one worker waits on this
     try:
-        ticket = loupe.models.submit_train("a", "reborn")
+        ticket = loupe.trainer.submit_train("a", "reborn")
         loupe.models.delete("a", "reborn")
         loupe.models.create("a", "reborn", concept_ids=["dress"])
     finally:
@@ -348,14 +349,14 @@ def test_client_mistakes_found_by_the_probe_are_4xx(probe):
     r = client.post("/v2/inputs", headers=keys["a"], json=url_input("http://127.0.0.1:18600:80/x"))
     assert r.status_code == 400 and "malformed URL" in r.json()["inputs"][0]["status"]["details"], r.text
     r = client.patch("/v2/inputs", headers=keys["a"], json={"action": "merge", "inputs": [
-        {"id": loupe.list_inputs("a", per_page=1)[0].id, "data": {"metadata": {"n": 2**80}}}]})
+        {"id": loupe.inputs.list_page("a", per_page=1)[0].id, "data": {"metadata": {"n": 2**80}}}]})
     assert r.status_code == 400, r.text
 
 
 def test_a_full_store_answers_507_and_keeps_serving_reads(tmp_path, shared_backbones):
     loupe = Loupe(Config(data_dir=tmp_path / "data", lmdb_map_size=2 * 1024 * 1024, auto_retrain=False),
                   backbones=shared_backbones)
-    loupe.create_app("full")
+    loupe.apps.create("full")
     headers = {"Authorization": f"Key {loupe.keys.create('full')}"}
     rng = np.random.default_rng(0)  # noise PNGs do not compress: ~190 kB each, the 2 MiB map fills fast
     photos = [base64.b64encode(image_bytes(Image.fromarray(rng.integers(0, 255, (250, 250, 3), np.uint8)))).decode()
@@ -386,8 +387,8 @@ def test_an_index_that_cannot_be_saved_does_not_fail_requests(probe, monkeypatch
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(app_indexes_module, "save_index", disk_full)
-    app = loupe.get_app("b")
-    loupe.indexes.rebuild(app, loupe.backbone(app).dim)  # saves after building: must not raise
+    app = loupe.apps.get("b")
+    loupe.context.indexes.rebuild(app, loupe.context.backbone(app).dim)  # saves after building: must not raise
     hat = base64_photos(["hat"], 1, split="test")[0]
     r = client.post("/v2/searches", headers=keys["b"],
                     json={"query": {"ands": [{"output": {"input": {"data": {"image": {"base64": hat}}}}}]}})
@@ -476,8 +477,8 @@ def test_every_api_route_needs_a_key(probe):
 def test_decoding_and_embedding_new_images_is_gated(probe, monkeypatch):
     """However many requests bring new images at once, at most `embed_concurrency` decode and embed."""
     _, _, loupe = probe
-    app = loupe.get_app("a")
-    backbone = loupe.backbone(app)
+    app = loupe.apps.get("a")
+    backbone = loupe.context.backbone(app)
     running, peak, lock = [0], [0], threading.Lock()
     original = backbone.features
 

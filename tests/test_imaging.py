@@ -9,7 +9,7 @@ from PIL import Image
 
 from loupe.config import ImageLimits
 from loupe.errors import CorruptImage, ImageTooLarge, NotAnImage, UnsupportedFormat
-from loupe.imaging import decode_image
+from loupe.intake.imaging import decode_image
 
 LIMITS = ImageLimits()
 

@@ -19,7 +19,7 @@ from loupe.service.app import create_app
 def two_apps(tmp_path, shared_backbones):
     loupe = Loupe(Config(data_dir=tmp_path / "d", auto_retrain=False), backbones=shared_backbones)
     for app in ("a", "b"):
-        loupe.create_app(app)
+        loupe.apps.create(app)
     keys = {"a": loupe.keys.create("a"), "b": loupe.keys.create("b"), "b-predict": loupe.keys.create("b", "predict")}
     with TestClient(create_app(loupe)) as client:
         yield client, keys, loupe
@@ -67,8 +67,8 @@ def test_nothing_of_app_a_reaches_a_key_of_app_b(two_apps):
         assert r.status_code == 404, r.text
     client.request("DELETE", "/v2/inputs", headers=b, json={"delete_all": True})  # B's own (empty) app
     client.request("DELETE", "/v2/models", headers=b, json={"delete_all": True})
-    assert loupe.count_inputs("a") == 4 and loupe.models.get("a", "private").id == "private"
-    assert loupe.get_input("a", "secret-2").concepts == ["cap"]  # untouched by B's overwrite
+    assert loupe.inputs.count("a") == 4 and loupe.models.get("a", "private").id == "private"
+    assert loupe.inputs.get("a", "secret-2").concepts == ["cap"]  # untouched by B's overwrite
 
 
 def test_wrong_key_costs_what_a_right_key_costs(two_apps):

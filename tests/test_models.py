@@ -11,11 +11,12 @@ import pytest
 from conftest import CLOTHING, dataset_images
 from PIL import Image
 
-from loupe.application import Loupe, NewInput
-from loupe.blend import scaled_to
+from loupe.application import Loupe
 from loupe.config import Config
 from loupe.errors import Conflict, InvalidArgument, ModelNotTrained, NotFound
-from loupe.labels import InputEdit
+from loupe.intake.inputs import NewInput
+from loupe.intake.labels import InputEdit
+from loupe.learning.blend import scaled_to
 from loupe.store.records import BlendParams
 
 CLASSES = sorted(p.name for p in (CLOTHING / "train").iterdir())
@@ -51,11 +52,11 @@ def shop(tmp_path_factory, shared_backbones):
     (their vectors are cached by an unlabeled app in the same store, so predicting them is quick)."""
     config = Config(data_dir=tmp_path_factory.mktemp("models"), auto_retrain=False)
     loupe = Loupe(config, backbones=shared_backbones)
-    loupe.create_app("shop")
-    loupe.add_inputs("shop", [item for cls in CLASSES for item in _train_items(cls, 20)])
+    loupe.apps.create("shop")
+    loupe.inputs.add("shop", [item for cls in CLASSES for item in _train_items(cls, 20)])
     held_out = [(p.read_bytes(), cls) for cls in CLASSES for p in dataset_images(CLOTHING / "test" / cls, 10)]
-    loupe.create_app("cache")
-    loupe.add_inputs("cache", [NewInput(image=data) for data, _ in held_out])
+    loupe.apps.create("cache")
+    loupe.inputs.add("cache", [NewInput(image=data) for data, _ in held_out])
     yield loupe, held_out
     loupe.close()
 
@@ -70,12 +71,12 @@ def test_mutually_exclusive_model_predicts_held_out_photos(shop):
                                            closed_environment=True)
     assert untrained.status == "untrained"
     with pytest.raises(ModelNotTrained):
-        loupe.models.predict_images("shop", "clothes", [held_out[0][0]])
-    version = loupe.models.train("shop", "clothes")
+        loupe.predictions.predict("shop", "clothes", [held_out[0][0]]).predictions
+    version = loupe.trainer.train("shop", "clothes")
     assert version.status == "trained" and version.train_size == 200
     assert version.positives == {c: 20 for c in CLASSES}
     assert version.train_seconds < 5
-    predictions = loupe.models.predict_images("shop", "clothes", [data for data, _ in held_out])
+    predictions = loupe.predictions.predict("shop", "clothes", [data for data, _ in held_out]).predictions
     top1 = np.mean([p.concepts[0].concept_id == cls for p, (_, cls) in zip(predictions, held_out)])
     print(f"10-class clothing, 20 shots: top-1 {top1:.2f} on {len(held_out)} held-out photos")
     assert top1 >= MIN_TOP1
@@ -91,9 +92,9 @@ def test_mutually_exclusive_model_predicts_held_out_photos(shop):
 def test_multi_label_model_scores_each_concept_alone(shop):
     loupe, held_out = shop
     loupe.models.create("shop", "tags", concept_ids=["shoes", "hat", "dress"], closed_environment=True)
-    loupe.models.train("shop", "tags")
+    loupe.trainer.train("shop", "tags")
     sample = [data for data, cls in held_out if cls in ("shoes", "hat", "dress")]
-    predictions = loupe.models.predict_images("shop", "tags", sample)
+    predictions = loupe.predictions.predict("shop", "tags", sample).predictions
     sums = [sum(c.value for c in p.concepts) for p in predictions]
     assert any(abs(s - 1.0) > 0.05 for s in sums)
     assert all(0 <= c.value <= 1 for p in predictions for c in p.concepts)
@@ -103,17 +104,17 @@ def test_multi_label_model_scores_each_concept_alone(shop):
 
 def test_label_correction_changes_near_duplicates_at_once(shop):
     loupe, _ = shop
-    loupe.create_app("fix")
-    loupe.add_inputs("fix", _train_items("shoes", 6) + _train_items("hat", 6))
-    original = loupe.input_image("fix", "shoes-0")
-    loupe.add_inputs("fix", [NewInput(image=near_duplicate(original), id="query")])
+    loupe.apps.create("fix")
+    loupe.inputs.add("fix", _train_items("shoes", 6) + _train_items("hat", 6))
+    original = loupe.inputs.image("fix", "shoes-0")
+    loupe.inputs.add("fix", [NewInput(image=near_duplicate(original), id="query")])
     loupe.models.create("fix", "m", concept_ids=["shoes", "hat"], closed_environment=True)
-    version = loupe.models.train("fix", "m")
+    version = loupe.trainer.train("fix", "m")
 
-    [before] = loupe.models.predict_inputs("fix", "m", ["query"])
+    [before] = loupe.predictions.predict("fix", "m", ["query"]).predictions
     assert before.neighbours[0].input_id == "shoes-0" and before.neighbours[0].similarity > 0.9
-    loupe.edit_inputs("fix", "merge", [InputEdit(input_id="shoes-0", concepts=["hat"], not_concepts=["shoes"])])
-    [after] = loupe.models.predict_inputs("fix", "m", ["query"])
+    loupe.inputs.edit("fix", "merge", [InputEdit(input_id="shoes-0", concepts=["hat"], not_concepts=["shoes"])])
+    [after] = loupe.predictions.predict("fix", "m", ["query"]).predictions
 
     assert after.version_id == version.id  # no retrain happened: the neighbours' votes moved
     assert _scores(after)["shoes"] < _scores(before)["shoes"] - 0.15
@@ -122,20 +123,20 @@ def test_label_correction_changes_near_duplicates_at_once(shop):
 
 def test_explicit_negatives_lower_the_negated_concept(shop):
     loupe, _ = shop
-    loupe.create_app("neg")
-    loupe.add_inputs("neg", _train_items("shoes", 6) + _train_items("hat", 6))
+    loupe.apps.create("neg")
+    loupe.inputs.add("neg", _train_items("shoes", 6) + _train_items("hat", 6))
     # A shoe the model has not seen, and a near copy of it that a person marks as "not shoes".
     shoe = dataset_images(CLOTHING / "train" / "shoes", 1, start=10)[0].read_bytes()
-    loupe.add_inputs("neg", [NewInput(image=shoe, id="q"), NewInput(image=near_duplicate(shoe), id="q2")])
+    loupe.inputs.add("neg", [NewInput(image=shoe, id="q"), NewInput(image=near_duplicate(shoe), id="q2")])
     loupe.models.create("neg", "m", concept_ids=["shoes", "hat"], closed_environment=True)
-    loupe.models.train("neg", "m")
-    before = _scores(loupe.models.predict_inputs("neg", "m", ["q"])[0])["shoes"]
+    loupe.trainer.train("neg", "m")
+    before = _scores(loupe.predictions.predict("neg", "m", ["q"]).predictions[0])["shoes"]
 
-    loupe.edit_inputs("neg", "merge", [InputEdit(input_id="q2", not_concepts=["shoes"])])
-    instantly = _scores(loupe.models.predict_inputs("neg", "m", ["q"])[0])["shoes"]
-    version = loupe.models.train("neg", "m")
+    loupe.inputs.edit("neg", "merge", [InputEdit(input_id="q2", not_concepts=["shoes"])])
+    instantly = _scores(loupe.predictions.predict("neg", "m", ["q"]).predictions[0])["shoes"]
+    version = loupe.trainer.train("neg", "m")
     assert version.negatives["shoes"] == 7  # 6 hats (implied) + 1 explicit
-    retrained = _scores(loupe.models.predict_inputs("neg", "m", ["q"])[0])["shoes"]
+    retrained = _scores(loupe.predictions.predict("neg", "m", ["q"]).predictions[0])["shoes"]
     assert before > 0.5
     assert instantly < before - 0.15
     assert retrained < before - 0.15
@@ -144,17 +145,17 @@ def test_explicit_negatives_lower_the_negated_concept(shop):
 def test_training_errors_are_clear(shop):
     loupe, _ = shop
     loupe.models.create("shop", "empty")
-    failed = loupe.models.train("shop", "empty")
+    failed = loupe.trainer.train("shop", "empty")
     assert failed.status == "failed" and "no concepts" in failed.detail
     loupe.models.create("shop", "ghost", concept_ids=["shoes", "unicorn"])
-    failed = loupe.models.train("shop", "ghost")
+    failed = loupe.trainer.train("shop", "ghost")
     assert failed.status == "failed" and failed.failure == "no_positives" and "unicorn" in failed.detail
     with pytest.raises(Conflict):
         loupe.models.create("shop", "empty")
     with pytest.raises(NotFound):
-        loupe.models.train("shop", "nope")
+        loupe.trainer.train("shop", "nope")
     with pytest.raises(ModelNotTrained):
-        loupe.models.predict_inputs("shop", "ghost", ["shoes-0"])
+        loupe.predictions.predict("shop", "ghost", ["shoes-0"]).predictions
 
 
 def test_backbone_unavailable_fails_the_version(tmp_path, shared_backbones):
@@ -167,22 +168,22 @@ def test_backbone_unavailable_fails_the_version(tmp_path, shared_backbones):
             tx.put_app(App(id="old", backbone="clip-vit-b-32", created_at=0.0))
         loupe.models.create("old", "m", concept_ids=["a", "b"])
         with pytest.raises(Exception, match="weights file not found"):
-            loupe.models.train("old", "m")
+            loupe.trainer.train("old", "m")
         assert loupe.models.version("old", "m").status == "failed"
 
 
 def test_versions_are_listed_kept_and_deletable(shop):
     loupe, held_out = shop
     loupe.models.create("shop", "vers", concept_ids=["shoes", "hat"], closed_environment=True)
-    first = loupe.models.train("shop", "vers")
-    second = loupe.models.train("shop", "vers")
+    first = loupe.trainer.train("shop", "vers")
+    second = loupe.trainer.train("shop", "vers")
     listed = loupe.models.versions("shop", "vers")
     assert [v.id for v in listed][:2] == [second.id, first.id] and listed[-1].status == "untrained"
     assert [v.seq for v in listed] == sorted((v.seq for v in listed), reverse=True)
-    old = loupe.models.predict_images("shop", "vers", [held_out[0][0]], version_id=first.id)[0]
+    old = loupe.predictions.predict("shop", "vers", [held_out[0][0]], version_id=first.id).predictions[0]
     assert old.version_id == first.id
     loupe.models.delete_version("shop", "vers", second.id)
-    assert loupe.models.predict_images("shop", "vers", [held_out[0][0]])[0].version_id == first.id
+    assert loupe.predictions.predict("shop", "vers", [held_out[0][0]]).predictions[0].version_id == first.id
     loupe.models.delete("shop", "vers")
     with pytest.raises(NotFound):
         loupe.models.get("shop", "vers")
@@ -191,10 +192,10 @@ def test_versions_are_listed_kept_and_deletable(shop):
 def test_large_trains_are_queued(tmp_path, shared_backbones):
     config = Config(data_dir=tmp_path / "d", auto_retrain=False, sync_train_max_examples=0)
     with Loupe(config, backbones=shared_backbones) as loupe:
-        loupe.create_app("a")
-        loupe.add_inputs("a", _train_items("shoes", 4) + _train_items("hat", 4))
+        loupe.apps.create("a")
+        loupe.inputs.add("a", _train_items("shoes", 4) + _train_items("hat", 4))
         loupe.models.create("a", "m", concept_ids=["shoes", "hat"], mutually_exclusive=True)
-        queued = loupe.models.train("a", "m")
+        queued = loupe.trainer.train("a", "m")
         assert queued.status in ("queued", "training", "trained")
         deadline = time.time() + 60
         while loupe.models.version("a", "m", queued.id).status != "trained":
@@ -205,12 +206,12 @@ def test_large_trains_are_queued(tmp_path, shared_backbones):
 def test_label_edits_trigger_one_debounced_retrain(tmp_path, shared_backbones):
     config = Config(data_dir=tmp_path / "d", retrain_delay_seconds=0.5)
     with Loupe(config, backbones=shared_backbones) as loupe:
-        loupe.create_app("a")
-        loupe.add_inputs("a", _train_items("shoes", 5) + _train_items("hat", 5))
+        loupe.apps.create("a")
+        loupe.inputs.add("a", _train_items("shoes", 5) + _train_items("hat", 5))
         loupe.models.create("a", "m", concept_ids=["shoes", "hat"], closed_environment=True)
-        first = loupe.models.train("a", "m")
+        first = loupe.trainer.train("a", "m")
         for i in range(3):  # a person fixing labels, one click after another
-            loupe.edit_inputs("a", "merge", [InputEdit(input_id=f"hat-{i}", not_concepts=["shoes"])])
+            loupe.inputs.edit("a", "merge", [InputEdit(input_id=f"hat-{i}", not_concepts=["shoes"])])
         deadline = time.time() + 30
         while (latest := loupe.models.version("a", "m")).id == first.id or latest.status != "trained":
             assert time.time() < deadline, "no retrain happened"
@@ -225,17 +226,17 @@ def test_solver_matches_scikit_learn(shop):
     """Our L-BFGS multinomial head vs scikit-learn's LogisticRegression, same data and penalty."""
     from sklearn.linear_model import LogisticRegression
 
-    from loupe.heads import exclusive_targets, fit_head
+    from loupe.learning.heads import exclusive_targets, fit_head
 
     loupe, held_out = shop
-    app = loupe.get_app("shop")
-    x = loupe.embeddings_of(app, np.arange(1, 201, dtype=np.int64))
+    app = loupe.apps.get("shop")
+    x = loupe.context.embeddings_of(app, np.arange(1, 201, dtype=np.int64))
     y = np.repeat(np.arange(10), 20)
     positive = np.eye(10, dtype=bool)[y]
     c = 2.0
     ours = fit_head(x, exclusive_targets(positive, np.zeros_like(positive)), True, l2=1 / (c * len(x)), max_iter=500)
     ref = LogisticRegression(C=c, max_iter=5000, tol=1e-8).fit(x, y)
-    test = loupe.embeddings_of(loupe.get_app("cache"), np.arange(1, 101, dtype=np.int64))
+    test = loupe.context.embeddings_of(loupe.apps.get("cache"), np.arange(1, 101, dtype=np.int64))
     np.testing.assert_allclose(ours.probabilities(test), ref.predict_proba(test), atol=0.03)
 
 
@@ -250,8 +251,8 @@ def test_evaluation_matches_scikit_learn_on_the_same_folds(shop):
 
     loupe, _ = shop
     loupe.models.create("shop", "eval", concept_ids=CLASSES, mutually_exclusive=True, closed_environment=True)
-    version = loupe.models.train("shop", "eval")
-    evaluation = loupe.models.evaluate("shop", "eval", version.id).evaluation
+    version = loupe.trainer.train("shop", "eval")
+    evaluation = loupe.quality.evaluate("shop", "eval", version.id).evaluation
     assert evaluation.status == "evaluated" and evaluation.folds == 5
     assert loupe.models.version("shop", "eval", version.id).evaluation.status == "evaluated"  # stored
     rows = evaluation.predictions
@@ -279,8 +280,8 @@ def test_multi_label_evaluation_matches_scikit_learn(shop):
 
     loupe, _ = shop
     loupe.models.create("shop", "eval-ml", concept_ids=["shoes", "hat", "dress"], closed_environment=True)
-    version = loupe.models.train("shop", "eval-ml")
-    evaluation = loupe.models.evaluate("shop", "eval-ml", version.id).evaluation
+    version = loupe.trainer.train("shop", "eval-ml")
+    evaluation = loupe.quality.evaluate("shop", "eval-ml", version.id).evaluation
     scores = np.array([r.scores for r in evaluation.predictions])
     truth = np.array([[c in r.positives for c in ("shoes", "hat", "dress")] for r in evaluation.predictions])
     for j, metrics in enumerate(evaluation.concepts):
@@ -292,17 +293,17 @@ def test_multi_label_evaluation_matches_scikit_learn(shop):
 
 def test_data_quality_advice_names_the_inputs_to_fix(shop):
     loupe, _ = shop
-    loupe.create_app("adv")
+    loupe.apps.create("adv")
     hat_files = dataset_images(CLOTHING / "train" / "hat", 37)
     items = _train_items("shoes", 5) + [NewInput(image=p.read_bytes(), id=f"hat-{i}", concepts=["hat"])
                                         for i, p in enumerate(hat_files[:36])]
     items.append(NewInput(image=hat_files[36].read_bytes(), id="wrong", concepts=["shoes"]))  # a hat, mislabeled
-    shoe = loupe.input_image("shop", "shoes-0")
+    shoe = loupe.inputs.image("shop", "shoes-0")
     items.append(NewInput(image=near_duplicate(shoe), id="dup", concepts=["hat"]))  # a shoe's copy, as hat
-    loupe.add_inputs("adv", items)
+    loupe.inputs.add("adv", items)
     loupe.models.create("adv", "m", concept_ids=["shoes", "hat"], mutually_exclusive=True, closed_environment=True)
-    loupe.models.train("adv", "m")
-    findings = loupe.models.advice("adv", "m")
+    loupe.trainer.train("adv", "m")
+    findings = loupe.quality.advice("adv", "m")
     kinds = {f.kind for f in findings}
     assert {"few_examples", "imbalance", "suspected_mislabel", "near_duplicates"} <= kinds
     few = [f for f in findings if f.kind == "few_examples"]
@@ -315,8 +316,8 @@ def test_data_quality_advice_names_the_inputs_to_fix(shop):
     dups = [f for f in findings if f.kind == "near_duplicates"]
     assert any(set(f.input_ids) == {"shoes-0", "dup"} for f in dups)
     # One click: the person accepts the suggestion; the finding is gone on the next look.
-    loupe.edit_inputs("adv", "overwrite", [InputEdit(input_id="wrong", concepts=["hat"])])
-    after = loupe.models.advice("adv", "m")
+    loupe.inputs.edit("adv", "overwrite", [InputEdit(input_id="wrong", concepts=["hat"])])
+    after = loupe.quality.advice("adv", "m")
     assert "wrong" not in {i for f in after if f.kind == "suspected_mislabel" for i in f.input_ids}
 
 
@@ -325,13 +326,13 @@ def test_confusable_concepts_are_a_finding_not_a_pile_of_mislabels(shop):
     outwear, shirt, t-shirt); that is reported per pair, with the inputs that sit between, and within such
     a pair only a label the model all but rules out (<= 1 % of its belief) is called a mislabel. Measured
     here: 10 suspected mislabels with the rule, 19 without."""
-    from loupe.advice import confusable_concepts, suspected_mislabels
+    from loupe.learning.advice import confusable_concepts, suspected_mislabels
 
     loupe, _ = shop
     loupe.models.create("shop", "confusable", concept_ids=CLASSES, mutually_exclusive=True)
-    version = loupe.models.train("shop", "confusable")
-    evaluated = loupe.models.evaluate("shop", "confusable", version.id)
-    findings = loupe.models.advice("shop", "confusable")
+    version = loupe.trainer.train("shop", "confusable")
+    evaluated = loupe.quality.evaluate("shop", "confusable", version.id)
+    findings = loupe.quality.advice("shop", "confusable")
     pairs = [f for f in findings if f.kind == "confusable_concepts"]
     tops = {"longsleeve", "outwear", "shirt", "t-shirt"}
     assert any(set(f.concept_ids) <= tops for f in pairs), [f.concept_ids for f in pairs]
@@ -340,7 +341,7 @@ def test_confusable_concepts_are_a_finding_not_a_pile_of_mislabels(shop):
         in pair.message and len(pair.input_ids) >= 3
     mislabels = [f for f in findings if f.kind == "suspected_mislabel"]
     assert evaluated.evaluation is not None
-    ts, x = loupe.models._examples_of("shop", version)
+    ts, x = loupe.quality.examples_of("shop", version)
     plain = suspected_mislabels(x, ts, CLASSES, True, evaluated.evaluation)
     assert len(mislabels) < len(plain)
     assert confusable_concepts(CLASSES, evaluated.evaluation) == pairs
@@ -355,41 +356,41 @@ def test_a_dismissed_mislabel_stays_dismissed(tmp_path, shared_backbones):
                                         for i, p in enumerate(hats[:8])]
     items.append(NewInput(image=hats[8].read_bytes(), id="odd", concepts=["shoes"]))
     with Loupe(config, backbones=shared_backbones) as loupe:
-        loupe.create_app("d")
-        loupe.add_inputs("d", items)
+        loupe.apps.create("d")
+        loupe.inputs.add("d", items)
         loupe.models.create("d", "m", concept_ids=["shoes", "hat"], mutually_exclusive=True)
-        loupe.models.train("d", "m")
-        flagged = {f.input_ids[0] for f in loupe.models.advice("d", "m") if f.kind == "suspected_mislabel"}
+        loupe.trainer.train("d", "m")
+        flagged = {f.input_ids[0] for f in loupe.quality.advice("d", "m") if f.kind == "suspected_mislabel"}
         assert "odd" in flagged
-        loupe.models.dismiss("d", "m", "odd", "shoes")
+        loupe.quality.dismiss("d", "m", "odd", "shoes")
         with pytest.raises(NotFound):
-            loupe.models.dismiss("d", "m", "no-such-input", "shoes")
+            loupe.quality.dismiss("d", "m", "no-such-input", "shoes")
     with Loupe(config, backbones=shared_backbones) as loupe:  # a restart
-        again = {f.input_ids[0] for f in loupe.models.advice("d", "m") if f.kind == "suspected_mislabel"}
+        again = {f.input_ids[0] for f in loupe.quality.advice("d", "m") if f.kind == "suspected_mislabel"}
         assert "odd" not in again and again == flagged - {"odd"}
         loupe.models.delete("d", "m")
         loupe.models.create("d", "m", concept_ids=["shoes", "hat"], mutually_exclusive=True)
-        loupe.models.train("d", "m")
-        assert "odd" in {f.input_ids[0] for f in loupe.models.advice("d", "m") if f.kind == "suspected_mislabel"}
+        loupe.trainer.train("d", "m")
+        assert "odd" in {f.input_ids[0] for f in loupe.quality.advice("d", "m") if f.kind == "suspected_mislabel"}
 
 
 def test_general_model_and_workflow_with_clip(clip_weights, tmp_path):
     """Zero-shot scores from the CLIP text tower (random weights here: shapes and rules, not accuracy)."""
-    from loupe.workflow import WorkflowStep, run_workflow, zero_shot_predictions
+    from loupe.models.workflows import WorkflowStep
 
     config = Config(data_dir=tmp_path / "d", auto_retrain=False, weights={"clip-vit-b-32": str(clip_weights)})
     with Loupe(config) as loupe:
-        loupe.create_app("clip", "clip-vit-b-32")
-        loupe.add_inputs("clip", _train_items("shoes", 3) + _train_items("hat", 3))
+        loupe.apps.create("clip", "clip-vit-b-32")
+        loupe.inputs.add("clip", _train_items("shoes", 3) + _train_items("hat", 3))
         loupe.models.create("clip", "m", concept_ids=["shoes", "hat"], closed_environment=True)
-        loupe.models.train("clip", "m")
+        loupe.trainer.train("clip", "m")
         query = dataset_images(CLOTHING / "test" / "hat", 1)[0].read_bytes()
         calls = []
-        backbone = loupe.backbone(loupe.get_app("clip"))
+        backbone = loupe.context.backbone(loupe.apps.get("clip"))
         original = backbone.features
         backbone.features = lambda arrays: calls.append(len(arrays)) or original(arrays)
         try:
-            results = run_workflow(loupe, "clip", [query], [
+            results = loupe.workflows.run("clip", [query], [
                 WorkflowStep("general", concepts=("shoe", "hat", "dog")), WorkflowStep("m")], time.monotonic() + 60)
         finally:
             backbone.features = original
@@ -399,8 +400,8 @@ def test_general_model_and_workflow_with_clip(clip_weights, tmp_path):
         assert {c.concept_id for c in general.answers[0].prediction.concepts} == {"shoe", "hat", "dog"}
         assert sum(c.value for c in general.answers[0].prediction.concepts) == pytest.approx(1.0, abs=1e-5)
         assert {c.concept_id for c in custom.answers[0].prediction.concepts} == {"shoes", "hat"}
-        vectors = loupe.embeddings_of(loupe.get_app("clip"), np.array([1], np.int64))
-        by_app_concepts = zero_shot_predictions(loupe, "clip", vectors)
+        stored = loupe.inputs.list_page("clip", per_page=1)[0].id
+        by_app_concepts = loupe.predictions.predict("clip", "general", [stored]).predictions
         assert {c.concept_id for c in by_app_concepts[0].concepts} == {"shoes", "hat"}
 
 
@@ -412,21 +413,21 @@ def test_offline_general_model_scores_imagenet_concepts_with_one_embedding(shop)
     import skimage.data
     from PIL import Image
 
-    from loupe.general_model import GENERAL_MODEL_ID, imagenet_classes
-    from loupe.workflow import WorkflowStep, run_workflow
+    from loupe.models.general import GENERAL_MODEL_ID, imagenet_classes
+    from loupe.models.workflows import WorkflowStep
 
     loupe, _ = shop
     loupe.models.create("shop", "garments", concept_ids=CLASSES, mutually_exclusive=True)
-    loupe.models.train("shop", "garments")
+    loupe.trainer.train("shop", "garments")
     buf = io.BytesIO()
     Image.fromarray(skimage.data.coffee()).save(buf, "JPEG", quality=92)
     coffee = buf.getvalue()
-    backbone = loupe.backbone(loupe.get_app("shop"))
+    backbone = loupe.context.backbone(loupe.apps.get("shop"))
     calls = []
     original = backbone.features
     backbone.features = lambda arrays: calls.append(len(arrays)) or original(arrays)
     try:
-        general, custom = run_workflow(loupe, "shop", [coffee], [WorkflowStep(GENERAL_MODEL_ID), WorkflowStep("garments")],
+        general, custom = loupe.workflows.run("shop", [coffee], [WorkflowStep(GENERAL_MODEL_ID), WorkflowStep("garments")],
                                        time.monotonic() + 60)
     finally:
         backbone.features = original
@@ -434,7 +435,7 @@ def test_offline_general_model_scores_imagenet_concepts_with_one_embedding(shop)
     top = general.answers[0].prediction.concepts[0]
     assert top.concept_id == "n07920052" and imagenet_classes()[1][top.concept_id] == "espresso" and top.value > 0.5
     assert len(general.answers[0].prediction.concepts) == 1000 and len(custom.answers[0].prediction.concepts) == len(CLASSES)
-    answer = loupe.predict("shop", "general-image-recognition", ["shoes-0", coffee])
+    answer = loupe.predictions.predict("shop", "general-image-recognition", ["shoes-0", coffee])
     assert answer.model.id == GENERAL_MODEL_ID and answer.version.status == "trained"
     assert answer.predictions[1].concepts[0].concept_id == "n07920052"
     shoe_guess = imagenet_classes()[1][answer.predictions[0].concepts[0].concept_id]
@@ -446,11 +447,11 @@ def test_few_shot_confidences_mean_what_they_say(shop):
     set relative to their spread, keeps the top confidence near the accuracy it turns out to have
     (a fixed temperature gave ~0.2 confidence to answers right ~60 % of the time)."""
     loupe, held_out = shop
-    loupe.create_app("few")
-    loupe.add_inputs("few", [item for cls in CLASSES for item in _train_items(cls, 2)])
+    loupe.apps.create("few")
+    loupe.inputs.add("few", [item for cls in CLASSES for item in _train_items(cls, 2)])
     loupe.models.create("few", "m", concept_ids=CLASSES, mutually_exclusive=True, closed_environment=True)
-    loupe.models.train("few", "m")
-    predictions = loupe.models.predict_images("few", "m", [data for data, _ in held_out])
+    loupe.trainer.train("few", "m")
+    predictions = loupe.predictions.predict("few", "m", [data for data, _ in held_out]).predictions
     accuracy = np.mean([p.concepts[0].concept_id == cls for p, (_, cls) in zip(predictions, held_out)])
     confidence = np.mean([p.concepts[0].value for p in predictions])
     print(f"2 shots: top-1 {accuracy:.2f}, mean top confidence {confidence:.2f}")
@@ -471,7 +472,7 @@ def test_blend_cross_validation_samples_every_concept(monkeypatch):
     """102 concepts x 16 examples (more rows than the blend's cross-validation takes): every concept keeps
     enough positives in the sample, in every row order, so cross-validation always runs."""
     from loupe import training
-    from loupe.training_set import TrainingSet
+    from loupe.learning.training_set import TrainingSet
 
     rng = np.random.default_rng(0)
     c, per = 102, 16
@@ -502,26 +503,26 @@ def test_suggestions_rank_an_uncovered_concept_first(tmp_path, shared_backbones)
     the pool. A model that, mutually exclusive, is sure a dress is shoes or a hat - as it should be,
     now that unlabeled inputs no longer teach it doubt - may rank an unsure shoe before it.)"""
     with Loupe(Config(data_dir=tmp_path / "d", auto_retrain=False), backbones=shared_backbones) as loupe:
-        loupe.create_app("s")
-        loupe.add_inputs("s", _train_items("shoes", 6) + _train_items("hat", 6))
-        loupe.add_inputs("s", [NewInput(image=p.read_bytes(), id=f"{cls}-u{i}")
+        loupe.apps.create("s")
+        loupe.inputs.add("s", _train_items("shoes", 6) + _train_items("hat", 6))
+        loupe.inputs.add("s", [NewInput(image=p.read_bytes(), id=f"{cls}-u{i}")
                                for cls in ("shoes", "hat") for i, p in enumerate(dataset_images(CLOTHING / "train" / cls, 4, start=6))]
                          + [NewInput(image=p.read_bytes(), id=f"dress-u{i}")
                             for i, p in enumerate(dataset_images(CLOTHING / "train" / "dress", 8))])
         loupe.models.create("s", "m", concept_ids=["shoes", "hat", "dress"], mutually_exclusive=True,
                             closed_environment=True)
-        untrained = loupe.models.suggestions("s", "m", count=3)
+        untrained = loupe.quality.suggestions("s", "m", count=3)
         assert len(untrained) == 3 and all(s.concept_id is None for s in untrained)
-        loupe.edit_inputs("s", "merge", [InputEdit(input_id="dress-u7", concepts=["dress"])])
+        loupe.inputs.edit("s", "merge", [InputEdit(input_id="dress-u7", concepts=["dress"])])
         loupe.models.update("s", "m", concept_ids=["shoes", "hat"], action="overwrite")
-        loupe.models.train("s", "m")
-        found = loupe.models.suggestions("s", "m", count=4)
+        loupe.trainer.train("s", "m")
+        found = loupe.quality.suggestions("s", "m", count=4)
         dresses = [s for s in found if s.input_id.startswith("dress-u")]
         assert len(dresses) >= 2 and all(s.concept_id in ("shoes", "hat") for s in found), found
         assert not {s.input_id for s in found} & {f"{c}-{i}" for c in ("shoes", "hat") for i in range(6)}
-        assert "dress-u7" in {s.input_id for s in loupe.models.suggestions("s", "m", count=20)}  # not this model's label
+        assert "dress-u7" in {s.input_id for s in loupe.quality.suggestions("s", "m", count=20)}  # not this model's label
         with pytest.raises(InvalidArgument):
-            loupe.models.suggestions("s", "m", count=0)
+            loupe.quality.suggestions("s", "m", count=0)
 
 
 def test_the_default_model_learns_from_unlabeled_inputs(tmp_path, shared_backbones):
@@ -546,11 +547,11 @@ def test_the_default_model_learns_from_unlabeled_inputs(tmp_path, shared_backbon
         for semi in (False, True):
             with Loupe(Config(data_dir=tmp_path / f"d{seed}{semi}", auto_retrain=False, semi_supervised=semi),
                        backbones=shared_backbones) as loupe:
-                loupe.create_app("a")
-                loupe.add_inputs("a", labeled + unlabeled)
+                loupe.apps.create("a")
+                loupe.inputs.add("a", labeled + unlabeled)
                 loupe.models.create("a", "m", concept_ids=CLASSES, mutually_exclusive=True)
-                version = loupe.models.train("a", "m")
-                answers = loupe.models.predict_images("a", "m", [data for data, _ in held_out])
+                version = loupe.trainer.train("a", "m")
+                answers = loupe.predictions.predict("a", "m", [data for data, _ in held_out]).predictions
                 accuracy[semi].append(float(np.mean([a.concepts[0].concept_id == cls
                                                      for a, (_, cls) in zip(answers, held_out)])))
                 assert version.unlabeled_seen == (len(unlabeled) if semi else 0)
@@ -563,11 +564,11 @@ def test_the_default_model_learns_from_unlabeled_inputs(tmp_path, shared_backbon
                         assert version.pseudo_label_weight == 0.5 and version.self_training_strength > 0
                     # An unlabeled input is no neighbour of the model either: its own prediction does not
                     # count it, at similarity 1, as a vote.
-                    own = loupe.models.predict_inputs("a", "m", [unlabeled[0].id])[0]
+                    own = loupe.predictions.predict("a", "m", [unlabeled[0].id]).predictions[0]
                     assert own.neighbours and all(n.input_id.endswith("-l") for n in own.neighbours)
-                    app = loupe.get_app("a")
-                    xtr, _ = loupe.item_vectors(app, [item.id for item in labeled])
-                    xte, _ = loupe.item_vectors(app, [data for data, _ in held_out])
+                    app = loupe.apps.get("a")
+                    xtr, _ = loupe.embedder.item_vectors(app, [item.id for item in labeled])
+                    xte, _ = loupe.embedder.item_vectors(app, [data for data, _ in held_out])
                     probe = LogisticRegression(C=10, max_iter=3000).fit(xtr, CLASSES).predict(xte)
                     accuracy["probe"].append(float(np.mean(probe == np.asarray([cls for _, cls in held_out]))))
     gains = np.asarray(accuracy[True]) - np.asarray(accuracy[False])
@@ -578,7 +579,7 @@ def test_the_default_model_learns_from_unlabeled_inputs(tmp_path, shared_backbon
 def test_self_training_strength_needs_a_clear_gain_except_at_two_labels_per_concept():
     """From 3 labels per concept a strength must beat none by 4 held-out points (6 from 8 labels); at 2
     (one held-out label per concept) the best strength is used unless it loses by 5 points."""
-    from loupe.semi_supervised import strength_from_scores
+    from loupe.learning.semi_supervised import strength_from_scores
 
     assert strength_from_scores({0: 0.70, 2: 0.73, 4: 0.72, 8: 0.71}, shots=4) == 0  # +3: noise
     assert strength_from_scores({0: 0.70, 2: 0.74, 4: 0.75, 8: 0.75}, shots=4) == 4  # ties: the weaker
@@ -590,7 +591,7 @@ def test_self_training_strength_needs_a_clear_gain_except_at_two_labels_per_conc
 
 def test_huge_training_sets_are_sampled_per_concept():
     """A million-example train fits a bounded, stratified sample: rare concepts keep every example."""
-    from loupe.training_set import TrainingSet, bounded
+    from loupe.learning.training_set import TrainingSet, bounded
 
     sizes = [5000, 3000, 40, 7]  # two big concepts, two rare ones
     groups = np.concatenate([np.full(n, c) for c, n in enumerate(sizes)])
@@ -606,8 +607,8 @@ def test_huge_training_sets_are_sampled_per_concept():
 
 
 def test_label_matrices_match_a_plain_reading_of_the_labels():
-    from loupe.label_mirror import LabelEntry
-    from loupe.training_set import LabelRule
+    from loupe.learning.labeled import LabelEntry
+    from loupe.learning.training_set import LabelRule
 
     entries = [LabelEntry("a", frozenset({"x", "other"}), frozenset()), LabelEntry("b", frozenset(), frozenset({"y"})),
                LabelEntry("c", frozenset(), frozenset())]
@@ -632,8 +633,8 @@ def test_label_matrices_match_a_plain_reading_of_the_labels():
 def test_multi_label_self_training_takes_each_concepts_confident_members():
     """One-vs-rest pseudo-labels: per concept, its most confident pool members as positives and the most
     confidently "no" as negatives; every other (input, concept) pair stays unknown."""
-    from loupe.heads import Head
-    from loupe.semi_supervised import pseudo_labels_ovr
+    from loupe.learning.heads import Head
+    from loupe.learning.semi_supervised import pseudo_labels_ovr
 
     head = Head(np.asarray([[4.0, 0.0], [0.0, 4.0]], np.float32), np.zeros(2, np.float32), False)
     pool = np.asarray([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [-1, 0], [0, -1]], np.float32)
@@ -654,19 +655,19 @@ def test_multi_label_models_learn_from_unlabeled_inputs_only_when_validation_say
     for semi in (False, True):
         with Loupe(Config(data_dir=tmp_path / f"d{semi}", auto_retrain=False, semi_supervised=semi),
                    backbones=shared_backbones) as loupe:
-            loupe.create_app("a")
+            loupe.apps.create("a")
             items = []
             for cls in classes:
                 files = dataset_images(CLOTHING / "train" / cls, 20)
                 items += [NewInput(image=p.read_bytes(), id=f"{cls}-{i}", concepts=[cls] if i < 3 else [])
                           for i, p in enumerate(files)]
-            loupe.add_inputs("a", items)
+            loupe.inputs.add("a", items)
             loupe.models.create("a", "m", concept_ids=classes, mutually_exclusive=False, closed_environment=True)
-            version = loupe.models.train("a", "m")
+            version = loupe.trainer.train("a", "m")
             assert version.status == "trained" and version.unlabeled_seen == (68 if semi else 0)
             if version.pseudo_labels:
                 assert version.self_training_strength in (2, 4, 8) and version.pseudo_label_weight == 0.5
-            answers = loupe.models.predict_images("a", "m", [data for data, _ in held_out])
+            answers = loupe.predictions.predict("a", "m", [data for data, _ in held_out]).predictions
             assert all(len(a.concepts) == 4 for a in answers)
             accuracy[semi] = float(np.mean([a.concepts[0].concept_id == cls for a, (_, cls) in zip(answers, held_out)]))
     assert accuracy[True] >= accuracy[False] - 0.026, accuracy  # never worse by more than a photo
@@ -677,26 +678,26 @@ def test_open_multi_label_model_chooses_what_unlabeled_inputs_are(tmp_path, shar
     app's unlabeled inputs to learn "no" from, so they are its negatives (and vote as such); with two
     labeled concepts the train chooses by validation, and the version says what it chose and why."""
     with Loupe(Config(data_dir=tmp_path / "d", auto_retrain=False), backbones=shared_backbones) as loupe:
-        loupe.create_app("a")
+        loupe.apps.create("a")
         items = []
         for cls in ("hat", "shoes", "dress", "pants"):  # hats are rare: 4 labeled, 2 unlabeled
             files = dataset_images(CLOTHING / "train" / cls, 6 if cls == "hat" else 20)
             items += [NewInput(image=p.read_bytes(), id=f"{cls}-{i}", concepts=[cls] if cls == "hat" and i < 4 else [])
                       for i, p in enumerate(files)]
-        loupe.add_inputs("a", items)
+        loupe.inputs.add("a", items)
         loupe.models.create("a", "defect", concept_ids=["hat"])
-        version = loupe.models.train("a", "defect")
+        version = loupe.trainer.train("a", "defect")
         assert version.unlabeled_rule == "negatives" and "only negatives of hat" in version.unlabeled_reason
         assert version.negatives == {"hat": 62} and version.unlabeled_seen == 62
         # New photos (a stored unlabeled hat is itself a negative now, and its own nearest "no").
         photos = [dataset_images(CLOTHING / "test" / cls, 1)[0].read_bytes() for cls in ("hat", "shoes", "dress")]
-        answers = loupe.models.predict_images("a", "defect", photos)
+        answers = loupe.predictions.predict("a", "defect", photos).predictions
         hat, others = answers[0].concepts[0].value, [a.concepts[0].value for a in answers[1:]]
         assert hat > max(others) and max(others) < 0.5, (hat, others)
         assert any(n.input_id.startswith(("shoes", "dress", "pants")) for a in answers for n in a.neighbours)
-        loupe.edit_inputs("a", "merge", [InputEdit(input_id=f"shoes-{i}", concepts=["shoes"]) for i in range(4)])
+        loupe.inputs.edit("a", "merge", [InputEdit(input_id=f"shoes-{i}", concepts=["shoes"]) for i in range(4)])
         loupe.models.create("a", "two", concept_ids=["hat", "shoes"])
-        two = loupe.models.train("a", "two")
+        two = loupe.trainer.train("a", "two")
         assert two.unlabeled_rule in ("negatives", "ignored", "pseudo_labels")
         assert "the labeled examples" in two.unlabeled_reason and two.unlabeled_seen == 58, two.unlabeled_reason
         assert two.negatives["hat"] == 4 + (58 if two.unlabeled_rule == "negatives" else 0)
@@ -708,7 +709,7 @@ def test_copies_of_a_photo_are_held_out_together(tmp_path, shared_backbones):
     on a photo it was trained on. (A copy resized to 90 % at quality 70 scores 0.89-0.96, below the
     0.98 that counts as the same photo.)"""
     with Loupe(Config(data_dir=tmp_path / "d", auto_retrain=False), backbones=shared_backbones) as loupe:
-        loupe.create_app("a")
+        loupe.apps.create("a")
         items = []
         for cls in ("hat", "shoes", "dress"):
             for i, p in enumerate(dataset_images(CLOTHING / "train" / cls, 8)):
@@ -716,10 +717,10 @@ def test_copies_of_a_photo_are_held_out_together(tmp_path, shared_backbones):
                 items += [NewInput(image=data, id=f"{cls}-{i}", concepts=[cls]),
                           NewInput(image=data, id=f"{cls}-{i}-again", concepts=[cls]),
                           NewInput(image=resaved(data), id=f"{cls}-{i}-small", concepts=[cls])]
-        loupe.add_inputs("a", items)
+        loupe.inputs.add("a", items)
         loupe.models.create("a", "m", concept_ids=["hat", "shoes", "dress"], mutually_exclusive=True)
-        version = loupe.models.train("a", "m")
-        evaluated = loupe.models.evaluate("a", "m", version.id)
+        version = loupe.trainer.train("a", "m")
+        evaluated = loupe.quality.evaluate("a", "m", version.id)
         assert evaluated.evaluation is not None and evaluated.evaluation.status == "evaluated"
         fold = {h.input_id: h.fold for h in evaluated.evaluation.predictions}
         assert len(fold) == 72 and len(set(fold.values())) == 5

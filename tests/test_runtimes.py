@@ -20,7 +20,7 @@ from loupe.backbones.compiled import CompiledBackbone
 from loupe.backbones.registry import load_backbone
 from loupe.backbones.runtimes import cpu_has_fast_bf16
 from loupe.config import Config
-from loupe.image_pipeline import ImagePipeline
+from loupe.intake.image_pipeline import ImagePipeline
 from loupe.store import Store
 
 
@@ -37,7 +37,7 @@ def reference():
     import torch
 
     from loupe.backbones.effnet_lite import EfficientNetLite
-    from loupe.torchvision_compat import import_with_torchvision_fix
+    from loupe.backbones.torchvision_compat import import_with_torchvision_fix
 
     timm = import_with_torchvision_fix("timm")
     backbone = EfficientNetLite("lite2", fast=False)
@@ -178,14 +178,15 @@ def test_weights_identity_is_the_wheel_files_hash():
 def test_the_app_records_what_embedded_its_vectors(tmp_path, shared_backbones):
     from litestar.testing import TestClient
 
-    from loupe.application import Loupe, NewInput
+    from loupe.application import Loupe
+    from loupe.intake.inputs import NewInput
     from loupe.service.app import create_app
 
     with Loupe(Config(data_dir=tmp_path), backbones=shared_backbones) as loupe:
-        loupe.create_app("a")
-        loupe.add_inputs("a", [NewInput(image=p.read_bytes()) for p in dataset_images(CLOTHING / "test" / "dress", 2)])
-        embedder = loupe.backbone(loupe.get_app("a")).embedder
-        assert loupe.get_app("a").embedders == [embedder]
+        loupe.apps.create("a")
+        loupe.inputs.add("a", [NewInput(image=p.read_bytes()) for p in dataset_images(CLOTHING / "test" / "dress", 2)])
+        embedder = loupe.context.backbone(loupe.apps.get("a")).embedder
+        assert loupe.apps.get("a").embedders == [embedder]
         headers = {"Authorization": f"Key {loupe.keys.create('a')}"}
         with TestClient(create_app(loupe)) as client:
             assert client.get("/v2/loupe/app", headers=headers).json()["app"]["embedders"] == [embedder]

@@ -21,9 +21,9 @@ from real_server import Server, new_app
 
 from loupe.application import Loupe
 from loupe.config import Config
-from loupe.folder_import import import_folder
+from loupe.intake.folder_import import import_folder
+from loupe.models.leases import TrainLeases
 from loupe.scale.ray_import import ray_import_folder
-from loupe.scale.train_lease import TrainLeases
 from loupe.store import Store
 
 pytestmark = pytest.mark.slow
@@ -54,11 +54,11 @@ def test_ray_import_stores_what_a_plain_import_stores(tmp_path, ray_local, share
     first_shoe = sorted((photos / "shoes").iterdir())[0]
     (photos / "dress" / "copy-of-a-shoe.jpg").write_bytes(first_shoe.read_bytes())  # same content, other name
     with Loupe(Config(data_dir=tmp_path / "plain"), backbones=shared_backbones) as plain:
-        plain.create_app("a")
-        plain_report = import_folder(plain, photos, "a")
+        plain.apps.create("a")
+        plain_report = import_folder(plain.inputs, photos, "a")
         expected = stored(plain, "a")
     with Loupe(Config(data_dir=tmp_path / "ray"), backbones=shared_backbones) as loupe:
-        loupe.create_app("a")
+        loupe.apps.create("a")
         report = ray_import_folder(loupe, photos, "a", workers=1, batch_size=8)
         got = stored(loupe, "a")
         with loupe.store.read() as tx:
@@ -73,10 +73,10 @@ def test_ray_import_stores_what_a_plain_import_stores(tmp_path, ray_local, share
         assert all(t is not None and t[:2] == b"\xff\xd8" for t in thumbs)  # JPEG thumbnails made on the actors
         # The index and search work on what the Ray import stored.
         query = first_shoe.read_bytes()
-        assert loupe.search_by_image("a", query, per_page=1)[0].score > 0.999
+        assert loupe.search.by_image("a", query, per_page=1)[0].score > 0.999
 
         # Same photos into another app of this data dir: all content is stored, nothing is shipped.
-        loupe.create_app("b")
+        loupe.apps.create("b")
         again = ray_import_folder(loupe, photos, "b", workers=1)
         assert again.added == 25 and again.embedded == 0
 
@@ -103,18 +103,18 @@ def test_ray_import_killed_midway_resumes_with_only_the_missing_photos(tmp_path,
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
         proc.wait(timeout=30)
     with Loupe(Config(data_dir=data), backbones=shared_backbones) as loupe:
-        before = loupe.count_inputs("r")
+        before = loupe.inputs.count("r")
         assert 8 <= before < 60
         report = ray_import_folder(loupe, photos, "r", workers=1, batch_size=8)
         assert report.skipped == before and report.embedded == 60 - before and not report.failed
-        assert loupe.count_inputs("r") == 60
-        assert loupe.index(loupe.get_app("r")).count() == 60
+        assert loupe.inputs.count("r") == 60
+        assert loupe.context.index(loupe.apps.get("r")).count() == 60
 
 
 LEASE_HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from loupe.scale.train_lease import TrainLeases
+    from loupe.models.leases import TrainLeases
     from loupe.store import Store
     store = Store(Path(sys.argv[1]), 1 << 30)
     with TrainLeases(store).hold("app", "m", sys.argv[2], lambda lease: None):
@@ -148,11 +148,11 @@ def test_a_model_trains_in_one_process_at_a_time(tmp_path):
 
 def test_a_killed_trainer_loses_its_lease_and_its_version_is_failed(tmp_path, shared_backbones):
     with Loupe(Config(data_dir=tmp_path / "data"), backbones=shared_backbones) as loupe:
-        loupe.create_app("app")
+        loupe.apps.create("app")
         photos = photo_folder(tmp_path / "photos", 4)
-        import_folder(loupe, photos, "app")
+        import_folder(loupe.inputs, photos, "app")
         loupe.models.create("app", "m", concept_ids=list(CLASSES))
-        first = loupe.models.train("app", "m")
+        first = loupe.trainer.train("app", "m")
         assert first.status == "trained"
         # Another process takes the lease for a version it is "training", and is killed.
         with loupe.store.write() as tx:
@@ -161,7 +161,7 @@ def test_a_killed_trainer_loses_its_lease_and_its_version_is_failed(tmp_path, sh
         holder.kill()
         holder.wait()
         started = time.perf_counter()
-        second = loupe.models.train("app", "m")
+        second = loupe.trainer.train("app", "m")
         assert second.status == "trained" and time.perf_counter() - started < 30
         killed = loupe.models.version("app", "m", "v-killed")
         assert killed.status == "failed" and "interrupted" in killed.detail

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from conftest import CLOTHING, dataset_images
 
-from loupe.application import Loupe, NewInput
+from loupe.application import Loupe
 from loupe.config import Config
 from loupe.errors import CapabilityMissing
-from loupe.search import ConceptFilter, SearchFilter
+from loupe.intake.inputs import NewInput
+from loupe.store.filters import ConceptFilter, SearchFilter
 
 CLASSES = ("shoes", "hat", "dress")
 
@@ -25,33 +26,33 @@ def _items(n_per_class=4):
 
 @pytest.fixture
 def filled(loupe):
-    loupe.create_app("shop")
-    loupe.add_inputs("shop", _items())
+    loupe.apps.create("shop")
+    loupe.inputs.add("shop", _items())
     return loupe
 
 
 def test_embed_once_across_apps_and_within_a_batch(loupe):
-    loupe.create_app("a")
-    loupe.create_app("b")
+    loupe.apps.create("a")
+    loupe.apps.create("b")
     items = _items(2)
-    assert loupe.add_inputs("a", items).embedded == 6
+    assert loupe.inputs.add("a", items).embedded == 6
     again = [NewInput(image=i.image, id=f"b-{n}") for n, i in enumerate(items)]
-    assert loupe.add_inputs("b", again).embedded == 0  # same bytes, same backbone: vectors reused
+    assert loupe.inputs.add("b", again).embedded == 0  # same bytes, same backbone: vectors reused
     dup = [NewInput(image=items[0].image, id="x"), NewInput(image=items[0].image, id="y"),
            NewInput(image=dataset_images(CLOTHING / "train" / "pants", 1)[0].read_bytes(), id="z")]
-    assert loupe.add_inputs("b", dup).embedded == 1
+    assert loupe.inputs.add("b", dup).embedded == 1
     with loupe.store.read() as tx:
-        stored = tx.get_embedding("effnet-lite2", loupe.get_input("a", "shoes-0").sha256)
+        stored = tx.get_embedding("effnet-lite2", loupe.inputs.get("a", "shoes-0").sha256)
     assert stored.shape == (1280,)
 
 
 def test_other_backbone_embeds_separately(loupe):
-    loupe.create_app("lite2", "effnet-lite2")
-    loupe.create_app("lite0", "effnet-lite0")
+    loupe.apps.create("lite2", "effnet-lite2")
+    loupe.apps.create("lite0", "effnet-lite0")
     items = _items(1)
-    loupe.add_inputs("lite2", items)
-    assert loupe.add_inputs("lite0", items).embedded == 3  # never reuses another backbone's vectors
-    hits = loupe.search_by_input("lite0", "hat-0")
+    loupe.inputs.add("lite2", items)
+    assert loupe.inputs.add("lite0", items).embedded == 3  # never reuses another backbone's vectors
+    hits = loupe.search.by_input("lite0", "hat-0")
     assert hits[0].input.id == "hat-0"
 
 
@@ -78,7 +79,7 @@ def test_filtered_search(filled):
     assert {h.input.id for h in filled.search_by_filter("shop", both)} == {"dress-0", "dress-2"}
     nothing = SearchFilter(concepts=(ConceptFilter("hat"), ConceptFilter("dress")))
     assert filled.search_by_image("shop", query, flt=nothing) == []
-    filled.edit_inputs("shop", "merge", [__import__("loupe.labels").labels.InputEdit(
+    filled.edit_inputs("shop", "merge", [__import__("loupe.intake.labels").labels.InputEdit(
         input_id="hat-0", not_concepts=["dress"])])
     negated = SearchFilter(concepts=(ConceptFilter("dress", positive=False),))
     assert [h.input.id for h in filled.search_by_filter("shop", negated)] == ["hat-0"]
@@ -97,12 +98,12 @@ def test_text_search_needs_a_text_tower(filled):
 def test_text_search_with_clip(clip_weights, tmp_path):
     config = Config(data_dir=tmp_path / "d", weights={"clip-vit-b-32": str(clip_weights)})
     with Loupe(config) as loupe:
-        loupe.create_app("clip", "clip-vit-b-32")
-        loupe.add_inputs("clip", _items(2))
-        hits = loupe.search_by_text("clip", "a photo of a hat", per_page=3)
+        loupe.apps.create("clip", "clip-vit-b-32")
+        loupe.inputs.add("clip", _items(2))
+        hits = loupe.search.by_text("clip", "a photo of a hat", per_page=3)
         assert len(hits) == 3
         assert all(-1.0 <= h.score <= 1.0 for h in hits)
-        assert loupe.search_by_input("clip", "dress-1")[0].input.id == "dress-1"
+        assert loupe.search.by_input("clip", "dress-1")[0].input.id == "dress-1"
 
 
 def _reopen(config, backbones) -> Loupe:
@@ -111,44 +112,44 @@ def _reopen(config, backbones) -> Loupe:
 
 def test_index_is_saved_reused_and_rebuilt(config, shared_backbones):
     loupe = _reopen(config, shared_backbones)
-    loupe.create_app("shop")
-    loupe.add_inputs("shop", _items(2))
-    expected = [h.input.id for h in loupe.search_by_input("shop", "hat-1")]
+    loupe.apps.create("shop")
+    loupe.inputs.add("shop", _items(2))
+    expected = [h.input.id for h in loupe.search.by_input("shop", "hat-1")]
     loupe.close()
 
     loupe = _reopen(config, shared_backbones)  # saved copy matches LMDB: loaded, not rebuilt
-    assert [h.input.id for h in loupe.search_by_input("shop", "hat-1")] == expected
-    assert loupe.indexes.rebuilds == 0
-    path = loupe.indexes.path("shop")
+    assert [h.input.id for h in loupe.search.by_input("shop", "hat-1")] == expected
+    assert loupe.context.indexes.rebuilds == 0
+    path = loupe.context.indexes.path("shop")
     loupe.close()
 
     path.unlink()
     loupe = _reopen(config, shared_backbones)  # missing: rebuilt from LMDB, same answers
-    assert [h.input.id for h in loupe.search_by_input("shop", "hat-1")] == expected
-    assert loupe.indexes.rebuilds == 1
+    assert [h.input.id for h in loupe.search.by_input("shop", "hat-1")] == expected
+    assert loupe.context.indexes.rebuilds == 1
     assert path.exists()
     loupe.close()
 
 
 def test_stale_index_is_detected_after_a_crash(config, shared_backbones):
     loupe = _reopen(config, shared_backbones)
-    loupe.create_app("shop")
-    loupe.add_inputs("shop", _items(1))
-    loupe.search_by_input("shop", "hat-0")
+    loupe.apps.create("shop")
+    loupe.inputs.add("shop", _items(1))
+    loupe.search.by_input("shop", "hat-0")
     loupe.close()  # index saved with 3 inputs
 
     crashed = _reopen(config, shared_backbones)
-    crashed.search_by_input("shop", "hat-0")
+    crashed.search.by_input("shop", "hat-0")
     extra = NewInput(image=dataset_images(CLOTHING / "train" / "pants", 1)[0].read_bytes(), id="pants-0")
-    crashed.add_inputs("shop", [extra])
-    crashed.delete_inputs("shop", ["hat-0"])
+    crashed.inputs.add("shop", [extra])
+    crashed.inputs.delete("shop", ["hat-0"])
     crashed.store.close()  # "killed": LMDB committed, the saved index never updated
 
     loupe = _reopen(config, shared_backbones)
-    ids = {h.input.id for h in loupe.search_by_input("shop", "pants-0")}
-    assert loupe.indexes.rebuilds == 1
+    ids = {h.input.id for h in loupe.search.by_input("shop", "pants-0")}
+    assert loupe.context.indexes.rebuilds == 1
     assert ids == {"pants-0", "shoes-0", "dress-0"}
-    assert loupe.index(loupe.get_app("shop")).count() == 3
+    assert loupe.context.index(loupe.apps.get("shop")).count() == 3
     loupe.close()
 
 
@@ -156,35 +157,35 @@ def test_index_compresses_past_its_threshold_and_reranks_exactly(tmp_path, share
     config = Config(data_dir=tmp_path / "d", approx_index_threshold=3, compressed_index_threshold=20)
     photos = [p for name in ("hat", "pants", "shoes") for p in dataset_images(CLOTHING / "train" / name, 8)]
     with Loupe(config, backbones=shared_backbones) as loupe:
-        loupe.create_app("shop")
-        loupe.add_inputs("shop", [NewInput(image=p.read_bytes(), id=f"{p.parent.name}-{i}")
+        loupe.apps.create("shop")
+        loupe.inputs.add("shop", [NewInput(image=p.read_bytes(), id=f"{p.parent.name}-{i}")
                                   for i, p in enumerate(photos[:12])])
-        assert loupe.index(loupe.get_app("shop")).kind == "ivf"
-        loupe.add_inputs("shop", [NewInput(image=p.read_bytes(), id=f"{p.parent.name}-{i}")
+        assert loupe.context.index(loupe.apps.get("shop")).kind == "ivf"
+        loupe.inputs.add("shop", [NewInput(image=p.read_bytes(), id=f"{p.parent.name}-{i}")
                                   for i, p in enumerate(photos[12:], start=12)])
-        index = loupe.index(loupe.get_app("shop"))
+        index = loupe.context.index(loupe.apps.get("shop"))
         assert index.kind == "ivfpq" and index.count() == 24
-        hit = loupe.search_by_input("shop", "hat-0")[0]
+        hit = loupe.search.by_input("shop", "hat-0")[0]
         assert hit.input.id == "hat-0" and abs(hit.score - 1.0) < 1e-3  # re-ranked with the stored vector
-        loupe.delete_inputs("shop", ["hat-0"])
-        assert "hat-0" not in [h.input.id for h in loupe.search_by_input("shop", "hat-1", per_page=30)]
+        loupe.inputs.delete("shop", ["hat-0"])
+        assert "hat-0" not in [h.input.id for h in loupe.search.by_input("shop", "hat-1", per_page=30)]
     with Loupe(config, backbones=shared_backbones) as loupe:  # saved and loaded again, still re-ranked
-        index = loupe.index(loupe.get_app("shop"))
-        assert index.kind == "ivfpq" and index.count() == 23 and loupe.indexes.rebuilds == 0
-        assert abs(loupe.search_by_input("shop", "hat-1")[0].score - 1.0) < 1e-3
+        index = loupe.context.index(loupe.apps.get("shop"))
+        assert index.kind == "ivfpq" and index.count() == 23 and loupe.context.indexes.rebuilds == 0
+        assert abs(loupe.search.by_input("shop", "hat-1")[0].score - 1.0) < 1e-3
 
 
 def test_index_switches_to_ivf_past_threshold(tmp_path, shared_backbones):
     config = Config(data_dir=tmp_path / "d", approx_index_threshold=5)
     with Loupe(config, backbones=shared_backbones) as loupe:
-        loupe.create_app("shop")
-        loupe.add_inputs("shop", _items(1))
-        index = loupe.index(loupe.get_app("shop"))
+        loupe.apps.create("shop")
+        loupe.inputs.add("shop", _items(1))
+        index = loupe.context.index(loupe.apps.get("shop"))
         assert index.kind == "exact"
-        loupe.add_inputs("shop", [NewInput(image=p.read_bytes(), id=p.stem) for p in
+        loupe.inputs.add("shop", [NewInput(image=p.read_bytes(), id=p.stem) for p in
                                   dataset_images(CLOTHING / "train" / "pants", 4)])
-        index = loupe.index(loupe.get_app("shop"))
+        index = loupe.context.index(loupe.apps.get("shop"))
         assert index.kind == "ivf" and index.count() == 7
-        assert loupe.search_by_input("shop", "hat-0")[0].input.id == "hat-0"
-        vectors_match = np.isclose(loupe.search_by_input("shop", "hat-0")[0].score, 1.0, atol=1e-3)
+        assert loupe.search.by_input("shop", "hat-0")[0].input.id == "hat-0"
+        vectors_match = np.isclose(loupe.search.by_input("shop", "hat-0")[0].score, 1.0, atol=1e-3)
         assert vectors_match

@@ -24,8 +24,8 @@ def api(tmp_path, shared_backbones):
     loupe = Loupe(Config(data_dir=tmp_path / "d", auto_retrain=False, url_allow_hosts=("127.0.0.1",),
                          images=ImageLimits(max_bytes=2 * 1024 * 1024)),
                   backbones=shared_backbones)
-    loupe.create_app("a")
-    loupe.create_app("b")
+    loupe.apps.create("a")
+    loupe.apps.create("b")
     keys = {"a": loupe.keys.create("a"), "b": loupe.keys.create("b"), "a-predict": loupe.keys.create("a", "predict")}
     with TestClient(create_app(loupe, max_body_bytes=2 * 1024 * 1024)) as client:
         yield client, keys, loupe
@@ -194,13 +194,13 @@ def test_url_inputs_are_fetched_safely(api, image_server, tmp_path, shared_backb
         assert statuses[1]["code"] == 30001  # not stored: the batch is all or nothing
     # Without the allow-list, loopback and private addresses are refused outright.
     strict = Loupe(Config(data_dir=tmp_path / "strict", auto_retrain=False), backbones=shared_backbones)
-    strict.create_app("s")
+    strict.apps.create("s")
     key = strict.keys.create("s")
     with TestClient(create_app(strict)) as c:
         for url in (image_server + "/shoe.jpg", "http://10.0.0.1/x.jpg", "http://169.254.169.254/", "file:///etc/passwd"):
             r = c.post("/v2/inputs", headers=h(key), json={"inputs": [{"data": {"image": {"url": url}}}]})
             assert r.status_code == 400 and r.json().get("inputs", [{}])[0].get("status", {}).get("code") == 30002, (url, r.text)
-    assert loupe.count_inputs("a") == 1
+    assert loupe.inputs.count("a") == 1
 
 
 def test_workflow_runs_several_models_on_one_image(api):
@@ -239,9 +239,9 @@ def test_crop_is_applied(api):
                        {"id": "whole", "data": {"image": {"base64": b64(photo)}}}]}
     assert client.post("/v2/inputs", headers=k, json=body).status_code == 200
     full = Image.open(photo)
-    half = Image.open(io.BytesIO(loupe.input_image("a", "half")))
+    half = Image.open(io.BytesIO(loupe.inputs.image("a", "half")))
     assert half.size == (round(full.width * 0.5), full.height)
-    assert loupe.get_input("a", "half").sha256 != loupe.get_input("a", "whole").sha256
+    assert loupe.inputs.get("a", "half").sha256 != loupe.inputs.get("a", "whole").sha256
     r = client.post("/v2/inputs", headers=k, json={"inputs": [{"data": {"image": {"base64": b64(photo), "crop": [0.5, 0, 0.2, 1]}}}]})
     assert r.status_code == 400 and "bottom > top" in r.json()["status"]["description"]
 

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import copy
+from enum import StrEnum
+
 
 class LoupeError(Exception):
     """Base of every error the core raises on purpose."""
@@ -13,6 +16,15 @@ class LoupeError(Exception):
         self.resource = resource  # "input", "model", "concept", ... when the error is about one
         self.id = id
         self.reason = reason  # a short machine-readable cause, when there is one
+        self.plain = message  # the message without what it is about (see `about`)
+
+    def about(self, who: str) -> LoupeError:
+        """The same error, its message prefixed with what it is about (e.g. "input 3 (id)"); `plain`
+        keeps the message alone, for reports that name the thing themselves."""
+        named = copy.copy(self)
+        named.message = f"{who}: {self.plain}"
+        named.args = (named.message,)
+        return named
 
 
 class InvalidArgument(LoupeError):
@@ -62,15 +74,21 @@ class ModelNotTrained(InvalidArgument):
     """Prediction or evaluation asked of a model (or version) that is not trained."""
 
 
+class TrainFailure(StrEnum):
+    """Why a version failed to train (the API maps each to its own status code)."""
+
+    NONE = ""
+    NO_DATA = "no_data"
+    NO_POSITIVES = "no_positives"
+    ERROR = "error"  # anything else: an interrupted train, a bug; the detail says what
+
+
 class TrainingFailed(LoupeError):
-    """A train could not produce a version; `reason` is "no_data" or "no_positives" (API codes)."""
+    """A train could not produce a version for a reason the user can fix (`failure`)."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message, reason=reason)
-
-    @property
-    def failure(self) -> str:
-        return self.reason
+    def __init__(self, failure: TrainFailure, message: str) -> None:
+        super().__init__(message, reason=failure)
+        self.failure = failure
 
     @property
     def detail(self) -> str:

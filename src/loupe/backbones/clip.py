@@ -12,8 +12,8 @@ from loupe.backbones.base import SessionBackbone, l2_normalise
 from loupe.backbones.preprocess import Preprocessing
 from loupe.backbones.runtimes import Session
 from loupe.backbones.runtimes.torch_session import TorchSession
+from loupe.backbones.torchvision_compat import import_with_torchvision_fix
 from loupe.errors import BackboneUnavailable
-from loupe.torchvision_compat import import_with_torchvision_fix
 
 ARCHITECTURE = "ViT-B-32"
 

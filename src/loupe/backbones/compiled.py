@@ -143,7 +143,7 @@ def convert(torch_backbone: Any, tower: str, spec: BackboneSpec, folder: Path) -
 
 def clip_tokenizer() -> Callable[[list[str]], np.ndarray]:
     """open_clip's tokenizer (it imports torch: the first text search of a CLIP app pays that once)."""
-    from loupe.torchvision_compat import import_with_torchvision_fix
+    from loupe.backbones.torchvision_compat import import_with_torchvision_fix
 
     tokenizer = import_with_torchvision_fix("open_clip").get_tokenizer("ViT-B-32")
     return lambda texts: tokenizer(texts).numpy().astype(np.int64)

@@ -13,8 +13,8 @@ from loupe.backbones.base import SessionBackbone
 from loupe.backbones.preprocess import Preprocessing
 from loupe.backbones.runtimes import Session
 from loupe.backbones.runtimes.torch_session import TorchSession
+from loupe.backbones.torchvision_compat import import_with_torchvision_fix
 from loupe.errors import BackboneUnavailable, CapabilityMissing
-from loupe.torchvision_compat import import_with_torchvision_fix
 
 # variant -> (weights package, class exposing get_model_file_path, timm architecture, input size)
 _VARIANTS = {

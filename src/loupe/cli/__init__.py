@@ -28,18 +28,18 @@ def _open(args: argparse.Namespace) -> Loupe:
 def cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from loupe.folder_import import import_folder, scan_folder
+    from loupe.intake.folder_import import import_folder, scan_folder
 
     root = Path(args.folder)
     if not root.is_dir():
         raise LoupeError(f"{root} is not a folder")
     with _open(args) as loupe:
         try:
-            app = loupe.get_app(args.app)
+            app = loupe.apps.get(args.app)
             if args.backbone and args.backbone != app.backbone:
                 raise LoupeError(f"app {app.id!r} uses backbone {app.backbone}, not {args.backbone}")
         except NotFound:
-            app = loupe.create_app(args.app, args.backbone or DEFAULT_BACKBONE)
+            app = loupe.apps.create(args.app, args.backbone or DEFAULT_BACKBONE)
             print(f"created app {app.id!r} with backbone {app.backbone}")
         total = len(scan_folder(root))
         with tqdm(total=total, unit="img", desc=f"import {app.id}", dynamic_ncols=True) as bar:
@@ -49,9 +49,9 @@ def cmd_import(args: argparse.Namespace) -> int:
                 report = ray_import_folder(loupe, root, app.id, address=args.ray, workers=args.ray_workers,
                                            batch_size=args.batch_size, progress=bar.update)
             else:
-                report = import_folder(loupe, root, app.id, batch_size=args.batch_size, progress=bar.update)
-        loupe.index(app)  # build (or bring up to date) and save the index now, not on first search
-        loupe.indexes.save(app)
+                report = import_folder(loupe.inputs, root, app.id, batch_size=args.batch_size, progress=bar.update)
+        loupe.context.index(app)  # build (or bring up to date) and save the index now, not on first search
+        loupe.context.indexes.save(app)
     print(f"{report.found} images found: {report.added} added, {report.skipped} already there, "
           f"{len(report.failed)} failed; {report.embedded} embedded in {report.seconds:.1f} s")
     for path, reason in report.failed[:20]:
@@ -62,7 +62,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     data = _read_file(args.image)
     with _open(args) as loupe:
-        hits = loupe.search_by_image(args.app, data, per_page=args.k)
+        hits = loupe.search.by_image(args.app, data, per_page=args.k)
     if args.json:
         as_json([{"score": round(h.score, 4), "id": h.input.id, "concepts": h.input.concepts,
                   "source": h.input.source} for h in hits])
@@ -75,7 +75,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_apps(args: argparse.Namespace) -> int:
     with _open(args) as loupe:
         if args.action == "create":
-            app = loupe.create_app(args.name, args.backbone)
+            app = loupe.apps.create(args.name, args.backbone)
             print(f"created app {app.id!r} with backbone {app.backbone}; a key for it: "
                   f"loupe keys create --app {app.id}")
             return 0
@@ -83,10 +83,10 @@ def cmd_apps(args: argparse.Namespace) -> int:
             if not args.yes:
                 raise LoupeError(f"deleting app {args.name!r} removes its inputs, models and keys for good: "
                                  "add --yes to go ahead")
-            loupe.delete_app(args.name)
+            loupe.apps.delete(args.name)
             print(f"deleted app {args.name!r}")
             return 0
-        summaries = loupe.list_apps()
+        summaries = loupe.apps.summaries()
     if args.json:
         as_json([{"id": s.app.id, "backbone": s.app.backbone, "inputs": s.input_count, "concepts": s.concept_count,
                   "embedders": s.app.embedders} for s in summaries])
@@ -110,7 +110,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             record = loupe.keys.revoke(args.app, args.key)
             print(f"revoked key {record.hint}... of app {args.app!r}")
             return 0
-        loupe.get_app(args.app)
+        loupe.apps.get(args.app)
         records = loupe.keys.list(args.app)
     if args.json:
         as_json([{"hint": r.hint, "scope": r.scope.value, "created_at": r.created_at} for r in records])
@@ -155,7 +155,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         say(f"demo app 'demo' (Clothing-10 sample, model 'clothes') - API key: {key}")
         say(f"  web page: {public_url}/ (sign in with the key)")
         say(f"  API:      curl -H 'Authorization: Key {key}' {public_url}/v2/models")
-    elif not loupe.list_apps():
+    elif not loupe.apps.summaries():
         dd = f" --data-dir {args.data_dir}" if args.data_dir else ""
         say("no apps yet. In another terminal, make one and a key to sign in with:")
         say(f"  loupe{dd} apps create my-app && loupe{dd} keys create --app my-app")

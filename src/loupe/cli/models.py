@@ -12,9 +12,9 @@ import msgspec
 from loupe.application import Loupe
 from loupe.cli.output import as_json, positive_int, table, when
 from loupe.errors import LoupeError
-from loupe.folder_import import IMAGE_SUFFIXES
+from loupe.intake.folder_import import IMAGE_SUFFIXES
+from loupe.learning.training_set import UnlabeledRule, unlabeled_rule_of
 from loupe.store.records import ModelVersion
-from loupe.training_set import UnlabeledRule, unlabeled_rule_of
 
 Opener = Callable[[argparse.Namespace], Loupe]
 
@@ -83,7 +83,7 @@ def _create(loupe: Loupe, args: argparse.Namespace) -> int:
 
 
 def _train(loupe: Loupe, args: argparse.Namespace) -> int:
-    version = loupe.models.train(args.app, args.model, wait=True)
+    version = loupe.trainer.train(args.app, args.model, wait=True)
     if args.json:
         as_json(_version_summary(version))
         return 0 if version.status == "trained" else 1
@@ -131,8 +131,8 @@ def _versions(loupe: Loupe, args: argparse.Namespace) -> int:
 
 
 def _evaluate(loupe: Loupe, args: argparse.Namespace) -> int:
-    latest = loupe.models.trained_version(args.app, args.model)
-    version = loupe.models.evaluate(args.app, args.model, latest.id, wait=True)
+    latest = loupe.predictor.trained_version(args.app, args.model)
+    version = loupe.quality.evaluate(args.app, args.model, latest.id, wait=True)
     evaluation = version.evaluation
     if evaluation is None or evaluation.status != "evaluated":
         print(f"evaluation failed: {evaluation.detail if evaluation else 'no result'}")
@@ -149,7 +149,7 @@ def _evaluate(loupe: Loupe, args: argparse.Namespace) -> int:
 
 
 def _advice(loupe: Loupe, args: argparse.Namespace) -> int:
-    findings = loupe.models.advice(args.app, args.model)
+    findings = loupe.quality.advice(args.app, args.model)
     if args.json:
         as_json(findings)
     elif not findings:
@@ -177,8 +177,9 @@ def _predict(loupe: Loupe, args: argparse.Namespace) -> int:
         raise LoupeError("no images found in " + ", ".join(args.images))
     rows: list[dict[str, Any]] = []
     for start in range(0, len(images), 32):
-        answer = loupe.models.predict(args.app, args.model, images[start:start + 32])
+        answer = loupe.predictions.predict(args.app, args.model, images[start:start + 32])
         for name, prediction in zip(names[start:start + 32], answer.predictions):
+            assert prediction is not None  # a custom model answers every image
             rows.append({"image": name, "version": prediction.version_id,
                          "concepts": [{"id": c.concept_id, "value": round(c.value, 4)}
                                       for c in prediction.concepts[:args.top]]})

@@ -11,7 +11,7 @@ import numpy as np
 from loupe.backbones.registry import load_backbone
 from loupe.config import Config, ImageLimits
 from loupe.errors import ImageError
-from loupe.image_pipeline import ImagePipeline
+from loupe.intake.image_pipeline import ImagePipeline
 
 
 class EmbedSettings:

@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from loupe.application import Loupe, NewInput
+from loupe.application import Loupe
 from loupe.errors import Conflict, ImageError, InvalidArgument
-from loupe.folder_import import FolderImage, ImportReport, add_read, read_batch, scan_folder
-from loupe.image_pipeline import Embedded
-from loupe.imaging import DecodedImage, content_hash
+from loupe.intake.folder_import import FolderImage, ImportReport, add_read, read_batch, scan_folder
+from loupe.intake.image_pipeline import Embedded
+from loupe.intake.imaging import DecodedImage, content_hash
+from loupe.intake.inputs import NewInput
 from loupe.scale.ray_embed import EmbedActor, EmbedSettings
 from loupe.store.records import App
 
@@ -62,7 +63,7 @@ def ray_import_folder(loupe: Loupe, root: Path, app_id: str, *, address: str = "
     started = time.perf_counter()
     files = scan_folder(root)
     report = ImportReport(found=len(files))
-    app = loupe.get_app(app_id)
+    app = loupe.apps.get(app_id)
     tick = progress or (lambda n: None)
     ship, reuse, copies = _triage(loupe, app, files, report, tick)
     # Content already embedded (another app, an earlier import under other names): no network needed.
@@ -96,7 +97,7 @@ def _add_stored(loupe: Loupe, app_id: str, root: Path, items: list[FolderImage],
     """Files whose content has a stored vector, through the plain import's own steps (nothing embedded)."""
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
-        add_read(loupe, app_id, read_batch(loupe, app_id, root, chunk), report)
+        add_read(loupe.inputs, app_id, read_batch(loupe.inputs, app_id, root, chunk), report)
         tick(len(chunk))
 
 
@@ -167,10 +168,10 @@ def _add_embedded(loupe: Loupe, app_id: str, items: list[NewInput], decoded: lis
                         new={d.sha256: v for d, v in zip(decoded, vectors)},
                         new_norms={d.sha256: n for d, n in zip(decoded, norms)}, embedder=embedder)
     try:
-        added = loupe.add_embedded(app_id, items, decoded, embedded, thumbs)
+        added = loupe.inputs.add_embedded(app_id, items, decoded, embedded, thumbs)
     except (ImageError, Conflict) as exc:
         if len(items) == 1:
-            report.failed.append((items[0].source, exc.message.split("): ", 1)[-1]))
+            report.failed.append((items[0].source, exc.plain))
             return
         for i in range(len(items)):  # find the refused one, keep the rest
             _add_embedded(loupe, app_id, items[i:i + 1], decoded[i:i + 1], vectors[i:i + 1], norms[i:i + 1],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from loupe.errors import StorageFull
 from loupe.store import geo
 from loupe.store import keys as K
 from loupe.store.records import App, Concept, Input, Model, ModelVersion, TrainLease
+from loupe.store.secondary import index_entries, url_key
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -154,7 +154,7 @@ class ReadTxn:
 
     def source_seqs(self, app_id: str, url: str) -> np.ndarray:
         """Inputs added from this URL (Clarifai's search by original URL)."""
-        found = [K.seq_from(k) for k, _ in self.iter_prefix("sources", K.prefix(app_id, _url_key(url)))]
+        found = [K.seq_from(k) for k, _ in self.iter_prefix("sources", K.prefix(app_id, url_key(url)))]
         return np.asarray(found, dtype=np.int64)
 
     def geo_seqs(self, app_id: str, query: geo.GeoQuery) -> np.ndarray:
@@ -285,13 +285,6 @@ class WriteTxn(ReadTxn):
     def _delete(self, db: str, key: bytes) -> None:
         self.txn.delete(key, db=self.store.db(db))
 
-    def bump_generation(self, app_id: str) -> tuple[int, int]:
-        """(previous, new) generation of the app's inputs and labels."""
-        app = self.get_app(app_id)
-        assert app is not None
-        self.put_app(msgspec.structs.replace(app, generation=app.generation + 1))
-        return app.generation, app.generation + 1
-
     def put_app(self, app: App) -> None:
         self._put("apps", K.join(app.id), msgspec.msgpack.encode(app))
 
@@ -299,8 +292,8 @@ class WriteTxn(ReadTxn):
         """Write an input and keep the order, label, geo and source indexes in step with it."""
         self._put("inputs", K.join(app_id, record.id), msgspec.msgpack.encode(record))
         self._put("input_order", K.join(app_id, K.seq_bytes(record.seq)), record.id.encode("utf-8"))
-        before = _index_entries(app_id, previous) if previous is not None else {}
-        for db, new in _index_entries(app_id, record).items():
+        before = index_entries(app_id, previous) if previous is not None else {}
+        for db, new in index_entries(app_id, record).items():
             old = before.get(db, {})
             for key in old.keys() - new.keys():
                 self._delete(db, key)
@@ -311,7 +304,7 @@ class WriteTxn(ReadTxn):
     def delete_input(self, app_id: str, record: Input) -> None:
         self._delete("inputs", K.join(app_id, record.id))
         self._delete("input_order", K.join(app_id, K.seq_bytes(record.seq)))
-        for db, entries in _index_entries(app_id, record).items():
+        for db, entries in index_entries(app_id, record).items():
             for key in entries:
                 self._delete(db, key)
         self.release_blob(record.sha256)
@@ -414,19 +407,3 @@ class WriteTxn(ReadTxn):
                 self._delete("thumbnails", key)
         else:
             self._put("blob_refs", key, struct.pack(">Q", count - 1))
-
-
-def _url_key(url: str) -> bytes:
-    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).digest()[:16]
-
-
-def _index_entries(app_id: str, record: Input) -> dict[str, dict[bytes, bytes]]:
-    """The secondary-index entries an input has: labels, geo point, source URL."""
-    seq = K.seq_bytes(record.seq)
-    labels = {K.join(app_id, c, K.POSITIVE, seq): b"" for c in record.concepts}
-    labels.update({K.join(app_id, c, K.NEGATIVE, seq): b"" for c in record.not_concepts})
-    points = ({K.prefix(app_id) + geo.index_key(record.geo) + seq: geo.pack_point(record.geo)}
-              if record.geo is not None else {})
-    sources = ({K.prefix(app_id, _url_key(record.source)) + seq: b""}
-               if record.source.startswith(("http://", "https://")) else {})
-    return {"labels": labels, "geo": points, "sources": sources}

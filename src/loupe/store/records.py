@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import msgspec
+
+from loupe.errors import TrainFailure
+from loupe.learning.values import BlendParams, Evaluation
+
+__all__ = ["BlendParams", "Evaluation"]  # kept with the records that hold them
+
+
+class VersionStatus(StrEnum):
+    UNTRAINED = "untrained"
+    QUEUED = "queued"
+    TRAINING = "training"
+    TRAINED = "trained"
+    FAILED = "failed"
 
 
 class App(msgspec.Struct, kw_only=True):
@@ -92,64 +106,14 @@ class Model(msgspec.Struct, kw_only=True):
     hyper_params: dict[str, Any] = {}
 
 
-class BlendParams(msgspec.Struct, frozen=True, kw_only=True):
-    """How head probabilities and neighbour votes combine; chosen by cross-validation at train time."""
-
-    # confidence = (head_weight * head + sum(w_i * vote_i)) / (head_weight + sum(w_i)):
-    # the head is a prior worth `head_weight` neighbours; a near duplicate has w ~ 1.
-    head_weight: float
-    k: int  # neighbours consulted
-    sharpness: float  # neighbour weight w = exp(sharpness * (similarity - 1))
-    temperature: float = 1.0  # head logits are divided by this
-    # The same as a multiple of the head's logit spread on its training rows (None in versions made
-    # before it existed): a head fitted on other rows, as in evaluation folds, derives its own from it.
-    relative_temperature: float | None = None
-
-
-class ConceptMetrics(msgspec.Struct, kw_only=True):
-    concept_id: str
-    num_pos: int
-    num_neg: int
-    roc_auc: float | None
-    average_precision: float | None
-    threshold: float
-    precision: float
-    recall: float
-    f1: float
-    roc_curve: list[list[float]] = []  # [[fpr...], [tpr...], [thresholds...]], thinned
-    pr_curve: list[list[float]] = []  # [[precision...], [recall...], [thresholds...]], thinned
-
-
-class HeldOutPrediction(msgspec.Struct, kw_only=True):
-    input_id: str
-    fold: int
-    scores: list[float]  # per concept, in the version's concept order
-    positives: list[str]
-    negatives: list[str]
-
-
-class Evaluation(msgspec.Struct, kw_only=True):
-    status: str  # queued | evaluating | evaluated | failed
-    detail: str = ""
-    folds: int = 0
-    created_at: float = 0.0
-    seconds: float = 0.0
-    top1_accuracy: float | None = None  # mutually exclusive models
-    concepts: list[ConceptMetrics] = []
-    confusion_concepts: list[str] = []
-    confusion: list[list[int]] = []  # [actual][predicted], mutually exclusive models
-    misclassified: list[HeldOutPrediction] = []
-    predictions: list[HeldOutPrediction] = []
-
-
 class ModelVersion(msgspec.Struct, kw_only=True):
     id: str
     seq: int
     model_id: str
     created_at: float
-    status: str  # untrained | queued | training | trained | failed
+    status: VersionStatus
     detail: str = ""
-    failure: str = ""  # "no_data" | "no_positives" | "" (maps to API codes)
+    failure: TrainFailure = TrainFailure.NONE  # maps to API codes
     concept_ids: list[str] = []
     mutually_exclusive: bool = False
     closed_environment: bool = False

@@ -8,32 +8,13 @@ from __future__ import annotations
 
 import threading
 
-import msgspec
-
+from loupe.learning.labeled import AppLabels, LabelEntry
 from loupe.store import Store
 from loupe.store.records import Input
 
 
-class LabelEntry(msgspec.Struct, frozen=True):
-    input_id: str
-    positives: frozenset[str]
-    negatives: frozenset[str]
-    sha256: str = ""  # what the input's vector is stored under: trains read vectors with one lookup
-
-
-class AppLabels:
-    def __init__(self) -> None:
-        self.entries: dict[int, LabelEntry] = {}
-        self.version = 0  # bumped on every change; caches derived from the labels key on it
-
-    def put(self, record: Input) -> None:
-        self.entries[record.seq] = LabelEntry(record.id, frozenset(record.concepts), frozenset(record.not_concepts),
-                                              record.sha256)
-        self.version += 1
-
-    def remove(self, seq: int) -> None:
-        if self.entries.pop(seq, None) is not None:
-            self.version += 1
+def entry_of(record: Input) -> LabelEntry:
+    return LabelEntry(record.id, frozenset(record.concepts), frozenset(record.not_concepts), record.sha256)
 
 
 class LabelMirror:
@@ -49,7 +30,7 @@ class LabelMirror:
                 labels = AppLabels()
                 with self._store.read() as tx:
                     for record in tx.iter_inputs(app_id, newest_first=False):
-                        labels.put(record)
+                        labels.put(record.seq, entry_of(record))
                 self._apps[app_id] = labels
             return labels
 
@@ -61,7 +42,7 @@ class LabelMirror:
         labels = self.loaded(app_id)
         if labels is not None:
             for record in records:
-                labels.put(record)
+                labels.put(record.seq, entry_of(record))
 
     def remove(self, app_id: str, seqs: list[int]) -> None:
         labels = self.loaded(app_id)

@@ -39,11 +39,11 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 
-from loupe.blend import stratified_folds
-from loupe.dot_products import pairwise_dots
-from loupe.heads import Head, Targets, fit_head, head_probabilities, ovr_targets, targets_for
-from loupe.metrics import average_precision
-from loupe.training_set import UnlabeledRule
+from loupe.learning.blend import stratified_folds
+from loupe.learning.dot_products import pairwise_dots
+from loupe.learning.heads import Head, Targets, fit_head, head_probabilities, ovr_targets, targets_for
+from loupe.learning.metrics import average_precision
+from loupe.learning.training_set import UnlabeledRule
 
 STRENGTHS = (0, 2, 4, 8)  # pseudo-labels per concept, as a multiple of its labeled count
 PSEUDO_WEIGHT = 0.5

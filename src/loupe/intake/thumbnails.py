@@ -7,7 +7,7 @@ import io
 from PIL import Image
 
 from loupe.errors import StorageFull
-from loupe.imaging import to_rgb
+from loupe.intake.imaging import to_rgb
 from loupe.store import Store
 
 SIZE = 160

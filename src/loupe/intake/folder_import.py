@@ -10,10 +10,10 @@ from pathlib import Path
 
 import msgspec
 
-from loupe.application import Loupe, NewInput, PreparedInputs
 from loupe.errors import Conflict, ImageError, NotFound
 from loupe.ids import MAX_ID_LENGTH
-from loupe.imaging import content_hash
+from loupe.intake.imaging import content_hash
+from loupe.intake.inputs import Inputs, NewInput, PreparedInputs
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -55,7 +55,7 @@ def input_id_for(rel: Path) -> str:
     return input_id
 
 
-def import_folder(loupe: Loupe, root: Path, app_id: str, *, batch_size: int = 32,
+def import_folder(inputs: Inputs, root: Path, app_id: str, *, batch_size: int = 32,
                   progress: Callable[[int], None] | None = None) -> ImportReport:
     """Add what is new, skip what is there. `progress(n)` is called as files are handled."""
     started = time.perf_counter()
@@ -65,12 +65,12 @@ def import_folder(loupe: Loupe, root: Path, app_id: str, *, batch_size: int = 32
     # Two stages: a worker reads, checks, decodes and preprocesses batch i+1 while this thread embeds
     # and stores batch i, so the network never waits for Pillow (and the disk) between batches.
     with ThreadPoolExecutor(1, thread_name_prefix="loupe-import") as ahead:
-        upcoming = ahead.submit(read_batch, loupe, app_id, root, batches[0]) if batches else None
+        upcoming = ahead.submit(read_batch, inputs, app_id, root, batches[0]) if batches else None
         for i, batch in enumerate(batches):
             assert upcoming is not None
             read = upcoming.result()
-            upcoming = ahead.submit(read_batch, loupe, app_id, root, batches[i + 1]) if i + 1 < len(batches) else None
-            add_read(loupe, app_id, read, report)
+            upcoming = ahead.submit(read_batch, inputs, app_id, root, batches[i + 1]) if i + 1 < len(batches) else None
+            add_read(inputs, app_id, read, report)
             if progress:
                 progress(len(batch))
     report.seconds = time.perf_counter() - started
@@ -84,12 +84,12 @@ class ReadBatch(msgspec.Struct):
     failed: list[tuple[str, str]] = []
 
 
-def read_batch(loupe: Loupe, app_id: str, root: Path, batch: list[FolderImage]) -> ReadBatch:
+def read_batch(inputs: Inputs, app_id: str, root: Path, batch: list[FolderImage]) -> ReadBatch:
     new: list[NewInput] = []
     skipped, failed = 0, []
     for item in batch:
         data = item.path.read_bytes()
-        status = _already_there(loupe, app_id, item.input_id, content_hash(data))
+        status = _already_there(inputs, app_id, item.input_id, content_hash(data))
         if status == "same":
             skipped += 1
         elif status == "changed":
@@ -100,48 +100,48 @@ def read_batch(loupe: Loupe, app_id: str, root: Path, batch: list[FolderImage]) 
     prepared = None
     if new:
         try:
-            prepared = loupe.prepare_inputs(app_id, new)
+            prepared = inputs.prepare(app_id, new)
         except (ImageError, Conflict):
             pass
     return ReadBatch(new, prepared, skipped, failed)
 
 
-def _already_there(loupe: Loupe, app_id: str, input_id: str, sha256: str) -> str:
+def _already_there(inputs: Inputs, app_id: str, input_id: str, sha256: str) -> str:
     try:
-        record = loupe.get_input(app_id, input_id)
+        record = inputs.get(app_id, input_id)
     except NotFound:
         return "new"
     return "same" if record.sha256 == sha256 else "changed"
 
 
-def add_read(loupe: Loupe, app_id: str, read: ReadBatch, report: ImportReport) -> None:
+def add_read(inputs: Inputs, app_id: str, read: ReadBatch, report: ImportReport) -> None:
     report.skipped += read.skipped
     report.failed += read.failed
     if read.prepared is not None:
         try:
-            added = loupe.add_prepared(read.prepared)
+            added = inputs.add_prepared(read.prepared)
         except Conflict:
-            _add_items(loupe, app_id, read.new, report)
+            _add_items(inputs, app_id, read.new, report)
             return
         report.added += len(added.inputs)
         report.embedded += added.embedded
     elif read.new:
-        _add_items(loupe, app_id, read.new, report)
+        _add_items(inputs, app_id, read.new, report)
 
 
-def _add_items(loupe: Loupe, app_id: str, items: list[NewInput], report: ImportReport) -> None:
+def _add_items(inputs: Inputs, app_id: str, items: list[NewInput], report: ImportReport) -> None:
     if not items:
         return
     try:
-        added = loupe.add_inputs(app_id, items)
+        added = inputs.add(app_id, items)
     except (ImageError, Conflict) as exc:
         if len(items) == 1:
-            # Drop the "input 0 (id): " prefix: the report names the file itself.
-            report.failed.append((items[0].source, exc.message.split("): ", 1)[-1]))
+            # The report names the file itself: the message without "input 0 (id): ".
+            report.failed.append((items[0].source, exc.plain))
             return
         # A batch is all or nothing: find the bad files one by one and keep the good ones.
         for item in items:
-            _add_items(loupe, app_id, [item], report)
+            _add_items(inputs, app_id, [item], report)
         return
     report.added += len(added.inputs)
     report.embedded += added.embedded

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
-from loupe.store.records import Evaluation
-from loupe.training_set import TrainingSet
+from loupe.learning.training_set import TrainingSet
+from loupe.learning.values import Evaluation
 
 MIN_POSITIVES = 25
 IMBALANCE_RATIO = 5.0

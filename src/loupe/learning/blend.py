@@ -8,11 +8,11 @@ from collections.abc import Callable
 import msgspec
 import numpy as np
 
-from loupe.dot_products import pairwise_dots
-from loupe.heads import Head, MakeTargets, Targets, fit_head, head_probabilities, logit_spread
-from loupe.neighbours import Evidence, evidence, vote_targets
-from loupe.store.records import BlendParams
-from loupe.training_set import example_groups
+from loupe.learning.dot_products import pairwise_dots
+from loupe.learning.heads import Head, MakeTargets, Targets, fit_head, head_probabilities, logit_spread
+from loupe.learning.neighbours import Evidence, evidence, vote_targets
+from loupe.learning.training_set import example_groups
+from loupe.learning.values import BlendParams
 
 # Used when there are too few examples to hold any out: the head leads (it beats kNN at 1-3 shots),
 # a near duplicate (w ~ 1) still moves an answer by a quarter, a neighbour at similarity 0.9 by 0.14/3.

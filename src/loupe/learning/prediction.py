@@ -5,13 +5,13 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
-from loupe.blend import blend
-from loupe.heads import Head, head_probabilities
 from loupe.indexes import VectorIndex
-from loupe.label_mirror import AppLabels
-from loupe.neighbours import evidence, vote_targets
-from loupe.store.records import ModelVersion
-from loupe.training_set import LabelRule, rule_of
+from loupe.learning.blend import blend
+from loupe.learning.heads import Head, head_probabilities
+from loupe.learning.labeled import AppLabels
+from loupe.learning.neighbours import evidence, vote_targets
+from loupe.learning.training_set import LabelRule
+from loupe.learning.values import BlendParams
 
 
 class ConceptScore(msgspec.Struct, frozen=True):
@@ -31,28 +31,24 @@ class Prediction(msgspec.Struct, frozen=True):
     neighbours: list[Neighbour]
 
 
-class LoadedVersion(msgspec.Struct, frozen=True):
-    version: ModelVersion
+class Scorer(msgspec.Struct, frozen=True):
+    """What scoring needs of a trained version: its head, blend and label rule."""
+
+    version_id: str
+    concept_ids: list[str]
+    mutually_exclusive: bool
+    blend: BlendParams
     head: Head
     rule: LabelRule
-
-    @classmethod
-    def of(cls, version: ModelVersion) -> LoadedVersion:
-        c = len(version.concept_ids)
-        # Copied once: views of the record's bytes are read-only, which torch would copy on every predict.
-        head = Head(np.frombuffer(version.weights, np.float32).reshape(c, version.dim).copy(),
-                    np.frombuffer(version.bias, np.float32).copy(), version.mutually_exclusive)
-        return cls(version, head, rule_of(version.concept_ids, version.closed_environment, version.unlabeled_rule))
 
 
 NEIGHBOUR_CANDIDATES = 100
 
 
-def predict(loaded: LoadedVersion, vectors: np.ndarray, labels: AppLabels, index: VectorIndex,
+def predict(loaded: Scorer, vectors: np.ndarray, labels: AppLabels, index: VectorIndex,
             allow: np.ndarray | None) -> list[Prediction]:
     """`allow`: the inputs that count as neighbours for this model (None: all of the app's)."""
-    v, params = loaded.version, loaded.version.blend
-    assert params is not None
+    v, params = loaded, loaded.blend
     head_p = head_probabilities(loaded.head.logits(vectors), v.mutually_exclusive, params.temperature)
     no_neighbours = allow is not None and len(allow) == 0
     # Neighbour votes are weighted by similarity, so a shallower re-ranking (in a compressed index) does:
@@ -80,7 +76,7 @@ def predict(loaded: LoadedVersion, vectors: np.ndarray, labels: AppLabels, index
         scores = np.clip(scores, 0.0, 1.0)
         order = np.argsort(-scores, kind="stable")
         out.append(Prediction(
-            version_id=v.id,
+            version_id=v.version_id,
             concepts=[ConceptScore(v.concept_ids[j], float(scores[j])) for j in order[:c]],
             neighbours=[Neighbour(e.input_id, float(s), float(w)) for e, s, w in zip(entries, sims, weights)]))
     return out

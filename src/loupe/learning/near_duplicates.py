@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from loupe.dot_products import pairwise_dots
+from loupe.learning.dot_products import pairwise_dots
 
 # Re-encoded or resized copies score 0.9-0.95 with EfficientNet-Lite2 and distinct photos < 0.75
 # (loupe.advice); 0.98 keeps only what is nearly the same image (a crop of a few pixels, a re-save).

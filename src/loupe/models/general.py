@@ -3,21 +3,23 @@ EfficientNet-Lite backbones were trained with. Served at the id Clarifai's offic
 `app.public_models.general_model` and at a readable alias; concept ids are WordNet ids (n02123394,
 "Persian cat"). It works on the vectors Loupe already stores: the classifier reads the pooled
 features, i.e. the stored unit vector times its stored norm, so a workflow of General + custom
-models embeds each image once. CLIP apps keep the zero-shot General model (loupe.workflow).
+models embeds each image once. CLIP apps answer zero-shot from the text tower instead.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 
 from loupe.backbones.base import Backbone
-from loupe.errors import CapabilityMissing
-from loupe.prediction import ConceptScore, Prediction
-from loupe.store.records import Model, ModelVersion
+from loupe.errors import CapabilityMissing, InvalidArgument
+from loupe.learning.heads import head_probabilities
+from loupe.learning.prediction import ConceptScore, Prediction
+from loupe.store.records import Model, ModelVersion, VersionStatus
 
 GENERAL_MODEL_ID = "aaa03c23b3724a16a56b629203edc62c"  # Clarifai's general model, as its clients name it
 GENERAL_EMBED_MODEL_ID = "bbb5f41425b8468d9b7a554ff10f8581"  # Clarifai's general embedding model
@@ -26,8 +28,11 @@ GENERAL_EMBED_MODEL_ID = "bbb5f41425b8468d9b7a554ff10f8581"  # Clarifai's genera
 GENERAL_MODEL_NAME = "general-v1.3"
 GENERAL_ALIASES = (GENERAL_MODEL_ID, GENERAL_MODEL_NAME, "general-image-recognition", "general")
 EMBED_ALIASES = (GENERAL_EMBED_MODEL_ID, "general-image-embedding")
+PROMPT = "a photo of a {}."
+# CLIP's trained logit scale is ~100; it turns cosine gaps of a few hundredths into clear answers.
+LOGIT_SCALE = 100.0
 PUBLIC_APP_ID = "main"  # Clarifai lists its public models under this app id; clients tell them apart by it
-_CLASSES_FILE = Path(__file__).resolve().parent / "data" / "imagenet_classes.tsv"
+_CLASSES_FILE = Path(__file__).resolve().parent.parent / "data" / "imagenet_classes.tsv"
 
 
 class ModelKind(StrEnum):
@@ -70,11 +75,12 @@ def general_records(backbone: Backbone, kind: ModelKind = ModelKind.CONCEPT) -> 
     if kind is ModelKind.EMBED:
         model = Model(id=GENERAL_EMBED_MODEL_ID, name=GENERAL_MODEL_NAME, created_at=0.0, next_version=2)
         return model, ModelVersion(id=f"{backbone.id}-embedding", seq=1, model_id=GENERAL_EMBED_MODEL_ID,
-                                   created_at=0.0, status="trained", backbone=backbone.id, dim=backbone.dim)
+                                   created_at=0.0, status=VersionStatus.TRAINED, backbone=backbone.id, dim=backbone.dim)
     model = Model(id=GENERAL_MODEL_ID, name=GENERAL_MODEL_NAME, concept_ids=[], mutually_exclusive=True,
                   created_at=0.0, next_version=2)
     version = ModelVersion(id=general_version_id(backbone), seq=1, model_id=GENERAL_MODEL_ID, created_at=0.0,
-                           status="trained", mutually_exclusive=True, backbone=backbone.id, dim=backbone.dim,
+                           status=VersionStatus.TRAINED, mutually_exclusive=True, backbone=backbone.id,
+                           dim=backbone.dim,
                            train_size=0 if backbone.supports_text else 1_281_167)
     return model, version
 
@@ -97,4 +103,20 @@ def imagenet_predictions(backbone: Backbone, vectors: np.ndarray, norms: np.ndar
         order = np.argsort(-row, kind="stable")
         out.append(Prediction(version_id=general_version_id(backbone), neighbours=[],
                               concepts=[ConceptScore(wnids[j], float(row[j])) for j in order]))
+    return out
+
+
+def zero_shot_predictions(backbone: Backbone, vectors: np.ndarray, names: Sequence[str]) -> list[Prediction]:
+    """Zero-shot: score each name by the similarity of the image to a caption of it (softmax over names)."""
+    if not backbone.supports_text:
+        raise CapabilityMissing(f"the general model needs a text-capable backbone; this app uses {backbone.id}")
+    if not names:
+        raise InvalidArgument("give concept names to score, or add concepts to the app")
+    text = backbone.embed_text([PROMPT.format(n) for n in names])
+    probs = head_probabilities(LOGIT_SCALE * (vectors @ text.T), mutually_exclusive=True)
+    out = []
+    for row in probs:
+        order = np.argsort(-row, kind="stable")
+        out.append(Prediction(version_id=general_version_id(backbone), neighbours=[],
+                              concepts=[ConceptScore(names[j], float(row[j])) for j in order]))
     return out

@@ -6,25 +6,26 @@ import time
 
 import numpy as np
 
-from loupe.blend import cross_validate, held_out_blend, stratified_folds
-from loupe.heads import targets_for
-from loupe.metrics import (
+from loupe.learning.blend import cross_validate, held_out_blend, stratified_folds
+from loupe.learning.heads import targets_for
+from loupe.learning.metrics import (
     average_precision,
     pr_curve,
     precision_recall_f1,
     roc_auc,
     roc_curve,
 )
-from loupe.near_duplicates import copy_groups
-from loupe.neighbours import vote_targets
-from loupe.store.records import (
+from loupe.learning.near_duplicates import copy_groups
+from loupe.learning.neighbours import vote_targets
+from loupe.learning.training import l2_for
+from loupe.learning.training_set import TrainingSet
+from loupe.learning.values import (
     BlendParams,
     ConceptMetrics,
     Evaluation,
+    EvaluationStatus,
     HeldOutPrediction,
 )
-from loupe.training import l2_for
-from loupe.training_set import TrainingSet
 
 THRESHOLD = 0.5  # multi-label decision threshold; mutually exclusive models decide by argmax
 MAX_STORED_SCORES = 500_000  # held-out scores kept with the version (rows x concepts)
@@ -44,7 +45,7 @@ def evaluate(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually_ex
     started = time.perf_counter()
     min_pos = int(ts.positive.sum(axis=0).min()) if len(ts.seqs) else 0
     if min_pos < 2:
-        return Evaluation(status="failed", created_at=time.time(),
+        return Evaluation(status=EvaluationStatus.FAILED, created_at=time.time(),
                           detail="every concept needs at least 2 positive examples to be cross-validated")
     folds = min(folds, min_pos)
     fold = stratified_folds(ts.positive, folds, seed, copy_groups(x, ts.sha256))  # copies held out together
@@ -63,7 +64,7 @@ def evaluate(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually_ex
 
     rows = [_held_out(ts, i, int(fold[i]), scores[i], concept_ids) for i in range(len(ts.seqs))]
     wrong = ((predicted != ts.positive) & (ts.positive | ts.negative)).any(axis=1)
-    evaluation = Evaluation(status="evaluated", folds=folds, created_at=time.time(), concepts=concepts,
+    evaluation = Evaluation(status=EvaluationStatus.EVALUATED, folds=folds, created_at=time.time(), concepts=concepts,
                             misclassified=[rows[i] for i in np.flatnonzero(wrong)],
                             predictions=rows if scores.size <= MAX_STORED_SCORES else [])
     if mutually_exclusive:

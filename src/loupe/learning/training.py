@@ -7,23 +7,23 @@ import time
 import msgspec
 import numpy as np
 
-from loupe.blend import (
+from loupe.errors import TrainFailure, TrainingFailed
+from loupe.learning.blend import (
     DEFAULT_BLEND,
     choose_blend,
     cross_validate,
     scaled_to,
     stratified_folds,
 )
-from loupe.errors import TrainingFailed
-from loupe.heads import (
+from loupe.learning.heads import (
     Head,
     MakeTargets,
     fit_head,
     logit_spread,
     targets_for,
 )
-from loupe.near_duplicates import copy_groups
-from loupe.semi_supervised import (
+from loupe.learning.near_duplicates import copy_groups
+from loupe.learning.semi_supervised import (
     BACKGROUND_COVERAGE,
     CONCEPT_COVERAGE,
     NOT_USED,
@@ -34,8 +34,8 @@ from loupe.semi_supervised import (
     pool_coverage,
     self_train_if_validated,
 )
-from loupe.store.records import BlendParams
-from loupe.training_set import TrainingSet, UnlabeledRule, example_groups
+from loupe.learning.training_set import TrainingSet, UnlabeledRule, example_groups
+from loupe.learning.values import BlendParams
 
 # scikit-learn's C (mean loss + ||W||^2 / (2 C n)) grows with the training set, from 1 at 10 examples
 # to 8 from 80 on. On the few-shot benchmark (Caltech-101, Clothing-10; 1-16 shots) a fixed C lost
@@ -76,21 +76,21 @@ def l2_for(n_rows: int) -> float:
 
 def check_examples(ts: TrainingSet, concept_ids: list[str], mutually_exclusive: bool) -> None:
     if not concept_ids:
-        raise TrainingFailed("no_data", "the model has no concepts: add at least one before training")
+        raise TrainingFailed(TrainFailure.NO_DATA, "the model has no concepts: add at least one before training")
     if mutually_exclusive and len(concept_ids) < 2:
-        raise TrainingFailed("no_data", "a mutually exclusive model needs at least two concepts")
+        raise TrainingFailed(TrainFailure.NO_DATA, "a mutually exclusive model needs at least two concepts")
     if len(ts.seqs) == 0:
-        raise TrainingFailed("no_data", "no input is labeled with any of the model's concepts")
+        raise TrainingFailed(TrainFailure.NO_DATA, "no input is labeled with any of the model's concepts")
     pos = ts.positive.sum(axis=0)
     missing = [c for c, n in zip(concept_ids, pos) if n == 0]
     if missing:
-        raise TrainingFailed("no_positives", f"concept(s) {', '.join(missing)} have no positive examples")
+        raise TrainingFailed(TrainFailure.NO_POSITIVES, f"concept(s) {', '.join(missing)} have no positive examples")
     if not mutually_exclusive:
         neg = ts.negative.sum(axis=0)
         lacking = [c for c, n in zip(concept_ids, neg) if n == 0]
         if lacking:
             raise TrainingFailed(
-                "no_data", f"concept(s) {', '.join(lacking)} have no negative examples: label inputs as not "
+                TrainFailure.NO_DATA, f"concept(s) {', '.join(lacking)} have no negative examples: label inputs as not "
                 "that concept, add inputs of other concepts, or (in an open environment) add unlabeled inputs")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
-from loupe.heads import exclusive_targets
+from loupe.learning.heads import exclusive_targets
 
 
 def vote_targets(positive: np.ndarray, negative: np.ndarray, mutually_exclusive: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from enum import StrEnum
 import msgspec
 import numpy as np
 
-from loupe.label_mirror import AppLabels, LabelEntry
+from loupe.learning.labeled import AppLabels, LabelEntry
 
 
 class UnlabeledRule(StrEnum):
@@ -143,3 +143,15 @@ def bounded(ts: TrainingSet, limit: int, seed: int = 0) -> TrainingSet:
 def subset(ts: TrainingSet, rows: np.ndarray) -> TrainingSet:
     return TrainingSet(ts.seqs[rows], [ts.input_ids[i] for i in rows], ts.positive[rows], ts.negative[rows],
                        ts.explicit_negative[rows], [ts.sha256[i] for i in rows] if ts.sha256 else [])
+
+
+def unlabeled_seqs(labels: AppLabels, rule: LabelRule, limit: int) -> np.ndarray:
+    """The app's inputs that say nothing about the model (loupe.training_set: no label at all, or in a
+    closed environment none for its concepts): what self-training and "label these next" draw from; a
+    fixed random sample of `limit` beyond it, to bound the work."""
+    return sample_seqs([s for s, e in list(labels.entries.items()) if rule.unlabeled(e)], limit)
+
+
+def sample_seqs(seqs: list[int], limit: int) -> np.ndarray:
+    out = np.asarray(seqs, np.int64)
+    return np.sort(np.random.default_rng(0).choice(out, limit, replace=False)) if len(out) > limit else out

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import numpy as np
 
-from loupe.dot_products import pairwise_dots
+from loupe.learning.dot_products import pairwise_dots
 
 if TYPE_CHECKING:
     import torch

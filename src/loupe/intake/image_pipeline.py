@@ -17,9 +17,9 @@ import numpy as np
 from loupe.backbones.base import Backbone
 from loupe.config import ImageLimits
 from loupe.errors import ImageError
-from loupe.imaging import DecodedImage, content_hash, decode_image
+from loupe.intake.imaging import DecodedImage, content_hash, decode_image
+from loupe.intake.thumbnails import thumbnail_of
 from loupe.store import Store
-from loupe.thumbnails import thumbnail_of
 
 
 class Prepared(msgspec.Struct):
@@ -76,7 +76,7 @@ class ImagePipeline:
             try:
                 decoded = decode_image(images[i], self._limits, draft, hashes[i])
             except ImageError as exc:
-                raise type(exc)(f"{labels[i]}: {exc.message}" if labels else exc.message) from None
+                raise (exc.about(labels[i]) if labels else exc) from None
             array = small = None
             if decoded.sha256 not in stored and first[decoded.sha256] == i and decoded.image is not None:
                 array = backbone.preprocess(decoded.image)

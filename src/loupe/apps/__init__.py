@@ -1,0 +1,1 @@
+"""An app and what belongs to it: the app record, its indexes and label mirror, concepts, keys, feedback."""

@@ -1,0 +1,66 @@
+"""Apps: create, list, delete (with everything they hold)."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from loupe.apps.context import AppContext
+from loupe.apps.keys import ApiKeys
+from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE
+from loupe.errors import Conflict, InvalidArgument
+from loupe.ids import check_id
+from loupe.store.records import App
+
+
+class AppSummary(msgspec.Struct):
+    app: App
+    input_count: int
+    concept_count: int
+
+
+class Apps:
+    def __init__(self, context: AppContext, keys: ApiKeys) -> None:
+        self._context = context
+        self._store = context.store
+        self._keys = keys
+
+    def create(self, app_id: str, backbone: str | None = None) -> App:
+        check_id("app", app_id)
+        backbone = backbone or DEFAULT_BACKBONE
+        if backbone not in BACKBONE_IDS:
+            raise InvalidArgument(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONE_IDS)}")
+        self._context.backbones.get(backbone)  # refuse an app whose backbone cannot be loaded here
+        with self._store.write() as tx:
+            if tx.get_app(app_id) is not None:
+                raise Conflict(f"app {app_id!r} already exists")
+            app = App(id=app_id, backbone=backbone, created_at=time.time())
+            tx.put_app(app)
+        return app
+
+    def get(self, app_id: str) -> App:
+        return self._context.sync(app_id)
+
+    def summaries(self) -> list[AppSummary]:
+        with self._store.read() as tx:
+            return [AppSummary(app, tx.count_inputs(app.id), sum(1 for _ in tx.iter_concepts(app.id)))
+                    for app in tx.list_apps()]
+
+    def delete(self, app_id: str) -> None:
+        """The app and everything it holds, in one transaction; then its caches and keys go."""
+        self._context.sync(app_id)
+        with self._context.indexes.lock(app_id), self._store.write() as tx:
+            for record in list(tx.iter_inputs(app_id)):
+                tx.delete_input(app_id, record)
+            for concept in list(tx.iter_concepts(app_id)):
+                tx.delete_concept(app_id, concept.id)
+            for model in list(tx.iter_models(app_id)):
+                tx.delete_model(app_id, model.id)
+            tx.delete_feedback(app_id)
+            tx.delete_dismissals(app_id)
+            for workflow_id in tx.workflow_ids(app_id):
+                tx.delete_workflow(app_id, workflow_id)
+            tx.delete_app(app_id)
+        self._context.forget(app_id)
+        self._keys.revoke_app(app_id)

@@ -1,0 +1,1 @@
+"""Models of an app: registry, training, quality, predictors (custom and General), workflows."""

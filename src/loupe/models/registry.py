@@ -1,0 +1,223 @@
+"""An app's custom models and their versions: create, change, list, delete; versions are written here only.
+
+A model names concepts; each train makes an immutable version (loupe.models.trainer).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from loupe.apps.context import AppContext
+from loupe.errors import Conflict, InvalidArgument, NotFound, TrainFailure
+from loupe.ids import check_id, check_name, new_id
+from loupe.intake.labels import EditAction, check_metadata
+from loupe.learning.values import EvaluationStatus
+from loupe.models.cache import ModelCache
+from loupe.models.general import is_builtin
+from loupe.pagination import page_window
+from loupe.store import ReadTxn
+from loupe.store.records import Evaluation, Model, ModelVersion, VersionStatus
+
+
+class ModelRegistry:
+    def __init__(self, context: AppContext, cache: ModelCache) -> None:
+        self._context = context
+        self._store = context.store
+        self._cache = cache
+
+    def recover_interrupted(self) -> int:
+        """At start-up: trains and evaluations that a crash or kill cut short are marked failed (with a
+        reason) instead of staying 'training' forever. Returns how many were found."""
+        found = 0
+        with self._store.write() as tx:
+            for app in tx.list_apps():
+                for model in list(tx.iter_models(app.id)):
+                    for version in list(tx.iter_versions(app.id, model.id)):
+                        changes: dict[str, Any] = {}
+                        if version.status in (VersionStatus.QUEUED, VersionStatus.TRAINING):
+                            changes.update(status=VersionStatus.FAILED, failure=TrainFailure.ERROR,
+                                           detail="interrupted: the server stopped while this version was "
+                                                  "training; train again")
+                        evaluation = version.evaluation
+                        if evaluation is not None and evaluation.status in (EvaluationStatus.QUEUED,
+                                                                            EvaluationStatus.EVALUATING):
+                            changes["evaluation"] = Evaluation(status=EvaluationStatus.FAILED, created_at=time.time(),
+                                                               detail="interrupted by a server stop; evaluate again")
+                        if changes:
+                            tx.put_version(app.id, msgspec.structs.replace(version, **changes))
+                            found += 1
+        return found
+
+    # ------------------------------------------------------------- models
+    def create(self, app_id: str, model_id: str, *, name: str | None = None, concept_ids: Sequence[str] = (),
+               mutually_exclusive: bool = False, closed_environment: bool = False,
+               auto_retrain: bool = True, hyper_params: dict[str, Any] | None = None) -> tuple[Model, ModelVersion]:
+        """A new model with its first, untrained version (as Clarifai does on create)."""
+        self._context.sync(app_id)
+        check_id("model", model_id)
+        if is_builtin(model_id) or is_builtin(name or ""):
+            # Predictions by that id or name go to the built-in model: a custom one there would be unreachable.
+            raise Conflict(f"{model_id if is_builtin(model_id) else name!r} names a built-in model; choose another")
+        concepts = [check_id("concept", c) for c in dict.fromkeys(concept_ids)]
+        now = time.time()
+        # A fresh incarnation: a train the model's deleted namesake started cannot write into it.
+        model = Model(id=model_id, name=check_name("model", name or model_id), concept_ids=concepts,
+                      mutually_exclusive=mutually_exclusive, closed_environment=closed_environment,
+                      auto_retrain=auto_retrain, created_at=now, next_version=2, incarnation=new_id(),
+                      hyper_params=check_metadata(dict(hyper_params or {})))
+        version = self.new_version(model, 1, VersionStatus.UNTRAINED, now)
+        with self._store.write() as tx:
+            if tx.get_model(app_id, model_id) is not None:
+                raise Conflict(f"model {model_id!r} already exists")
+            self._context.ensure_concepts(tx, app_id, concepts, now)
+            tx.put_model(app_id, model)
+            tx.put_version(app_id, version)
+        return model, version
+
+    def get(self, app_id: str, model_id: str) -> Model:
+        self._context.sync(app_id)
+        with self._store.read() as tx:
+            model = tx.get_model(app_id, model_id)
+        if model is None:
+            raise NotFound("model", model_id)
+        return model
+
+    def list_models(self, app_id: str, page: int = 1, per_page: int = 20) -> list[Model]:
+        """Newest first."""
+        offset, limit = page_window(page, per_page)
+        return self.ordered(app_id)[offset:offset + limit]
+
+    def ordered(self, app_id: str) -> list[Model]:
+        """Every model of the app, newest first."""
+        self._context.sync(app_id)
+        with self._store.read() as tx:
+            return sorted(tx.iter_models(app_id), key=lambda m: (-m.created_at, m.id))
+
+    def update(self, app_id: str, model_id: str, action: EditAction | str = EditAction.MERGE, *,
+               name: str | None = None, concept_ids: list[str] | None = None,
+               mutually_exclusive: bool | None = None, closed_environment: bool | None = None,
+               auto_retrain: bool | None = None, hyper_params: dict[str, Any] | None = None) -> Model:
+        """Rename, set options, and merge/remove/overwrite the model's concepts (takes effect on the next train)."""
+        try:
+            action = EditAction(action)
+        except ValueError:
+            raise InvalidArgument(f"action must be merge, remove or overwrite, got {action!r}") from None
+        given = [check_id("concept", c) for c in dict.fromkeys(concept_ids or [])]
+        now = time.time()
+        with self._store.write() as tx:
+            model = tx.get_model(app_id, model_id)
+            if model is None:
+                raise NotFound("model", model_id)
+            concepts = model.concept_ids
+            if concept_ids is not None:
+                if action is EditAction.MERGE:
+                    concepts = list(dict.fromkeys(concepts + given))
+                elif action is EditAction.REMOVE:
+                    concepts = [c for c in concepts if c not in given]
+                else:
+                    concepts = given
+            self._context.ensure_concepts(tx, app_id, concepts, now)
+            changes: dict[str, Any] = {"concept_ids": concepts}
+            if name is not None:
+                changes["name"] = check_name("model", name)
+            if hyper_params is not None:
+                changes["hyper_params"] = check_metadata(
+                    {**model.hyper_params, **hyper_params} if action is EditAction.MERGE else dict(hyper_params))
+            for key, value in (("mutually_exclusive", mutually_exclusive), ("closed_environment", closed_environment),
+                               ("auto_retrain", auto_retrain)):
+                if value is not None:
+                    changes[key] = bool(value)
+            model = msgspec.structs.replace(model, **changes)
+            tx.put_model(app_id, model)
+        return model
+
+    def delete(self, app_id: str, model_id: str) -> None:
+        with self._store.write() as tx:
+            if tx.get_model(app_id, model_id) is None:
+                raise NotFound("model", model_id)
+            tx.delete_model(app_id, model_id)
+        self._cache.forget(app_id, model_id)
+
+    def delete_many(self, app_id: str, model_ids: list[str]) -> int:
+        """All or nothing, in one transaction: an unknown id (or one deleted meanwhile) deletes none."""
+        self._context.sync(app_id)
+        wanted = list(dict.fromkeys(model_ids))
+        with self._store.write() as tx:
+            for model_id in wanted:
+                if tx.get_model(app_id, model_id) is None:
+                    raise NotFound("model", model_id)  # aborts the transaction: nothing deleted
+            for model_id in wanted:
+                tx.delete_model(app_id, model_id)
+        for model_id in wanted:
+            self._cache.forget(app_id, model_id)
+        return len(wanted)
+
+    def search(self, app_id: str, name: str = "*", kind: str = "") -> list[Model]:
+        """Models whose name or id matches (case-insensitive, '*' wildcards); all are 'concept' models."""
+        if kind and kind != "concept":
+            return []
+        pattern = (name or "*").lower()
+        return [m for m in self.list_models(app_id, per_page=1000)
+                if fnmatch.fnmatchcase(m.name.lower(), pattern) or fnmatch.fnmatchcase(m.id.lower(), pattern)]
+
+    def delete_all(self, app_id: str) -> int:
+        self._context.sync(app_id)
+        with self._store.write() as tx:
+            models = list(tx.iter_models(app_id))
+            for model in models:
+                tx.delete_model(app_id, model.id)
+        for model in models:
+            self._cache.forget(app_id, model.id)
+        return len(models)
+
+    # ----------------------------------------------------------- versions
+    def versions(self, app_id: str, model_id: str, page: int = 1, per_page: int = 20) -> list[ModelVersion]:
+        self.get(app_id, model_id)
+        offset, limit = page_window(page, per_page)
+        with self._store.read() as tx:
+            return list(tx.iter_versions(app_id, model_id))[offset:offset + limit]
+
+    def version(self, app_id: str, model_id: str, version_id: str | None = None) -> ModelVersion:
+        """A named version, or the newest one (whatever its status)."""
+        self.get(app_id, model_id)
+        with self._store.read() as tx:
+            if version_id is None:
+                version = next(tx.iter_versions(app_id, model_id), None)
+            else:
+                version = tx.get_version(app_id, model_id, version_id)
+        if version is None:
+            raise NotFound("version", version_id or "", f"model {model_id!r} has no version {version_id!r}")
+        return version
+
+    def delete_version(self, app_id: str, model_id: str, version_id: str) -> None:
+        with self._store.write() as tx:
+            version = tx.get_version(app_id, model_id, version_id)
+            if version is None:
+                raise NotFound("version", version_id or "", f"model {model_id!r} has no version {version_id!r}")
+            tx.delete_version(app_id, model_id, version)
+        self._cache.forget(app_id, model_id)
+
+    def new_version(self, model: Model, seq: int, status: VersionStatus, now: float) -> ModelVersion:
+        return ModelVersion(id=new_id(), seq=seq, model_id=model.id, created_at=now, status=status,
+                            concept_ids=list(model.concept_ids), mutually_exclusive=model.mutually_exclusive,
+                            closed_environment=model.closed_environment, model_incarnation=model.incarnation)
+
+    def set_status(self, app_id: str, version: ModelVersion, **changes: Any) -> None:
+        self.write_version(app_id, msgspec.structs.replace(version, **changes))
+
+    def write_version(self, app_id: str, version: ModelVersion) -> None:
+        with self._store.write() as tx:
+            if not self.same_incarnation(tx, app_id, version):
+                return  # deleted while training (and perhaps created anew: not this version's model)
+            tx.put_version(app_id, version)
+        self._cache.forget(app_id, version.model_id)
+
+    @staticmethod
+    def same_incarnation(tx: ReadTxn, app_id: str, version: ModelVersion) -> bool:
+        model = tx.get_model(app_id, version.model_id)
+        return model is not None and model.incarnation == version.model_incarnation

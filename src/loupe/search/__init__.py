@@ -1,0 +1,1 @@
+"""Visual and filtered search over an app's inputs."""
