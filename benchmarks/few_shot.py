@@ -14,7 +14,7 @@ Methods
 - Loupe: the version Loupe trains (head + cross-validated neighbour blend), predicting as in production;
   also its expected calibration error (do its confidences mean what they say?)
 
-    python benchmarks/few_shot.py                      # seeds 0-2, the table in README.md
+    python benchmarks/few_shot.py                      # seeds 0-2, the table in docs/benchmarks.md
     python benchmarks/few_shot.py --seeds 40 --first-seed 100 --name few_shot_heldout_seeds
     python benchmarks/few_shot.py --defaults --seeds 5 --first-seed 400 --name few_shot_defaults
 

@@ -9,7 +9,7 @@ Apps: Caltech-101 (every photo but 20 per class held out, so the unlabeled pool 
 dataset: 800 airplanes, 31 of the rarest) and Clothing-10 (train split; its test split held out).
 
     python benchmarks/suggestions.py [--seeds 5] [--first-seed 100]
-    python benchmarks/suggestions.py --seeds 10 --first-seed 300 --name suggestions_seeds_300   # README
+    python benchmarks/suggestions.py --seeds 10 --first-seed 300 --name suggestions_seeds_300   # docs/models.md
     python benchmarks/suggestions.py --seeds 5 --first-seed 300 --datasets clothing10 --self-training \
         --name suggestions_self_training_seeds_300
 """

@@ -9,20 +9,22 @@ from typing import Any
 from loupe.errors import TrainFailure
 from loupe.learning.prediction import Prediction
 from loupe.learning.training_set import unlabeled_rule_of
+from loupe.learning.values import EvaluationStatus
 from loupe.models.general import PUBLIC_APP_ID
 from loupe.models.predictions import ModelView
-from loupe.store.records import Concept, Evaluation, Input, ModelVersion, Region
+from loupe.store.records import Concept, Evaluation, Input, ModelVersion, Region, VersionStatus
 
 OK = {"code": 10000, "description": "Ok"}
 
 VERSION_STATUS = {
-    "untrained": (21102, "Model not yet trained"),
-    "queued": (21103, "Model is queued for training"),
-    "training": (21101, "Model is currently training"),
-    "trained": (21100, "Model is trained and ready"),
+    VersionStatus.UNTRAINED: (21102, "Model not yet trained"),
+    VersionStatus.QUEUED: (21103, "Model is queued for training"),
+    VersionStatus.TRAINING: (21101, "Model is currently training"),
+    VersionStatus.TRAINED: (21100, "Model is trained and ready"),
 }
 FAILURE_STATUS = {TrainFailure.NO_POSITIVES: 21111, TrainFailure.NO_DATA: 21110}
-EVALUATION_STATUS = {"queued": 21303, "evaluating": 21301, "evaluated": 21300, "failed": 21302}
+EVALUATION_STATUS = {EvaluationStatus.QUEUED: 21303, EvaluationStatus.EVALUATING: 21301,
+                     EvaluationStatus.EVALUATED: 21300, EvaluationStatus.FAILED: 21302}
 
 
 def timestamp(seconds: float) -> str:
@@ -64,7 +66,7 @@ def region_json(region: Region, app_id: str, names: dict[str, str]) -> dict[str,
 
 
 def version_status(version: ModelVersion) -> dict[str, Any]:
-    if version.status == "failed":
+    if version.status is VersionStatus.FAILED:
         return {"code": FAILURE_STATUS.get(version.failure, 21110), "description": "Model training failed",
                 "details": version.detail}
     code, description = VERSION_STATUS[version.status]
@@ -87,7 +89,7 @@ def version_json(version: ModelVersion, total_inputs: int | None = None) -> dict
         "active_concept_count": len(version.concept_ids),
         "total_input_count": version.train_size if total_inputs is None else total_inputs,
     }
-    if version.status == "trained":
+    if version.status is VersionStatus.TRAINED:
         out["train_stats"] = {"seconds": round(version.train_seconds, 4), "positives": version.positives,
                               "negatives": version.negatives, "unlabeled": unlabeled_json(version)}
     if version.evaluation is not None:
@@ -138,7 +140,7 @@ def prediction_concepts(prediction: Prediction, app_id: str, names: dict[str, st
 def metrics_json(evaluation: Evaluation, version: ModelVersion) -> dict[str, Any]:
     out: dict[str, Any] = {"status": {"code": EVALUATION_STATUS.get(evaluation.status, 21302),
                                       "description": evaluation.status, "details": evaluation.detail}}
-    if evaluation.status != "evaluated":
+    if evaluation.status is not EvaluationStatus.EVALUATED:
         return out
     aucs = [m.roc_auc for m in evaluation.concepts if m.roc_auc is not None]
     f1s = [m.f1 for m in evaluation.concepts]

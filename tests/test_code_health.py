@@ -257,3 +257,27 @@ def test_no_core_module_is_a_god_object():
             if not name.startswith(("loupe.service", "loupe.cli"))
             and (n := len(path.read_text().splitlines())) > CORE_MODULE_MAX_LINES}
     assert not long, f"core modules over {CORE_MODULE_MAX_LINES} lines: {long}"
+
+
+def test_every_config_field_loads_from_the_environment_by_its_name():
+    import msgspec
+
+    from loupe.config import config_from_env, env_name
+
+    env = {"LOUPE_IMAGES_MAX_BYTES": "1000", "LOUPE_AUTO_RETRAIN": "false", "LOUPE_URL_ALLOW_HOSTS": "A.example, b",
+           "LOUPE_RETRAIN_DELAY_SECONDS": "0.5", "LOUPE_WEIGHTS": '{"effnet-lite2": "/w.pt"}',
+           "LOUPE_CLIP_WEIGHTS": "/clip.pt", "LOUPE_DATA_DIR": "/tmp/d", "LOUPE_VIDEOS_MAX_FRAMES": "7"}
+    config = config_from_env(env)
+    assert config.images.max_bytes == 1000 and config.images.max_pixels == Config().images.max_pixels
+    assert config.auto_retrain is False and config.url_allow_hosts == ("a.example", "b")
+    assert config.retrain_delay_seconds == 0.5 and config.videos.max_frames == 7
+    assert config.weights == {"effnet-lite2": "/w.pt", "clip-vit-b-32": "/clip.pt"} and str(config.data_dir) == "/tmp/d"
+    # Every field, not a hand-written list: each one's variable changes it.
+    for field in msgspec.structs.fields(Config):
+        value = getattr(Config(), field.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            assert getattr(config_from_env({env_name(field.name): str(value + 1)}), field.name) == value + 1, field.name
+        elif isinstance(value, str):
+            assert getattr(config_from_env({env_name(field.name): "x"}), field.name) == "x", field.name
+    with pytest.raises(ValueError, match="LOUPE_EMBED_BATCH_SIZE"):
+        config_from_env({"LOUPE_EMBED_BATCH_SIZE": "many"})

@@ -18,8 +18,8 @@ from PIL import Image
 from real_server import Server, new_app
 
 import loupe.intake.url_fetch as url_fetch
-from loupe.apps import indexes as app_indexes_module
 from loupe.application import Loupe
+from loupe.apps import indexes as app_indexes_module
 from loupe.config import Config
 from loupe.errors import Busy, StorageFull, TooLong, UrlFetchError
 from loupe.intake.inputs import NewInput
@@ -495,7 +495,7 @@ def test_decoding_and_embedding_new_images_is_gated(probe, monkeypatch):
 
     monkeypatch.setattr(backbone, "features", counting)
     photos = [p.read_bytes() for p in dataset_images(CLOTHING / "train" / "skirt", 12, start=8)]
-    threads = [threading.Thread(target=loupe.image_vectors, args=(app, [p])) for p in photos]
+    threads = [threading.Thread(target=loupe.embedder.image_vectors, args=(app, [p])) for p in photos]
     for t in threads:
         t.start()
     for t in threads:

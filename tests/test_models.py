@@ -471,7 +471,7 @@ def test_versions_stored_before_relative_temperatures_keep_their_temperature():
 def test_blend_cross_validation_samples_every_concept(monkeypatch):
     """102 concepts x 16 examples (more rows than the blend's cross-validation takes): every concept keeps
     enough positives in the sample, in every row order, so cross-validation always runs."""
-    from loupe import training
+    from loupe.learning import training
     from loupe.learning.training_set import TrainingSet
 
     rng = np.random.default_rng(0)

@@ -10,6 +10,7 @@ from loupe.application import Loupe
 from loupe.config import Config
 from loupe.errors import CapabilityMissing
 from loupe.intake.inputs import NewInput
+from loupe.intake.labels import InputEdit
 from loupe.store.filters import ConceptFilter, SearchFilter
 
 CLASSES = ("shoes", "hat", "dress")
@@ -57,42 +58,41 @@ def test_other_backbone_embeds_separately(loupe):
 
 
 def test_search_by_input_and_by_image(filled):
-    hits = filled.search_by_input("shop", "hat-2")
+    hits = filled.search.by_input("shop", "hat-2")
     assert hits[0].input.id == "hat-2" and hits[0].score == pytest.approx(1.0, abs=1e-3)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     # A held-out photo's nearest neighbours are mostly of its own class.
     query = dataset_images(CLOTHING / "test" / "shoes", 1)[0].read_bytes()
-    top = filled.search_by_image("shop", query, per_page=4)
+    top = filled.search.by_image("shop", query, per_page=4)
     assert sum(h.input.concepts == ["shoes"] for h in top) >= 3
     # Paging continues where the previous page stopped.
-    page2 = filled.search_by_image("shop", query, page=2, per_page=4)
+    page2 = filled.search.by_image("shop", query, page=2, per_page=4)
     assert not {h.input.id for h in top} & {h.input.id for h in page2}
 
 
 def test_filtered_search(filled):
     query = dataset_images(CLOTHING / "test" / "shoes", 1)[0].read_bytes()
-    only_hats = filled.search_by_image("shop", query, flt=SearchFilter(concepts=(ConceptFilter("hat"),)))
+    only_hats = filled.search.by_image("shop", query, flt=SearchFilter(concepts=(ConceptFilter("hat"),)))
     assert {h.input.id for h in only_hats} == {f"hat-{i}" for i in range(4)}
     meta = SearchFilter(metadata={"shelf": {"row": 1}, "class": "dress"})
-    assert {h.input.id for h in filled.search_by_image("shop", query, flt=meta)} == {"dress-1", "dress-3"}
+    assert {h.input.id for h in filled.search.by_image("shop", query, flt=meta)} == {"dress-1", "dress-3"}
     both = SearchFilter(concepts=(ConceptFilter("dress"),), metadata={"shelf": {"row": 0}})
-    assert {h.input.id for h in filled.search_by_filter("shop", both)} == {"dress-0", "dress-2"}
+    assert {h.input.id for h in filled.search.by_filter("shop", both)} == {"dress-0", "dress-2"}
     nothing = SearchFilter(concepts=(ConceptFilter("hat"), ConceptFilter("dress")))
-    assert filled.search_by_image("shop", query, flt=nothing) == []
-    filled.edit_inputs("shop", "merge", [__import__("loupe.intake.labels").labels.InputEdit(
-        input_id="hat-0", not_concepts=["dress"])])
+    assert filled.search.by_image("shop", query, flt=nothing) == []
+    filled.inputs.edit("shop", "merge", [InputEdit(input_id="hat-0", not_concepts=["dress"])])
     negated = SearchFilter(concepts=(ConceptFilter("dress", positive=False),))
-    assert [h.input.id for h in filled.search_by_filter("shop", negated)] == ["hat-0"]
+    assert [h.input.id for h in filled.search.by_filter("shop", negated)] == ["hat-0"]
 
 
 def test_deleted_inputs_leave_search_at_once(filled):
-    filled.delete_inputs("shop", ["hat-1"])
-    assert "hat-1" not in {h.input.id for h in filled.search_by_input("shop", "hat-0", per_page=50)}
+    filled.inputs.delete("shop", ["hat-1"])
+    assert "hat-1" not in {h.input.id for h in filled.search.by_input("shop", "hat-0", per_page=50)}
 
 
 def test_text_search_needs_a_text_tower(filled):
     with pytest.raises(CapabilityMissing, match="text"):
-        filled.search_by_text("shop", "a red hat")
+        filled.search.by_text("shop", "a red hat")
 
 
 def test_text_search_with_clip(clip_weights, tmp_path):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, get_type_hints
 
 import msgspec
 
@@ -94,34 +96,58 @@ def parse_hosts(text: str) -> tuple[str, ...]:
     return tuple(h.strip().lower() for h in text.split(",") if h.strip())
 
 
-def config_from_env(**overrides: object) -> Config:
-    """Defaults, then LOUPE_* environment variables, then explicit overrides (None means unset)."""
-    values: dict[str, object] = {}
-    env = os.environ
-    if "LOUPE_DATA_DIR" in env:
-        values["data_dir"] = Path(env["LOUPE_DATA_DIR"])
-    if "LOUPE_TORCH_THREADS" in env:
-        values["torch_threads"] = int(env["LOUPE_TORCH_THREADS"])
-    if "LOUPE_RUNTIME" in env:
-        values["runtime"] = env["LOUPE_RUNTIME"]
-    if "LOUPE_RUNTIME_MODE" in env:
-        values["runtime_mode"] = env["LOUPE_RUNTIME_MODE"]
-    if "LOUPE_PRECISION" in env:
-        values["precision"] = env["LOUPE_PRECISION"]
-    if "LOUPE_APPROX_INDEX_THRESHOLD" in env:
-        values["approx_index_threshold"] = int(env["LOUPE_APPROX_INDEX_THRESHOLD"])
-    if "LOUPE_COMPRESSED_INDEX_THRESHOLD" in env:
-        values["compressed_index_threshold"] = int(env["LOUPE_COMPRESSED_INDEX_THRESHOLD"])
-    if "LOUPE_PUBLIC_URL" in env:
-        values["public_url"] = env["LOUPE_PUBLIC_URL"]
-    if "LOUPE_URL_ALLOW_HOSTS" in env:
-        values["url_allow_hosts"] = parse_hosts(env["LOUPE_URL_ALLOW_HOSTS"])
-    weights = {}
-    if "LOUPE_CLIP_WEIGHTS" in env:
-        weights["clip-vit-b-32"] = env["LOUPE_CLIP_WEIGHTS"]
-    if weights:
-        values["weights"] = weights
+ENV_PREFIX = "LOUPE_"
+# Kept from before every field was read by its name: LOUPE_CLIP_WEIGHTS is the CLIP weights file.
+CLIP_WEIGHTS_ENV = "LOUPE_CLIP_WEIGHTS"
+
+
+def env_name(*path: str) -> str:
+    """The variable a field is read from: LOUPE_ + its path in upper case (LOUPE_IMAGES_MAX_BYTES)."""
+    return ENV_PREFIX + "_".join(path).upper()
+
+
+def _from_text(text: str, kind: Any, name: str) -> Any:
+    """A variable's text as the field's type: numbers and booleans as written, tuples comma-separated,
+    dicts as JSON."""
+    try:
+        if kind is Path:
+            return Path(text)
+        origin = getattr(kind, "__origin__", None)
+        if origin is tuple:
+            return msgspec.convert([part.strip() for part in text.split(",") if part.strip()], kind, strict=False)
+        if origin is dict:
+            return msgspec.json.decode(text, type=kind)
+        return msgspec.convert(text, kind, strict=False)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ValueError(f"{name}={text!r}: {exc}") from None
+
+
+def _struct_from_env(cls: type[msgspec.Struct], env: Mapping[str, str], path: tuple[str, ...]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    hints = get_type_hints(cls)
+    for field in msgspec.structs.fields(cls):
+        kind = hints[field.name]
+        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+            nested = _struct_from_env(kind, env, (*path, field.name))
+            if nested:
+                values[field.name] = msgspec.structs.replace(field.default, **nested)
+            continue
+        name = env_name(*path, field.name)
+        if name in env:
+            values[field.name] = _from_text(env[name], kind, name)
+    return values
+
+
+def config_from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Config:
+    """Defaults, then LOUPE_* environment variables (every field, by its name: see `env_name`), then
+    explicit overrides (None means unset). A value that does not fit its field raises ValueError naming it."""
+    env = os.environ if env is None else env
+    values = _struct_from_env(Config, env, ())
+    if "url_allow_hosts" in values:
+        values["url_allow_hosts"] = parse_hosts(",".join(values["url_allow_hosts"]))
+    if CLIP_WEIGHTS_ENV in env:
+        values["weights"] = {**values.get("weights", {}), "clip-vit-b-32": env[CLIP_WEIGHTS_ENV]}
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "data_dir" in values:
         values["data_dir"] = Path(str(values["data_dir"]))
-    return Config(**values)  # type: ignore[arg-type]
+    return Config(**values)

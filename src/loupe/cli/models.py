@@ -14,7 +14,8 @@ from loupe.cli.output import as_json, positive_int, table, when
 from loupe.errors import LoupeError
 from loupe.intake.folder_import import IMAGE_SUFFIXES
 from loupe.learning.training_set import UnlabeledRule, unlabeled_rule_of
-from loupe.store.records import ModelVersion
+from loupe.learning.values import EvaluationStatus
+from loupe.store.records import ModelVersion, VersionStatus
 
 Opener = Callable[[argparse.Namespace], Loupe]
 
@@ -42,8 +43,8 @@ def register(sub: argparse._SubParsersAction, open_loupe: Opener) -> None:
     p.add_argument("--closed-environment", action="store_true",
                    help="train only on inputs labeled with the model's concepts (by default, as in Clarifai, inputs "
                         "labeled only with other concepts are negatives; inputs with no label are never negatives "
-                        "of a mutually exclusive model, and each train of a multi-label one decides: README, "
-                        "'Custom models')")
+                        "of a mutually exclusive model, and each train of a multi-label one decides: docs/models.md, "
+                        "'What counts as a negative')")
     action("train", "train a new version now (small sets finish before the command returns)", _train)
     action("list", "list the app's models and their latest versions", _list, model=False)
     action("versions", "list a model's versions, newest first, with their status and metrics", _versions)
@@ -86,8 +87,8 @@ def _train(loupe: Loupe, args: argparse.Namespace) -> int:
     version = loupe.trainer.train(args.app, args.model, wait=True)
     if args.json:
         as_json(_version_summary(version))
-        return 0 if version.status == "trained" else 1
-    if version.status != "trained":
+        return 0 if version.status is VersionStatus.TRAINED else 1
+    if version.status is not VersionStatus.TRAINED:
         print(f"training failed: {version.detail}")
         return 1
     print(f"trained version {version.id} of {args.model!r} on {version.train_size} examples in "
@@ -134,7 +135,7 @@ def _evaluate(loupe: Loupe, args: argparse.Namespace) -> int:
     latest = loupe.predictor.trained_version(args.app, args.model)
     version = loupe.quality.evaluate(args.app, args.model, latest.id, wait=True)
     evaluation = version.evaluation
-    if evaluation is None or evaluation.status != "evaluated":
+    if evaluation is None or evaluation.status is not EvaluationStatus.EVALUATED:
         print(f"evaluation failed: {evaluation.detail if evaluation else 'no result'}")
         return 1
     if args.json:

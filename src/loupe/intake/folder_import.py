@@ -6,6 +6,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
 from pathlib import Path
 
 import msgspec
@@ -90,9 +91,9 @@ def read_batch(inputs: Inputs, app_id: str, root: Path, batch: list[FolderImage]
     for item in batch:
         data = item.path.read_bytes()
         status = _already_there(inputs, app_id, item.input_id, content_hash(data))
-        if status == "same":
+        if status is Presence.SAME:
             skipped += 1
-        elif status == "changed":
+        elif status is Presence.CHANGED:
             failed.append((str(item.path), "already imported with different content"))
         else:
             new.append(NewInput(image=data, id=item.input_id, source=str(item.path.relative_to(root)),
@@ -106,12 +107,23 @@ def read_batch(inputs: Inputs, app_id: str, root: Path, batch: list[FolderImage]
     return ReadBatch(new, prepared, skipped, failed)
 
 
-def _already_there(inputs: Inputs, app_id: str, input_id: str, sha256: str) -> str:
+class Presence(StrEnum):
+    """What the app already holds of a file: nothing under its id, the same content, other content;
+    the Ray import adds REUSE (a stored vector of this content) and SHIP (embed it on the cluster)."""
+
+    NEW = "new"
+    SAME = "same"
+    CHANGED = "changed"
+    REUSE = "reuse"
+    SHIP = "ship"
+
+
+def _already_there(inputs: Inputs, app_id: str, input_id: str, sha256: str) -> Presence:
     try:
         record = inputs.get(app_id, input_id)
     except NotFound:
-        return "new"
-    return "same" if record.sha256 == sha256 else "changed"
+        return Presence.NEW
+    return Presence.SAME if record.sha256 == sha256 else Presence.CHANGED
 
 
 def add_read(inputs: Inputs, app_id: str, read: ReadBatch, report: ImportReport) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import msgspec
 import numpy as np
 
@@ -14,7 +16,7 @@ NEIGHBOUR_DISAGREEMENT = 0.8  # share of the nearest examples (4 of 5) that must
 SMALL_APP_NEIGHBOUR_DISAGREEMENT = 0.6  # 3 of 5, where few examples of a concept exist to be neighbours
 # cleanlab's filter: flags as many labels as confident learning estimates are wrong (per-class
 # thresholds), the least self-confident first. Chosen on seeds 0-2 of benchmarks/mislabels.py among
-# five filters; README reports unseen seeds.
+# five filters; docs/models.md reports unseen seeds.
 CONFIDENT_LEARNING_FILTER = "low_self_confidence"
 # Below this many positives of some concept, per-class thresholds are guesses (a 6-example concept's
 # mean confidence says little): such small apps flag labels the held-out model does not pick instead.
@@ -24,7 +26,7 @@ CONFIDENT_LEARNING_MIN_PER_CONCEPT = 10
 # happens both ways. A pair is reported when such inputs are at least CONFUSED_FRACTION of the pair's
 # labeled inputs (and MIN_CONFUSED of them); a label is then suspected within that pair only if the
 # model gives its own concept at most STANDS_OUT (standing out against the pair's confusion). Chosen on seeds 0-2 of
-# `benchmarks/mislabels.py --hard`; README reports other seeds.
+# `benchmarks/mislabels.py --hard`; docs/models.md reports other seeds.
 BETWEEN_SHARE = 0.2
 CONFUSED_FRACTION = 0.05
 MIN_CONFUSED = 3
@@ -33,8 +35,16 @@ DUPLICATE_SIMILARITY = 0.9  # re-encoded or resized copies score 0.9-0.95 here; 
 MAX_DUPLICATE_ROWS = 5000  # pairwise check is quadratic; larger sets are checked on a sample
 
 
+class FindingKind(StrEnum):
+    FEW_EXAMPLES = "few_examples"
+    IMBALANCE = "imbalance"
+    CONFUSABLE_CONCEPTS = "confusable_concepts"
+    SUSPECTED_MISLABEL = "suspected_mislabel"
+    NEAR_DUPLICATES = "near_duplicates"
+
+
 class Finding(msgspec.Struct, kw_only=True):
-    kind: str  # few_examples | imbalance | confusable_concepts | suspected_mislabel | near_duplicates
+    kind: FindingKind
     message: str
     concept_ids: list[str]
     input_ids: list[str] = []
@@ -58,7 +68,7 @@ def few_examples(ts: TrainingSet, concept_ids: list[str]) -> list[Finding]:
     out = []
     for concept, n in zip(concept_ids, ts.positive.sum(axis=0).tolist()):
         if n < MIN_POSITIVES:
-            out.append(Finding(kind="few_examples", concept_ids=[concept], score=float(n),
+            out.append(Finding(kind=FindingKind.FEW_EXAMPLES, concept_ids=[concept], score=float(n),
                                message=f"concept {concept!r} has {n} positive example{'s' * (n != 1)}; "
                                        f"add at least {MIN_POSITIVES - n} more for a well built concept"))
     return out
@@ -74,7 +84,7 @@ def imbalance(ts: TrainingSet, concept_ids: list[str]) -> list[Finding]:
         ratio = counts[big] / max(n, 1)
         if j != big and ratio >= IMBALANCE_RATIO:
             out.append(Finding(
-                kind="imbalance", concept_ids=[concept_ids[big], concept_ids[j]], score=float(ratio),
+                kind=FindingKind.IMBALANCE, concept_ids=[concept_ids[big], concept_ids[j]], score=float(ratio),
                 message=f"concept {concept_ids[big]!r} has {ratio:.1f}x the positives of {concept_ids[j]!r} "
                         f"({int(counts[big])} vs {n}); balance them for fair confidences"))
     return out
@@ -117,7 +127,7 @@ def confusable_concepts(concept_ids: list[str], evaluation: Evaluation) -> list[
         if len(inputs) >= MIN_CONFUSED and share >= CONFUSED_FRACTION and ways[pair].min() >= 1 and enough:
             ca, cb = concept_ids[a], concept_ids[b]
             out.append(Finding(
-                kind="confusable_concepts", concept_ids=[ca, cb], input_ids=inputs, score=share,
+                kind=FindingKind.CONFUSABLE_CONCEPTS, concept_ids=[ca, cb], input_ids=inputs, score=share,
                 message=f"{ca!r} and {cb!r} are often confused: {len(inputs)} inputs ({share:.0%} of theirs) sit "
                         f"between them; add examples that tell them apart, or merge them"))
     return sorted(out, key=lambda f: -f.score)
@@ -187,7 +197,7 @@ def suspected_mislabels(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], 
         suggestion = concept_ids[best] if best != j and votes[best] > k // 2 else None
         concept, score = concept_ids[j], float(probs[n, j])
         out.append(Finding(
-            kind="suspected_mislabel", concept_ids=[concept], input_ids=[held[n].input_id],
+            kind=FindingKind.SUSPECTED_MISLABEL, concept_ids=[concept], input_ids=[held[n].input_id],
             score=1.0 - float(quality[n]), suggested_concept=suggestion,
             message=f"input {held[n].input_id!r} is labeled {concept!r}, but a model that never saw it gives "
                     f"{concept!r} only {score:.2f} and {round(disagree * k)} of its {k} nearest examples "
@@ -210,7 +220,8 @@ def near_duplicates(x: np.ndarray, ts: TrainingSet, concept_ids: list[str]) -> l
                 continue
             both = np.flatnonzero(ts.positive[a] | ts.positive[b])
             out.append(Finding(
-                kind="near_duplicates", input_ids=[ts.input_ids[a], ts.input_ids[b]], score=float(block[r, c]),
+                kind=FindingKind.NEAR_DUPLICATES, input_ids=[ts.input_ids[a], ts.input_ids[b]],
+                score=float(block[r, c]),
                 concept_ids=[concept_ids[j] for j in both],
                 message=f"inputs {ts.input_ids[a]!r} and {ts.input_ids[b]!r} look alike "
                         f"(similarity {block[r, c]:.3f}) but are labeled differently"))

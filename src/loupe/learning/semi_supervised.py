@@ -17,7 +17,7 @@ on both. The strength is chosen per train:
   set; so the best strength is used unless it loses to none by 5 points on the held-out labels;
 - with 1 label per concept there is nothing to hold out, so the check is reversed: a head fitted on
   the pseudo-labels alone must give back the people's labels (>= 95 % of them), else none is used.
-Margins chosen on seeds 0-4, 100-104 and 200-204 of benchmarks/few_shot.py; README reports seeds
+Margins chosen on seeds 0-4, 100-104 and 200-204 of benchmarks/few_shot.py; docs/benchmarks.md reports seeds
 300-309, which they never saw.
 
 Multi-label examples (some input carries two of the concepts): each concept takes its own most

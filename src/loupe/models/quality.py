@@ -11,7 +11,7 @@ import numpy as np
 
 from loupe.apps.context import AppContext
 from loupe.errors import Busy, InvalidArgument, ModelNotTrained
-from loupe.learning.advice import Finding, advise
+from loupe.learning.advice import Finding, FindingKind, advise
 from loupe.learning.evaluation import evaluate
 from loupe.learning.heads import head_probabilities
 from loupe.learning.suggestions import MAX_POOL, suggest
@@ -99,7 +99,7 @@ class Quality:
         with self._store.read() as tx:
             dismissed = tx.dismissed(app_id, model_id)
         return [f for f in advise(x, ts, version.concept_ids, version.mutually_exclusive, held)
-                if not (f.kind == "suspected_mislabel" and (f.input_ids[0], f.concept_ids[0]) in dismissed)]
+                if not (f.kind is FindingKind.SUSPECTED_MISLABEL and (f.input_ids[0], f.concept_ids[0]) in dismissed)]
 
     def dismiss(self, app_id: str, model_id: str, input_id: str, concept_id: str) -> None:
         """A person checked a suspected mislabel and the label is right: it is not reported again (kept

@@ -24,7 +24,7 @@ import numpy as np
 
 from loupe.application import Loupe
 from loupe.errors import Conflict, ImageError, InvalidArgument
-from loupe.intake.folder_import import FolderImage, ImportReport, add_read, read_batch, scan_folder
+from loupe.intake.folder_import import FolderImage, ImportReport, Presence, add_read, read_batch, scan_folder
 from loupe.intake.image_pipeline import Embedded
 from loupe.intake.imaging import DecodedImage, content_hash
 from loupe.intake.inputs import NewInput
@@ -105,13 +105,13 @@ def _triage(loupe: Loupe, app: App, files: list[FolderImage], report: ImportRepo
             ) -> tuple[list[tuple[FolderImage, str]], list[FolderImage], list[FolderImage]]:
     """Split the folder into what is stored already (skipped), what has a stored vector for its content
     (`reuse`), what must be embedded (`ship`, with its content hash) and copies of shipped files."""
-    def look(item: FolderImage) -> tuple[str, str]:
+    def look(item: FolderImage) -> tuple[Presence, str]:
         sha = content_hash(item.path.read_bytes())
         with loupe.store.read() as tx:
             record = tx.get_input(app.id, item.input_id)
             if record is not None:
-                return ("same" if record.sha256 == sha else "changed"), sha
-            return ("reuse" if tx.get_embedding(app.backbone, sha) is not None else "ship"), sha
+                return (Presence.SAME if record.sha256 == sha else Presence.CHANGED), sha
+            return (Presence.REUSE if tx.get_embedding(app.backbone, sha) is not None else Presence.SHIP), sha
 
     ship: list[tuple[FolderImage, str]] = []
     reuse: list[FolderImage] = []
@@ -119,13 +119,13 @@ def _triage(loupe: Loupe, app: App, files: list[FolderImage], report: ImportRepo
     shipped: set[str] = set()
     with ThreadPoolExecutor(min(8, (os.cpu_count() or 1) * 2), thread_name_prefix="loupe-hash") as pool:
         for item, (status, sha) in zip(files, pool.map(look, files)):
-            if status == "same":
+            if status is Presence.SAME:
                 report.skipped += 1
                 tick(1)
-            elif status == "changed":
+            elif status is Presence.CHANGED:
                 report.failed.append((str(item.path), "already imported with different content"))
                 tick(1)
-            elif status == "reuse":
+            elif status is Presence.REUSE:
                 reuse.append(item)
             elif sha in shipped:
                 copies.append(item)

@@ -20,7 +20,7 @@ class OpenVinoSession:
                  mode: str = "latency") -> None:
         self.precision = precision
         # "latency": one stream over all cores answers a lone image fastest; "throughput": a stream per
-        # core or two, for many concurrent callers (see README for what each measured).
+        # core or two, for many concurrent callers (see docs/benchmarks.md for what each measured).
         self._compiled = core.compile_model(model_path, "CPU", {
             "INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": mode.upper(),
             "INFERENCE_NUM_THREADS": threads})
