@@ -98,12 +98,7 @@ def imagenet_predictions(backbone: Backbone, vectors: np.ndarray, norms: np.ndar
     probs = np.exp(logits)
     probs /= probs.sum(axis=1, keepdims=True)
     wnids, _ = imagenet_classes()
-    out = []
-    for row in probs:
-        order = np.argsort(-row, kind="stable")
-        out.append(Prediction(version_id=general_version_id(backbone), neighbours=[],
-                              concepts=[ConceptScore(wnids[j], float(row[j])) for j in order]))
-    return out
+    return _ranked(backbone, probs, wnids)
 
 
 def zero_shot_predictions(backbone: Backbone, vectors: np.ndarray, names: Sequence[str]) -> list[Prediction]:
@@ -114,6 +109,11 @@ def zero_shot_predictions(backbone: Backbone, vectors: np.ndarray, names: Sequen
         raise InvalidArgument("give concept names to score, or add concepts to the app")
     text = backbone.embed_text([PROMPT.format(n) for n in names])
     probs = head_probabilities(LOGIT_SCALE * (vectors @ text.T), mutually_exclusive=True)
+    return _ranked(backbone, probs, names)
+
+
+def _ranked(backbone: Backbone, probs: np.ndarray, names: Sequence[str]) -> list[Prediction]:
+    """One prediction per row of probabilities over `names`, best first."""
     out = []
     for row in probs:
         order = np.argsort(-row, kind="stable")
