@@ -152,7 +152,7 @@ class Workflows:
         return len(workflow_ids)
 
     def run(self, app_id: str, inputs: list[Item], steps: list[WorkflowStep],
-                     deadline: float) -> list[WorkflowRun]:
+            deadline: float) -> list[WorkflowRun]:
         """Every node over the inputs, each image (or video frame) embedded once for all of them."""
         if not steps:
             raise InvalidArgument("a workflow needs at least one model")
