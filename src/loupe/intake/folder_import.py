@@ -6,15 +6,14 @@ import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from enum import StrEnum
 from pathlib import Path
 
 import msgspec
 
-from loupe.errors import Conflict, ImageError, NotFound
+from loupe.errors import Conflict, ImageError
 from loupe.ids import MAX_ID_LENGTH
 from loupe.intake.imaging import content_hash
-from loupe.intake.inputs import Inputs, NewInput, PreparedInputs
+from loupe.intake.inputs import Inputs, NewInput, PreparedInputs, Presence
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -90,7 +89,7 @@ def read_batch(inputs: Inputs, app_id: str, root: Path, batch: list[FolderImage]
     skipped, failed = 0, []
     for item in batch:
         data = item.path.read_bytes()
-        status = _already_there(inputs, app_id, item.input_id, content_hash(data))
+        status = inputs.presence(app_id, item.input_id, content_hash(data))
         if status is Presence.SAME:
             skipped += 1
         elif status is Presence.CHANGED:
@@ -105,25 +104,6 @@ def read_batch(inputs: Inputs, app_id: str, root: Path, batch: list[FolderImage]
         except (ImageError, Conflict):
             pass
     return ReadBatch(new, prepared, skipped, failed)
-
-
-class Presence(StrEnum):
-    """What the app already holds of a file: nothing under its id, the same content, other content;
-    the Ray import adds REUSE (a stored vector of this content) and SHIP (embed it on the cluster)."""
-
-    NEW = "new"
-    SAME = "same"
-    CHANGED = "changed"
-    REUSE = "reuse"
-    SHIP = "ship"
-
-
-def _already_there(inputs: Inputs, app_id: str, input_id: str, sha256: str) -> Presence:
-    try:
-        record = inputs.get(app_id, input_id)
-    except NotFound:
-        return Presence.NEW
-    return Presence.SAME if record.sha256 == sha256 else Presence.CHANGED
 
 
 def add_read(inputs: Inputs, app_id: str, read: ReadBatch, report: ImportReport) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from enum import StrEnum
 from typing import Any
 
 import msgspec
@@ -25,6 +26,17 @@ from loupe.intake.thumbnails import thumbnail
 from loupe.pagination import page_window
 from loupe.store.filters import SearchFilter, filtered_inputs
 from loupe.store.records import App, GeoPoint, Input, Region
+
+
+class Presence(StrEnum):
+    """What the app already holds of a file: nothing under its id, the same content, other content;
+    the Ray import adds REUSE (a stored vector of this content) and SHIP (embed it on the cluster)."""
+
+    NEW = "new"
+    SAME = "same"
+    CHANGED = "changed"
+    REUSE = "reuse"
+    SHIP = "ship"
 
 
 class NewInput(msgspec.Struct, kw_only=True):
@@ -145,6 +157,20 @@ class Inputs:
     def get(self, app_id: str, input_id: str) -> Input:
         self._context.sync(app_id)
         return self._context.get_input(app_id, input_id)
+
+    def presence(self, app_id: str, input_id: str, sha256: str, *, vectors: bool = False) -> Presence:
+        """What the app holds of a file about to be imported under this id with this content; with
+        `vectors`, whether a new one's content already has a stored vector (REUSE) or not (SHIP)."""
+        with self._store.read() as tx:
+            record = tx.get_input(app_id, input_id)
+            if record is not None:
+                return Presence.SAME if record.sha256 == sha256 else Presence.CHANGED
+            if not vectors:
+                return Presence.NEW
+            app = tx.get_app(app_id)
+            if app is None:
+                raise NotFound("app", app_id)
+            return Presence.REUSE if tx.get_embedding(app.backbone, sha256) is not None else Presence.SHIP
 
     def image(self, app_id: str, input_id: str) -> bytes:
         record = self.get(app_id, input_id)

@@ -24,10 +24,10 @@ import numpy as np
 
 from loupe.application import Loupe
 from loupe.errors import Conflict, ImageError, InvalidArgument
-from loupe.intake.folder_import import FolderImage, ImportReport, Presence, add_read, read_batch, scan_folder
+from loupe.intake.folder_import import FolderImage, ImportReport, add_read, read_batch, scan_folder
 from loupe.intake.image_pipeline import Embedded
 from loupe.intake.imaging import DecodedImage, content_hash
-from loupe.intake.inputs import NewInput
+from loupe.intake.inputs import NewInput, Presence
 from loupe.scale.ray_embed import EmbedActor, EmbedSettings
 from loupe.store.records import App
 
@@ -107,11 +107,7 @@ def _triage(loupe: Loupe, app: App, files: list[FolderImage], report: ImportRepo
     (`reuse`), what must be embedded (`ship`, with its content hash) and copies of shipped files."""
     def look(item: FolderImage) -> tuple[Presence, str]:
         sha = content_hash(item.path.read_bytes())
-        with loupe.store.read() as tx:
-            record = tx.get_input(app.id, item.input_id)
-            if record is not None:
-                return (Presence.SAME if record.sha256 == sha else Presence.CHANGED), sha
-            return (Presence.REUSE if tx.get_embedding(app.backbone, sha) is not None else Presence.SHIP), sha
+        return loupe.inputs.presence(app.id, item.input_id, sha, vectors=True), sha
 
     ship: list[tuple[FolderImage, str]] = []
     reuse: list[FolderImage] = []
