@@ -56,7 +56,7 @@ class Loupe:
                                          max_concurrent=config.url_max_concurrent))
         cache = ModelCache()
         self.models = ModelRegistry(self.context, cache)
-        self.predictor = CustomPredictor(self.context, cache)
+        self.predictor = CustomPredictor(self.context, cache, self.models)
         self.trainer = Trainer(self.context, self.models, self.predictor)
         self.quality = Quality(self.context, self.models, self.predictor, cache, self.trainer.queue)
         self.predictions = Predictions(self.context, self.embedder, self.models, self.predictor, self.concepts)

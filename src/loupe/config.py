@@ -9,6 +9,8 @@ from typing import Any, get_type_hints
 
 import msgspec
 
+from loupe.errors import InvalidArgument
+
 
 class ImageLimits(msgspec.Struct, frozen=True):
     max_bytes: int = 20 * 1024 * 1024
@@ -119,7 +121,7 @@ def _from_text(text: str, kind: Any, name: str) -> Any:
             return msgspec.json.decode(text, type=kind)
         return msgspec.convert(text, kind, strict=False)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ValueError(f"{name}={text!r}: {exc}") from None
+        raise InvalidArgument(f"{name}={text!r} is not a valid {getattr(kind, '__name__', kind)} ({exc})") from None
 
 
 def _struct_from_env(cls: type[msgspec.Struct], env: Mapping[str, str], path: tuple[str, ...]) -> dict[str, Any]:
@@ -140,7 +142,7 @@ def _struct_from_env(cls: type[msgspec.Struct], env: Mapping[str, str], path: tu
 
 def config_from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Config:
     """Defaults, then LOUPE_* environment variables (every field, by its name: see `env_name`), then
-    explicit overrides (None means unset). A value that does not fit its field raises ValueError naming it."""
+    explicit overrides (None means unset). A value that does not fit its field raises InvalidArgument naming it."""
     env = os.environ if env is None else env
     values = _struct_from_env(Config, env, ())
     if "url_allow_hosts" in values:

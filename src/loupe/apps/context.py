@@ -152,6 +152,15 @@ class AppContext:
             raise NotFound("input", input_id)
         return record
 
+    def image_of(self, app_id: str, input_id: str) -> bytes:
+        """The stored image of an input (NotFound if the input, or its image, is not there)."""
+        record = self.get_input(app_id, input_id)
+        with self.store.read() as tx:
+            data = tx.get_blob(record.sha256)
+        if data is None:
+            raise NotFound("input", input_id, f"input {input_id!r} has no stored image")
+        return data
+
     def backbone(self, app: App) -> Backbone:
         return self.backbones.get(app.backbone)
 

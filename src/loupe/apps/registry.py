@@ -40,7 +40,8 @@ class Apps:
         return app
 
     def get(self, app_id: str) -> App:
-        return self._context.sync(app_id)
+        """The app's record as stored (NotFound if none); the services sync their caches themselves."""
+        return self._context.get(app_id)
 
     def summaries(self) -> list[AppSummary]:
         with self._store.read() as tx:

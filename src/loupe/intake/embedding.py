@@ -15,7 +15,6 @@ import numpy as np
 
 from loupe.apps.context import AppContext
 from loupe.backbones.base import l2_normalise
-from loupe.errors import NotFound
 from loupe.intake.image_pipeline import Embedded, ImagePipeline
 from loupe.intake.imaging import decode_image
 from loupe.intake.video import FrameTime, sample_frames
@@ -123,18 +122,10 @@ class Embedder:
         if not missing:
             return
         backbone = self._context.backbone(app)
-        images = [self._image_of(app.id, rows.still[i]) for i in missing]
+        images = [item if isinstance(item, bytes) else self._context.image_of(app.id, item)
+                  for item in (rows.still[i] for i in missing)]
         with self.gate:
             arrays = [backbone.preprocess(img) for img in
                       (decode_image(b, self._config.images).image for b in images) if img is not None]
             rows.norms[missing] = np.linalg.norm(backbone.features(arrays), axis=1).astype(np.float32)
 
-    def _image_of(self, app_id: str, item: str | bytes) -> bytes:
-        if isinstance(item, bytes):
-            return item
-        record = self._context.get_input(app_id, item)
-        with self._context.store.read() as tx:
-            data = tx.get_blob(record.sha256)
-        if data is None:
-            raise NotFound("input", item, f"input {item!r} has no stored image")
-        return data

@@ -173,16 +173,12 @@ class Inputs:
             return Presence.REUSE if tx.get_embedding(app.backbone, sha256) is not None else Presence.SHIP
 
     def image(self, app_id: str, input_id: str) -> bytes:
-        record = self.get(app_id, input_id)
-        with self._store.read() as tx:
-            data = tx.get_blob(record.sha256)
-        if data is None:
-            raise NotFound("input", input_id, f"input {input_id!r} has no stored image")
-        return data
+        self._context.sync(app_id)
+        return self._context.image_of(app_id, input_id)
 
     def thumbnail(self, app_id: str, input_id: str) -> bytes:
         record = self.get(app_id, input_id)
-        return thumbnail(self._store, record.sha256, self.image(app_id, input_id))
+        return thumbnail(self._store, record.sha256, lambda: self._context.image_of(app_id, input_id))
 
     def list_page(self, app_id: str, page: int = 1, per_page: int = 20, flt: SearchFilter | None = None) -> list[Input]:
         """Newest first; stable across pages while nothing is added."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 from PIL import Image
 
@@ -22,12 +23,13 @@ def thumbnail_of(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def thumbnail(store: Store, sha256: str, original: bytes) -> bytes:
+def thumbnail(store: Store, sha256: str, original: Callable[[], bytes]) -> bytes:
+    """The stored thumbnail of a content, or one made from `original()` (read only then) and kept."""
     with store.read() as tx:
         cached = tx.get_thumbnail(sha256)
     if cached is not None:
         return cached
-    img = Image.open(io.BytesIO(original))
+    img = Image.open(io.BytesIO(original()))
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
     img.draft("RGB", (SIZE * 2, SIZE * 2))  # JPEG: decode at a fraction of full size

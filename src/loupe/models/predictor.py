@@ -12,6 +12,7 @@ from loupe.errors import InvalidArgument, ModelNotTrained, NotFound, TooLong
 from loupe.learning.prediction import Prediction, predict
 from loupe.learning.training_set import LabelRule
 from loupe.models.cache import LoadedVersion, ModelCache, ScoreTable
+from loupe.models.registry import ModelRegistry
 from loupe.store.records import App, ModelVersion, VersionStatus
 
 PREDICTED_THRESHOLD = 0.5  # a predicted-concept search keeps inputs scored at least this
@@ -19,8 +20,9 @@ SCORE_CHUNK = 1024  # inputs scored at a time when a whole app is scored (the de
 
 
 class CustomPredictor:
-    def __init__(self, context: AppContext, cache: ModelCache) -> None:
+    def __init__(self, context: AppContext, cache: ModelCache, registry: ModelRegistry) -> None:
         self._context = context
+        self._registry = registry
         self._store = context.store
         self._cache = cache
         context.events.labels_reloaded.append(cache.forget_labels)
@@ -97,9 +99,7 @@ class CustomPredictor:
         return set(seqs[(column >= PREDICTED_THRESHOLD) == positive].tolist())
 
     def _newest_trained_with(self, app_id: str, concept_id: str) -> ModelVersion | None:
-        with self._store.read() as tx:
-            models = sorted(tx.iter_models(app_id), key=lambda m: (-m.created_at, m.id))
-        for model in models:
+        for model in self._registry.ordered(app_id):
             try:
                 version = self.loaded(app_id, model.id).version
             except (ModelNotTrained, NotFound):
