@@ -15,6 +15,7 @@ from litestar.types import ControllerRouterHandler
 
 from loupe.application import Loupe
 from loupe.service import (
+    accounts_routes,
     app_routes,
     concepts_routes,
     inputs_routes,
@@ -22,7 +23,7 @@ from loupe.service import (
     searches_routes,
     workflows_routes,
 )
-from loupe.service.auth import DEPENDENCIES, PUBLIC, require_key
+from loupe.service.auth import DEPENDENCIES, PUBLIC, authorize, declared
 from loupe.service.errors import error_response
 from loupe.service.transport import add_security_headers
 
@@ -73,19 +74,31 @@ def options_handlers(handlers: list) -> list[HTTPRouteHandler]:
     return out
 
 
+# An app's routes: at /v2/... the app is the app key's; at /v2/users/me/apps/{app_id}/... (Clarifai's
+# user-scoped paths) it is named, for personal access tokens and the page's session.
+APP_ROUTES = [*inputs_routes.ROUTES, *concepts_routes.ROUTES, *models_routes.ROUTES, *searches_routes.ROUTES,
+              *workflows_routes.ROUTES, *app_routes.ROUTES]
+USER_SCOPED_PREFIX = "/v2/users/me/apps/{app_id:str}"
+
+
+def _api_router(path: str, routes: list) -> Router:
+    undeclared = [f"{sorted(h.http_methods)} {path}{p}" for h in routes for p in h.paths if not declared(h)]
+    if undeclared:  # a route nobody said who may call: refuse to serve rather than guess
+        raise RuntimeError(f"routes without a permission (opt=READ/LABEL/MANAGE/OWN/ACCOUNT/SERVER): {undeclared}")
+    # The OPTIONS answers come first, so Litestar adds no automatic ones; they are marked PUBLIC.
+    return Router(path=path, guards=[authorize], dependencies=DEPENDENCIES,
+                  route_handlers=[*options_handlers(routes), *routes])
+
+
 def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                public_url: str | None = None) -> Litestar:
     """The caller owns `loupe` and closes it (an ASGI lifespan may run more than once per app)."""
-    # Every API route sits behind the key guard; only the page, its files, liveness and the schema don't.
-    routes = [*inputs_routes.ROUTES, *concepts_routes.ROUTES, *models_routes.ROUTES, *searches_routes.ROUTES,
-              *workflows_routes.ROUTES, *app_routes.ROUTES]
-    # The OPTIONS answers come first, so Litestar adds no automatic ones; they are marked PUBLIC.
-    api = Router(path="/", guards=[require_key], dependencies=DEPENDENCIES,
-                 route_handlers=[*options_handlers(routes), *routes])
+    # Every API route sits behind the guard; only the page, its files, liveness and the schema don't.
     public: list[ControllerRouterHandler] = [healthz, readyz, index_page,
                                              create_static_files_router(path="/static", directories=[STATIC])]
     app = Litestar(
-        route_handlers=[*public, api],
+        route_handlers=[*public, _api_router("/v2", [*APP_ROUTES, *accounts_routes.ROUTES]),
+                        _api_router(USER_SCOPED_PREFIX, APP_ROUTES)],
         exception_handlers={Exception: error_response},
         before_send=[add_security_headers],
         request_max_body_size=max_body_bytes,

@@ -1,8 +1,8 @@
-"""`Authorization: Key <key>` decides the app; a predict-scope key cannot write.
+"""Who may call what: every API route declares one permission (or an account-level target) in its `opt`,
+and one guard asks the core (`loupe.access.authorize`) for a decision from the request's credential.
 
-Declared once, as Litestar guards on the API router (every /v2 route needs a key) and on the writing
-handlers (scope 'all'). Guards run before Litestar reads the body, so an unauthenticated client gets
-its 401 at once instead of making the server buffer its upload.
+Guards run before Litestar reads the body, so an unauthenticated client gets its 401 at once instead of
+making the server buffer its upload. `create_app` refuses a route table with an undeclared route.
 """
 
 from __future__ import annotations
@@ -11,47 +11,51 @@ from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
 
+from loupe.accounts.access import AccessRequest, Grant, Target
+from loupe.accounts.roles import Permission
 from loupe.application import Loupe
-from loupe.apps.keys import KeyRecord, Scope
-from loupe.service.errors import ApiError
 
-# The API router's handlers skip the key check only when they carry this `opt` (its OPTIONS answers).
-PUBLIC = {"public": True}
+SESSION_COOKIE = "loupe_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# What a route needs, as its `opt`.
+PUBLIC = {"public": True}  # the page, liveness, sign-in, OPTIONS answers
+READ = {"permission": Permission.READ}
+LABEL = {"permission": Permission.LABEL}
+MANAGE = {"permission": Permission.MANAGE}
+OWN = {"permission": Permission.OWN}
+ACCOUNT = {"target": Target.ACCOUNT}  # any signed-in user (session or personal access token)
+SERVER = {"target": Target.SERVER}  # a server admin
 
 
-def require_key(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    """The caller's key record, checked from the headers alone; kept on the connection for `key`."""
-    if handler.opt.get("public"):
+def declared(handler: BaseRouteHandler) -> bool:
+    opt = handler.opt
+    return bool(opt.get("public")) or "permission" in opt or "target" in opt
+
+
+def authorize(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """The caller's grant, decided from the headers alone; kept on the connection for `caller`."""
+    opt = handler.opt
+    if opt.get("public"):
         return
-    values = connection.headers.getall("authorization", [])
-    if len(values) > 1 or "," in (values[0] if values else ""):  # repeated, or folded into one by a proxy
-        raise ApiError(400, 11009, "send exactly one Authorization header")
-    scheme, _sep, key = (values[0] if values else "").partition(" ")
-    key = key.strip()
-    if scheme.lower() != "key" or not key or key == "None":
-        raise ApiError(401, 11009, "missing API key: send the header 'Authorization: Key <your key>'")
     loupe: Loupe = connection.app.state.loupe
-    record = loupe.keys.verify(key)
-    if record is None:
-        raise ApiError(401, 11009, "API key not found or revoked")
-    connection.state.key = record
+    connection.state.grant = loupe.access.authorize(AccessRequest(
+        authorization=connection.headers.getall("authorization", []),
+        cookie=connection.cookies.get(SESSION_COOKIE, ""),
+        csrf=connection.headers.get("x-csrf-token", ""),
+        safe_method=connection.scope.get("method", "GET") in SAFE_METHODS,
+        target=opt.get("target", Target.APP),
+        app_id=connection.path_params.get("app_id", ""),
+        permission=opt.get("permission", Permission.READ)))
 
 
-def require_write(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    """Scope 'all': add, change or delete. Runs after `require_key` (router guards come first)."""
-    record: KeyRecord = connection.state.key
-    if record.scope is not Scope.ALL:
-        raise ApiError(403, 11007, "this API key may only predict and search (scope 'predict')")
-
-
-def _key(request: ASGIConnection) -> KeyRecord:
-    return request.state.key
+def _caller(request: ASGIConnection) -> Grant:
+    return request.state.grant
 
 
 def _loupe(request: ASGIConnection) -> Loupe:
     return request.app.state.loupe
 
 
-# Handlers name `key: KeyRecord` and `loupe: Loupe` in their signature and get them from here.
-DEPENDENCIES = {"key": Provide(_key, sync_to_thread=False), "loupe": Provide(_loupe, sync_to_thread=False)}
-WRITE = [require_write]
+# Handlers name `caller: Grant` and `loupe: Loupe` in their signature and get them from here.
+DEPENDENCIES = {"caller": Provide(_caller, sync_to_thread=False), "loupe": Provide(_loupe, sync_to_thread=False)}

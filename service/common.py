@@ -36,10 +36,16 @@ def concept_names(loupe: Loupe, app_id: str) -> dict[str, str]:
     return loupe.concepts.names(app_id)
 
 
-def image_url(request: Request, input_id: str) -> str:
-    """From the configured public base URL, never from the request's Host header; the id is escaped."""
+def app_base(request: Request) -> str:
+    """The /v2 base of the request's app routes, from the configured public URL (never the Host header):
+    /v2 for an app key, /v2/users/me/apps/{app} where the path named the app."""
     base: str = request.app.state.public_url
-    return f"{base}/v2/inputs/{urllib.parse.quote(input_id, safe='')}/image"
+    app_id = request.path_params.get("app_id")
+    return f"{base}/v2/users/me/apps/{urllib.parse.quote(app_id, safe='')}" if app_id else f"{base}/v2"
+
+
+def image_url(request: Request, input_id: str) -> str:
+    return f"{app_base(request)}/inputs/{urllib.parse.quote(input_id, safe='')}/image"
 
 
 def stored_image_url(request: Request, record: Input) -> str:
@@ -134,7 +140,7 @@ def echoed_media(request: Request, loupe: Loupe, app_id: str, wire_input: WInput
     if image is not None and image.url:
         return {"image": {"url": image.url}}
     sha = loupe.inputs.remember_predicted(app_id, item)
-    return {"image": {"url": f"{request.app.state.public_url}/v2/loupe/recent-images/{sha}"}}
+    return {"image": {"url": f"{app_base(request)}/loupe/recent-images/{sha}"}}
 
 
 class OutputShape(msgspec.Struct, frozen=True):

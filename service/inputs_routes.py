@@ -5,12 +5,12 @@ from __future__ import annotations
 from litestar import Request, Response, delete, get, patch, post
 from litestar.params import RawBody
 
+from loupe.accounts.access import Grant
 from loupe.application import Loupe
-from loupe.apps.keys import KeyRecord
 from loupe.errors import UrlFetchError
 from loupe.intake.inputs import NewInput
 from loupe.intake.labels import InputEdit
-from loupe.service.auth import WRITE
+from loupe.service.auth import LABEL, MANAGE, READ
 from loupe.service.common import (
     image_bytes,
     inputs_json,
@@ -28,9 +28,9 @@ from loupe.store.filters import ConceptFilter, SearchFilter
 MAX_BATCH = 128  # as Clarifai and its clients
 
 
-@post("/v2/inputs", status_code=200, guards=WRITE)
+@post("/inputs", status_code=200, opt=LABEL)
 @in_thread
-def add_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) -> dict | Response:
+def add_inputs(loupe: Loupe, caller: Grant, request: Request, body: RawBody) -> dict | Response:
     req = decode(body, PostInputs)
     if not req.inputs:
         raise ApiError(400, 11102, "no inputs given")
@@ -45,11 +45,11 @@ def add_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) ->
         except UrlFetchError as exc:
             failures[position] = exc.message
             continue
-        positive, negative = split_concepts(loupe, key.app_id, data.concepts)
+        positive, negative = split_concepts(loupe, caller.app_id, data.concepts)
         source = data.image.url if data.image and data.image.url else ""
         items.append(NewInput(image=raw, id=wire_input.id, source=source, metadata=data.metadata or {},
                               concepts=positive, not_concepts=negative, geo=stored_geo(data),
-                              regions=stored_regions(loupe, key.app_id, data.regions) or [],
+                              regions=stored_regions(loupe, caller.app_id, data.regions) or [],
                               crop=list(data.image.crop or []) if data.image else []))
     if failures:
         # A batch is all or nothing: nothing was stored; each input says how it fared.
@@ -61,55 +61,55 @@ def add_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) ->
         return Response({"status": {"code": 30002, "description": "Download failed",
                                     "details": "; ".join(f"input {i}: {m}" for i, m in failures.items())},
                          "inputs": statuses}, status_code=400)
-    added = loupe.inputs.add(key.app_id, items)
-    return ok(inputs=inputs_json(request, loupe, key.app_id, added.inputs))
+    added = loupe.inputs.add(caller.app_id, items, by=caller.actor)
+    return ok(inputs=inputs_json(request, loupe, caller.app_id, added.inputs))
 
 
-@get("/v2/inputs")
+@get("/inputs", opt=READ)
 @in_thread
-def list_inputs(loupe: Loupe, key: KeyRecord, request: Request, page: int = 1, per_page: int = 20,
+def list_inputs(loupe: Loupe, caller: Grant, request: Request, page: int = 1, per_page: int = 20,
                 concept: str | None = None, negative: bool = False) -> dict:
     """Newest first. `concept` (Loupe's addition) keeps inputs annotated with it (as not-it with `negative`)."""
     flt = SearchFilter(concepts=(ConceptFilter(concept, not negative),)) if concept else None
-    records = loupe.inputs.list_page(key.app_id, page=page, per_page=per_page, flt=flt)
-    return ok(inputs=inputs_json(request, loupe, key.app_id, records))
+    records = loupe.inputs.list_page(caller.app_id, page=page, per_page=per_page, flt=flt)
+    return ok(inputs=inputs_json(request, loupe, caller.app_id, records))
 
 
-@get("/v2/inputs/status")
+@get("/inputs/status", opt=READ)
 @in_thread
-def input_counts(loupe: Loupe, key: KeyRecord) -> dict:
-    n = loupe.inputs.count(key.app_id)
+def input_counts(loupe: Loupe, caller: Grant) -> dict:
+    n = loupe.inputs.count(caller.app_id)
     return ok(counts={"processed": n, "to_process": 0, "errors": 0, "processing": 0})
 
 
-@get("/v2/inputs/{input_id:str}")
+@get("/inputs/{input_id:str}", opt=READ)
 @in_thread
-def get_input(loupe: Loupe, key: KeyRecord, request: Request, input_id: str) -> dict:
-    record = loupe.inputs.get(key.app_id, input_id)
-    return ok(input=inputs_json(request, loupe, key.app_id, [record])[0])
+def get_input(loupe: Loupe, caller: Grant, request: Request, input_id: str) -> dict:
+    record = loupe.inputs.get(caller.app_id, input_id)
+    return ok(input=inputs_json(request, loupe, caller.app_id, [record])[0])
 
 
-@get("/v2/inputs/{input_id:str}/image")
+@get("/inputs/{input_id:str}/image", opt=READ)
 @in_thread
-def get_input_image(loupe: Loupe, key: KeyRecord, input_id: str) -> Response:
-    data = loupe.inputs.image(key.app_id, input_id)
+def get_input_image(loupe: Loupe, caller: Grant, input_id: str) -> Response:
+    data = loupe.inputs.image(caller.app_id, input_id)
     kind = _image_type(data)
     return Response(data, media_type=kind, headers={"Cache-Control": "private, max-age=3600"})
 
 
-@get("/v2/inputs/{input_id:str}/thumbnail")
+@get("/inputs/{input_id:str}/thumbnail", opt=READ)
 @in_thread
-def get_input_thumbnail(loupe: Loupe, key: KeyRecord, input_id: str) -> Response:
+def get_input_thumbnail(loupe: Loupe, caller: Grant, input_id: str) -> Response:
     """A small JPEG, made once per image (Loupe's addition, for the web page)."""
-    return Response(loupe.inputs.thumbnail(key.app_id, input_id), media_type="image/jpeg",
+    return Response(loupe.inputs.thumbnail(caller.app_id, input_id), media_type="image/jpeg",
                     headers={"Cache-Control": "private, max-age=86400"})
 
 
-@get("/v2/loupe/recent-images/{sha256:str}")
+@get("/loupe/recent-images/{sha256:str}", opt=READ)
 @in_thread
-def get_recent_image(loupe: Loupe, key: KeyRecord, sha256: str) -> Response:
+def get_recent_image(loupe: Loupe, caller: Grant, sha256: str) -> Response:
     """An image sent for prediction, for an hour (predict outputs link their input by URL)."""
-    data = loupe.inputs.predicted_image(key.app_id, sha256)
+    data = loupe.inputs.predicted_image(caller.app_id, sha256)
     return Response(data, media_type=_image_type(data), headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -122,17 +122,17 @@ def _image_type(data: bytes) -> str:
     return "application/octet-stream"
 
 
-@patch("/v2/inputs", guards=WRITE)
+@patch("/inputs", opt=LABEL)
 @in_thread
-def patch_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) -> dict:
+def patch_inputs(loupe: Loupe, caller: Grant, request: Request, body: RawBody) -> dict:
     req = decode(body, PatchInputs)
     edits = []
     for wire_input in req.inputs:
         if not wire_input.id:
             raise ApiError(400, 11102, "each input to patch needs its id")
         data = wire_input.data
-        positive, negative = split_concepts(loupe, key.app_id, data.concepts)
-        geo, regions = stored_geo(data), stored_regions(loupe, key.app_id, data.regions)
+        positive, negative = split_concepts(loupe, caller.app_id, data.concepts)
+        geo, regions = stored_geo(data), stored_regions(loupe, caller.app_id, data.regions)
         if req.action == "remove":
             # Clients send value 1.0 with remove: match by id, whatever the value says.
             edits.append(InputEdit(input_id=wire_input.id, concepts=positive + negative, metadata=data.metadata,
@@ -140,25 +140,25 @@ def patch_inputs(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) 
         else:
             edits.append(InputEdit(input_id=wire_input.id, concepts=positive, not_concepts=negative,
                                    metadata=data.metadata, geo=geo, regions=regions))
-    records = loupe.inputs.edit(key.app_id, req.action, edits)
-    return ok(inputs=inputs_json(request, loupe, key.app_id, records))
+    records = loupe.inputs.edit(caller.app_id, req.action, edits, by=caller.actor)
+    return ok(inputs=inputs_json(request, loupe, caller.app_id, records))
 
 
-@delete("/v2/inputs/{input_id:str}", status_code=200, guards=WRITE)
+@delete("/inputs/{input_id:str}", status_code=200, opt=MANAGE)
 @in_thread
-def delete_input(loupe: Loupe, key: KeyRecord, input_id: str) -> dict:
-    loupe.inputs.delete(key.app_id, [input_id])
+def delete_input(loupe: Loupe, caller: Grant, input_id: str) -> dict:
+    loupe.inputs.delete(caller.app_id, [input_id], by=caller.actor)
     return ok()
 
 
-@delete("/v2/inputs", status_code=200, guards=WRITE)
+@delete("/inputs", status_code=200, opt=MANAGE)
 @in_thread
-def delete_inputs(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
+def delete_inputs(loupe: Loupe, caller: Grant, body: RawBody) -> dict:
     req = decode(body, DeleteMany)
     if req.delete_all:
-        loupe.inputs.delete_all(key.app_id)
+        loupe.inputs.delete_all(caller.app_id, by=caller.actor)
     elif req.ids:
-        loupe.inputs.delete(key.app_id, req.ids)
+        loupe.inputs.delete(caller.app_id, req.ids, by=caller.actor)
     else:
         raise ApiError(400, 11102, "give ids to delete, or delete_all: true")
     return ok()

@@ -8,10 +8,11 @@ from typing import Any
 from litestar import Request, post
 from litestar.params import RawBody
 
+from loupe.accounts.access import Grant
 from loupe.application import Loupe
-from loupe.apps.keys import KeyRecord
 from loupe.ids import new_id
 from loupe.search.query import PredictedConcept, SearchQuery
+from loupe.service.auth import READ
 from loupe.service.common import (
     concept_ref,
     image_bytes,
@@ -29,13 +30,13 @@ from loupe.store.geo import GeoQuery, check_point
 MAX_CLAUSES = 32
 
 
-@post("/v2/searches", status_code=200)
+@post("/searches", status_code=200, opt=READ)
 @in_thread
-def search(loupe: Loupe, key: KeyRecord, request: Request, body: RawBody) -> dict:
+def search(loupe: Loupe, caller: Grant, request: Request, body: RawBody) -> dict:
     req = decode(body, PostSearches)
-    query = _query(loupe, key.app_id, req)
-    hits = loupe.search.run(key.app_id, query)
-    inputs = inputs_json(request, loupe, key.app_id, [h.input for h in hits])
+    query = _query(loupe, caller.app_id, req)
+    hits = loupe.search.run(caller.app_id, query)
+    inputs = inputs_json(request, loupe, caller.app_id, [h.input for h in hits])
     return ok(id=new_id(), hits=[{"score": round(min(1.0, max(0.0, h.score)), 6), "input": i}
                                  for h, i in zip(hits, inputs)])
 

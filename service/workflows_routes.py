@@ -9,8 +9,8 @@ import msgspec
 from litestar import Request, delete, get, post
 from litestar.params import RawBody
 
+from loupe.accounts.access import Grant
 from loupe.application import Loupe
-from loupe.apps.keys import KeyRecord
 from loupe.ids import new_id
 from loupe.models.general import PUBLIC_APP_ID, imagenet_classes
 from loupe.models.workflows import (
@@ -19,7 +19,7 @@ from loupe.models.workflows import (
     WorkflowStep,
     public_workflow,
 )
-from loupe.service.auth import WRITE
+from loupe.service.auth import MANAGE, READ
 from loupe.service.clarifai_json import model_json, timestamp
 from loupe.service.common import (
     OutputShape,
@@ -72,9 +72,9 @@ def _workflow_json(loupe: Loupe, workflow: Workflow, app_id: str, public: bool =
                       for i, step in enumerate(workflow.steps)]}
 
 
-@post("/v2/workflows", status_code=200, guards=WRITE)
+@post("/workflows", status_code=200, opt=MANAGE)
 @in_thread
-def create_workflows(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
+def create_workflows(loupe: Loupe, caller: Grant, body: RawBody) -> dict:
     req = decode(body, PostWorkflows)
     if not req.workflows:
         raise ApiError(400, 11102, "no workflows given")
@@ -87,72 +87,72 @@ def create_workflows(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
                                            else None,
                                            concepts=tuple(c.name or c.id or "" for c in n.concepts))
                               for n in w.nodes]))
-    created = loupe.workflows.save(key.app_id, wanted)
-    return ok(workflows=[_workflow_json(loupe, w, key.app_id) for w in created])
+    created = loupe.workflows.save(caller.app_id, wanted, by=caller.actor)
+    return ok(workflows=[_workflow_json(loupe, w, caller.app_id) for w in created])
 
 
-@get("/v2/workflows")
+@get("/workflows", opt=READ)
 @in_thread
-def get_workflows(loupe: Loupe, key: KeyRecord, page: int = 1, per_page: int = 20) -> dict:
-    found = loupe.workflows.list_page(key.app_id, page=page, per_page=per_page)
-    return ok(workflows=[_workflow_json(loupe, w, key.app_id) for w in found])
+def get_workflows(loupe: Loupe, caller: Grant, page: int = 1, per_page: int = 20) -> dict:
+    found = loupe.workflows.list_page(caller.app_id, page=page, per_page=per_page)
+    return ok(workflows=[_workflow_json(loupe, w, caller.app_id) for w in found])
 
 
-@get("/v2/public_workflows")
+@get("/public_workflows", opt=READ)
 @in_thread
-def get_public_workflows(loupe: Loupe, key: KeyRecord) -> dict:
+def get_public_workflows(loupe: Loupe, caller: Grant) -> dict:
     public = [w for w in (public_workflow(i) for i in PUBLIC_WORKFLOWS) if w is not None]
-    return ok(workflows=[_workflow_json(loupe, w, key.app_id, public=True) for w in public])
+    return ok(workflows=[_workflow_json(loupe, w, caller.app_id, public=True) for w in public])
 
 
-@get("/v2/workflows/{workflow_id:str}")
+@get("/workflows/{workflow_id:str}", opt=READ)
 @in_thread
-def get_one_workflow(loupe: Loupe, key: KeyRecord, workflow_id: str) -> dict:
-    workflow = loupe.workflows.get(key.app_id, workflow_id)
-    return ok(workflow=_workflow_json(loupe, workflow, key.app_id, public=workflow_id in PUBLIC_WORKFLOWS))
+def get_one_workflow(loupe: Loupe, caller: Grant, workflow_id: str) -> dict:
+    workflow = loupe.workflows.get(caller.app_id, workflow_id)
+    return ok(workflow=_workflow_json(loupe, workflow, caller.app_id, public=workflow_id in PUBLIC_WORKFLOWS))
 
 
-@delete("/v2/workflows/{workflow_id:str}", status_code=200, guards=WRITE)
+@delete("/workflows/{workflow_id:str}", status_code=200, opt=MANAGE)
 @in_thread
-def delete_one_workflow(loupe: Loupe, key: KeyRecord, workflow_id: str) -> dict:
-    loupe.workflows.delete(key.app_id, [workflow_id])
+def delete_one_workflow(loupe: Loupe, caller: Grant, workflow_id: str) -> dict:
+    loupe.workflows.delete(caller.app_id, [workflow_id], by=caller.actor)
     return ok()
 
 
-@delete("/v2/workflows", status_code=200, guards=WRITE)
+@delete("/workflows", status_code=200, opt=MANAGE)
 @in_thread
-def delete_many_workflows(loupe: Loupe, key: KeyRecord, body: RawBody) -> dict:
+def delete_many_workflows(loupe: Loupe, caller: Grant, body: RawBody) -> dict:
     req = decode(body, DeleteMany)
     if not req.delete_all and not req.ids:
         raise ApiError(400, 11102, "give ids to delete, or delete_all: true")
-    loupe.workflows.delete(key.app_id, None if req.delete_all else req.ids)
+    loupe.workflows.delete(caller.app_id, None if req.delete_all else req.ids, by=caller.actor)
     return ok()
 
 
-@post("/v2/workflows/{workflow_id:str}/results", status_code=200)
+@post("/workflows/{workflow_id:str}/results", status_code=200, opt=READ)
 @in_thread
-def run(loupe: Loupe, key: KeyRecord, request: Request, workflow_id: str, body: RawBody) -> dict:
-    workflow = loupe.workflows.get(key.app_id, workflow_id)
+def run(loupe: Loupe, caller: Grant, request: Request, workflow_id: str, body: RawBody) -> dict:
+    workflow = loupe.workflows.get(caller.app_id, workflow_id)
     req = decode(body, PostWorkflowResults)
     if not req.inputs or len(req.inputs) > MAX_RUN_INPUTS:
         raise ApiError(400, 11102, f"give 1 to {MAX_RUN_INPUTS} inputs")
-    shape = OutputShape.of(loupe, key.app_id, req.output_config)
+    shape = OutputShape.of(loupe, caller.app_id, req.output_config)
     items = predict_items(loupe, req.inputs, req.output_config.sample_ms, request_deadline(loupe))
-    runs = loupe.workflows.run(key.app_id, items, list(workflow.steps),
+    runs = loupe.workflows.run(caller.app_id, items, list(workflow.steps),
                         time.monotonic() + RUN_SECONDS)
-    names = {**imagenet_classes()[1], **concept_names(loupe, key.app_id)}
+    names = {**imagenet_classes()[1], **concept_names(loupe, caller.app_id)}
     now = timestamp(time.time())
-    models = {id(r): model_json(r.view, key.app_id, full=False) for r in runs}
+    models = {id(r): model_json(r.view, caller.app_id, full=False) for r in runs}
     out = []
     for row, (wire_input, item) in enumerate(zip(req.inputs, items)):
         outputs = [{"id": new_id(), "status": {"code": 10000, "description": "Ok"}, "created_at": now,
-                    "model": models[id(r)], "data": answer_data(r.answers[row], shape, key.app_id, names)}
+                    "model": models[id(r)], "data": answer_data(r.answers[row], shape, caller.app_id, names)}
                    for r in runs]
         out.append({"status": {"code": 10000, "description": "Ok"},
                     "input": {"id": wire_input.id or new_id(),
-                              "data": echoed_media(request, loupe, key.app_id, wire_input, item)},
+                              "data": echoed_media(request, loupe, caller.app_id, wire_input, item)},
                     "outputs": outputs})
-    return ok(workflow=_workflow_json(loupe, workflow, key.app_id, public=workflow_id in PUBLIC_WORKFLOWS),
+    return ok(workflow=_workflow_json(loupe, workflow, caller.app_id, public=workflow_id in PUBLIC_WORKFLOWS),
               results=out)
 
 

@@ -145,7 +145,7 @@ LAYERS = [
     {"loupe.indexes", "loupe.backbones"},
     {"loupe.learning"},
     {"loupe.store"},
-    {"loupe.apps"},
+    {"loupe.apps", "loupe.accounts"},
     {"loupe.intake"},
     {"loupe.models"},
     {"loupe.search"},

@@ -298,7 +298,7 @@ def test_a_full_queue_answers_429_and_readiness_says_so(probe):
 
 def test_train_requests_await_the_queue_without_a_thread():
     assert inspect.iscoroutinefunction(models_routes.train.fn)
-    assert "anyio.to_thread.run_sync(loupe.trainer.submit_train" in inspect.getsource(models_routes.train.fn)
+    assert "anyio.to_thread.run_sync(\n        functools.partial(loupe.trainer.submit_train" in inspect.getsource(models_routes.train.fn)
 
 
 # 6 ------------------------------------------------------------------ model incarnations
@@ -458,9 +458,10 @@ def test_page_headers_health_options_base64_and_duplicate_keys(probe):
 
 
 def test_every_api_route_needs_a_key(probe):
-    """Enumerated from the route table: nothing but the page, its files, health and the schema is open."""
+    """Enumerated from the route table: nothing but the page, its files, health, sign-in and the schema is
+    open (both the app-key paths and the user-scoped /v2/users/me/apps/{app_id}/... ones)."""
     client, _, _ = probe
-    public = {"/", "/healthz", "/readyz"}
+    public = {"/", "/healthz", "/readyz", "/v2/loupe/session"}
     checked = 0
     for route in client.app.routes:
         if route.path in public or route.path.startswith(("/static", "/schema")):
@@ -470,7 +471,9 @@ def test_every_api_route_needs_a_key(probe):
             r = client.request(method, path, content=b"{}")
             assert r.status_code == 401, (method, route.path, r.status_code)
             checked += 1
-    assert checked >= 37
+    assert checked >= 2 * 46
+    r = client.delete("/v2/loupe/session")  # the sign-in route is open, signing out is not
+    assert r.status_code == 401
 
 
 # 11 ----------------------------------------------------------------- memory

@@ -76,7 +76,7 @@ def test_keys_decide_the_app_and_scope(api):
     for headers in ({}, h("lk_not-a-real-key"), {"Authorization": "Key None"}, {"Authorization": "Bearer x"}):
         r = client.get("/v2/inputs", headers=headers)
         assert r.status_code == 401 and r.json()["status"]["code"] == 11009
-    stored = [r.digest for r in loupe.keys.list("a")]
+    stored = [r.digest for r in loupe.keys.of_app("a")]
     assert keys["a"] not in stored and all(len(d) == 64 for d in stored)  # hashed
 
 

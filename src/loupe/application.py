@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import msgspec
 
+from loupe.accounts.access import Access
+from loupe.accounts.audit import AuditLog
+from loupe.accounts.keys import ApiKeys
+from loupe.accounts.members import Members
+from loupe.accounts.sessions import LoginThrottle, Sessions
+from loupe.accounts.users import Users
 from loupe.apps.concepts import Concepts
 from loupe.apps.context import AppContext
-from loupe.apps.keys import ApiKeys
 from loupe.apps.registry import Apps
 from loupe.backbones.registry import DEFAULT_BACKBONE, BackboneCache
 from loupe.config import Config
@@ -29,6 +34,7 @@ from loupe.models.trainer import Trainer
 from loupe.models.workflows import Workflows
 from loupe.search.service import Search
 from loupe.store import Store
+from loupe.store.accounts import AuditRetention
 
 
 class Readiness(msgspec.Struct):
@@ -43,11 +49,17 @@ class Loupe:
         """`backbones` lets several application objects (tests, tools) share loaded models."""
         self.config = config
         self._closed = False
-        self.store = Store(config.lmdb_path, config.lmdb_map_size)
+        limits = config.accounts
+        self.store = Store(config.lmdb_path, config.lmdb_map_size,
+                           AuditRetention(limits.audit_max_entries, limits.audit_max_age_days * 86400.0))
         self.backbones = backbones or BackboneCache(config)
         self.context = AppContext(config, self.store, self.backbones)
         self.keys = ApiKeys(self.store)
-        self.apps = Apps(self.context, self.keys)
+        self.users = Users(self.store)
+        self.members = Members(self.store)
+        self.access = Access(self.users, self.members, self.keys, Sessions(self.store, limits), LoginThrottle(limits))
+        self.audit = AuditLog(self.store)
+        self.apps = Apps(self.context)
         self.concepts = Concepts(self.context)
         self.embedder = Embedder(self.context, ImagePipeline(self.store, config.images, workers=config.decode_workers))
         self.inputs = Inputs(self.context, self.embedder)

@@ -29,6 +29,21 @@ class VideoLimits(msgspec.Struct, frozen=True):
     min_sample_ms: int = 100
 
 
+class AccountLimits(msgspec.Struct, frozen=True):
+    """Sessions of the page, sign-in throttling and the audit trail's retention."""
+
+    session_idle_seconds: float = 8 * 3600.0  # a session unused this long is gone
+    session_max_seconds: float = 7 * 86400.0  # and any session this old, used or not
+    # Failed sign-ins within the window: more than these per user name or per address get 429.
+    login_failures_per_user: int = 5
+    login_failures_per_address: int = 20
+    login_window_seconds: float = 900.0
+    audit_max_entries: int = 100_000  # per app; the oldest go first
+    audit_max_age_days: float = 365.0
+    # Secure cookies: "auto" sets Secure when public_url is https (or the request came over https).
+    cookie_secure: str = "auto"
+
+
 class Config(msgspec.Struct, frozen=True):
     data_dir: Path = Path("loupe-data")
     # LMDB reserves address space, not disk: a large map costs nothing until used.
@@ -51,6 +66,7 @@ class Config(msgspec.Struct, frozen=True):
     compressed_index_threshold: int = 100_000
     images: ImageLimits = ImageLimits()
     videos: VideoLimits = VideoLimits()
+    accounts: AccountLimits = AccountLimits()
     # Trains with at most this many examples finish within the request; larger ones are queued.
     sync_train_max_examples: int = 20_000
     max_concurrent_trainings: int = 1

@@ -3,25 +3,48 @@ downscaled to 256 px), a trained 10-concept model and a key. Works from any inst
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
+
 from loupe.application import Loupe
 from loupe.errors import NotFound
 from loupe.intake.folder_import import import_folder
+from loupe.store.records import Role
 
 DEMO_APP = "demo"
 DEMO_MODEL = "clothes"
+DEMO_USER = "demo"
 PER_CONCEPT = 20
 # 20 training photos per class (40 hats, for the advice tests) and 10 held out per class.
 DEMO_PHOTOS = Path(__file__).resolve().parent / "demo_photos" / "clothing10"
 
 
-def ensure_demo(loupe: Loupe, key_file: Path, say: Callable[[str], None] = print) -> str:
-    """Create (once) the demo app from the packaged training photos with a trained model; return its
-    API key (kept in `key_file`, readable only by the owner, so restarts reuse it)."""
+class DemoAccess(msgspec.Struct, frozen=True):
+    key: str
+    user: str
+    password: str
+
+
+def _kept(path: Path, make: Callable[[], str]) -> str:
+    """A secret kept in the data dir, readable only by its owner, so restarts print the same one."""
+    if path.exists():
+        return path.read_text().strip()
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+def ensure_demo(loupe: Loupe, data_dir: Path, say: Callable[[str], None] = print) -> DemoAccess:
+    """Create (once) the demo app from the packaged training photos with a trained model, a key for it and
+    a user `demo` who owns it (random password); restarts reuse all three (kept in the data dir)."""
+    key_file = data_dir / "demo-key.txt"
     try:
         loupe.apps.get(DEMO_APP)
     except NotFound:
@@ -43,12 +66,16 @@ def ensure_demo(loupe: Loupe, key_file: Path, say: Callable[[str], None] = print
         version = loupe.trainer.train(DEMO_APP, DEMO_MODEL, wait=True)
         say(f"  trained in {version.train_seconds:.2f} s")
         key_file.unlink(missing_ok=True)
-    if key_file.exists():
-        key = key_file.read_text().strip()
-        if loupe.keys.verify(key) is not None:
-            return key
-    key = loupe.keys.create(DEMO_APP)
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    key_file.write_text(key + "\n")
-    key_file.chmod(0o600)
-    return key
+    if key_file.exists() and loupe.keys.verify(key_file.read_text().strip()) is None:
+        key_file.unlink()
+    key = _kept(key_file, lambda: loupe.keys.create(DEMO_APP, name="demo"))
+    password_file = data_dir / "demo-password.txt"
+    try:
+        loupe.users.get(DEMO_USER)
+    except NotFound:
+        password_file.unlink(missing_ok=True)
+        password = _kept(password_file, lambda: secrets.token_urlsafe(12))
+        loupe.users.create(DEMO_USER, password)
+    if DEMO_USER not in {m.user for m in loupe.members.of_app(DEMO_APP)}:
+        loupe.members.add(DEMO_APP, DEMO_USER, Role.OWNER)
+    return DemoAccess(key, DEMO_USER, _kept(password_file, lambda: "(set with `loupe users set-password demo`)"))

@@ -121,3 +121,11 @@ class TooLong(LoupeError):
 
 class StorageFull(LoupeError):
     """The disk (or the store's map) is full: the write was not made; reads still work."""
+
+
+class Unauthenticated(LoupeError):
+    """No credential, or one that is wrong, expired or revoked (401)."""
+
+
+class Forbidden(LoupeError):
+    """The caller is known but may not do this (403): a role without the permission, a missing CSRF token."""

@@ -12,7 +12,7 @@ from loupe.apps.context import AppContext
 from loupe.errors import Conflict, NotFound
 from loupe.ids import check_id, check_name
 from loupe.pagination import page_window
-from loupe.store.records import Concept
+from loupe.store.records import SYSTEM, Actor, Concept
 
 
 class Concepts:
@@ -20,21 +20,21 @@ class Concepts:
         self._context = context
         self._store = context.store
 
-    def add(self, app_id: str, concepts: list[tuple[str, str | None]]) -> list[Concept]:
+    def add(self, app_id: str, concepts: list[tuple[str, str | None]], *, by: Actor = SYSTEM) -> list[Concept]:
         self._context.sync(app_id)
         now = time.time()
         created = [Concept(id=check_id("concept", cid), name=check_name("concept", name or cid), created_at=now)
                    for cid, name in concepts]
-        with self._store.write() as tx:
+        with self._store.write(by) as tx:
             for concept in created:
                 if tx.get_concept(app_id, concept.id) is not None:
                     raise Conflict(f"concept {concept.id!r} already exists")
                 tx.put_concept(app_id, concept)
         return created
 
-    def rename(self, app_id: str, names: list[tuple[str, str]]) -> list[Concept]:
+    def rename(self, app_id: str, names: list[tuple[str, str]], *, by: Actor = SYSTEM) -> list[Concept]:
         self._context.sync(app_id)
-        with self._store.write() as tx:
+        with self._store.write(by) as tx:
             renamed = []
             for concept_id, name in names:
                 concept = tx.get_concept(app_id, concept_id)

@@ -25,7 +25,7 @@ from loupe.config import Config
 from loupe.errors import NotFound
 from loupe.indexes import VectorIndex
 from loupe.store import Store, WriteTxn
-from loupe.store.records import App, Concept, Input
+from loupe.store.records import SYSTEM, Actor, App, Concept, Input
 
 
 class AppEvents:
@@ -110,12 +110,13 @@ class AppContext:
         return False
 
     @contextlib.contextmanager
-    def writing(self, app_id: str) -> Iterator[InputWrite]:
+    def writing(self, app_id: str, by: Actor = SYSTEM) -> Iterator[InputWrite]:
         """Write inputs of an app: under its lock, in one transaction that also moves its generation on;
         after the commit the index and label mirror follow, then models hear which labels changed.
-        An exception inside aborts the transaction and leaves every cache as it was."""
+        An exception inside aborts the transaction and leaves every cache as it was. The write is
+        audited as done `by` that actor, in the same transaction."""
         with self.indexes.lock(app_id):
-            with self.store.write() as tx:
+            with self.store.write(by) as tx:
                 app = tx.get_app(app_id)
                 if app is None:
                     raise NotFound("app", app_id)

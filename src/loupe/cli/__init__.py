@@ -75,8 +75,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_apps(args: argparse.Namespace) -> int:
     with _open(args) as loupe:
         if args.action == "create":
-            app = loupe.apps.create(args.name, args.backbone)
-            print(f"created app {app.id!r} with backbone {app.backbone}; a key for it: "
+            app = loupe.apps.create(args.name, args.backbone, owner=args.owner or "")
+            owned = f", owned by {args.owner!r}" if args.owner else ""
+            print(f"created app {app.id!r} with backbone {app.backbone}{owned}; a key for it: "
                   f"loupe keys create --app {app.id}")
             return 0
         if args.action == "delete":
@@ -102,21 +103,80 @@ def cmd_apps(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     with _open(args) as loupe:
         if args.action == "create":
-            key = loupe.keys.create(args.app, args.scope)
+            key = loupe.keys.create(args.app, args.scope, name=args.name or "")
             print(key)
             print(f"(a new {args.scope}-scope key for app {args.app!r}; it is shown only this once)", file=sys.stderr)
             return 0
         if args.action == "revoke":
             record = loupe.keys.revoke(args.app, args.key)
-            print(f"revoked key {record.hint}... of app {args.app!r}")
+            print(f"revoked key {record.id} ({record.hint}...) of app {args.app!r}")
             return 0
         loupe.apps.get(args.app)
-        records = loupe.keys.list(args.app)
+        records = loupe.keys.of_app(args.app)
     if args.json:
-        as_json([{"hint": r.hint, "scope": r.scope.value, "created_at": r.created_at} for r in records])
+        as_json([{"id": r.id, "hint": r.hint, "name": r.name, "scope": r.scope.value, "created_at": r.created_at,
+                  "created_by": r.created_by, "last_used_at": r.last_used_at or None} for r in records])
     else:
-        table(["key starts with", "scope", "created"], [[r.hint + "...", r.scope.value, when(r.created_at)]
-                                                          for r in records])
+        table(["id", "key starts with", "name", "scope", "created", "by", "last used"],
+              [[r.id, r.hint + "...", r.name or "-", r.scope.value, when(r.created_at), r.created_by or "-",
+                when(r.last_used_at) if r.last_used_at else "never"] for r in records])
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    """From stdin (--password-stdin: one line, for scripts) or asked twice at the terminal; never an argument
+    (arguments show in `ps` and shell history)."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise LoupeError("the two passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    with _open(args) as loupe:
+        if args.action == "create":
+            user = loupe.users.create(args.name, _password(args), admin=args.admin)
+            print(f"created {'server admin' if user.admin else 'user'} {user.name!r}")
+            return 0
+        if args.action == "set-password":
+            loupe.users.set_password(args.name, _password(args))
+            print(f"new password for {args.name!r}; their sessions were ended")
+            return 0
+        if args.action == "delete":
+            loupe.users.delete(args.name)
+            print(f"deleted user {args.name!r} (their apps stay, with their other members)")
+            return 0
+        users = loupe.users.all()
+    if args.json:
+        as_json([{"name": u.name, "admin": u.admin, "created_at": u.created_at} for u in users])
+    elif not users:
+        print("no users yet: `loupe users create NAME --admin` makes the first server admin")
+    else:
+        table(["user", "server admin", "created"], [[u.name, "yes" if u.admin else "-", when(u.created_at)]
+                                                    for u in users])
+    return 0
+
+
+def cmd_members(args: argparse.Namespace) -> int:
+    with _open(args) as loupe:
+        if args.action == "add":
+            member = loupe.members.add(args.app, args.user, args.role)
+            print(f"{member.user!r} is now {member.role.value} of app {args.app!r}")
+            return 0
+        if args.action == "remove":
+            loupe.members.remove(args.app, args.user)
+            print(f"{args.user!r} is no longer a member of app {args.app!r}")
+            return 0
+        members = loupe.members.of_app(args.app)
+    if args.json:
+        as_json([{"user": m.user, "role": m.role.value, "added_at": m.added_at} for m in members])
+    else:
+        table(["user", "role", "added", "by"], [[m.user, m.role.value, when(m.added_at), m.added_by or "-"]
+                                               for m in members])
     return 0
 
 
@@ -150,17 +210,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     backbone = loupe.backbones.get(DEFAULT_BACKBONE)  # ready before the first request, not during it
     say(f"  ready in {time.perf_counter() - started:.1f} s ({backbone.embedder})")
     public_url = args.public_url or loupe.config.public_url or f"http://{args.host}:{args.port}"
+    dd = f" --data-dir {args.data_dir}" if args.data_dir else ""
     if args.demo:
-        key = ensure_demo(loupe, data_dir / "demo-key.txt", say)
-        say(f"demo app 'demo' (Clothing-10 sample, model 'clothes') - API key: {key}")
-        say(f"  web page: {public_url}/ (sign in with the key)")
-        say(f"  API:      curl -H 'Authorization: Key {key}' {public_url}/v2/models")
-    elif not loupe.apps.summaries():
-        dd = f" --data-dir {args.data_dir}" if args.data_dir else ""
-        say("no apps yet. In another terminal, make one and a key to sign in with:")
-        say(f"  loupe{dd} apps create my-app && loupe{dd} keys create --app my-app")
-        say("  (or import a folder with one subfolder per concept: "
-            f"loupe{dd} import PHOTOS --app my-app) - or restart with --demo for a ready-made app")
+        demo = ensure_demo(loupe, data_dir, say)
+        say(f"demo app 'demo' (Clothing-10 sample, model 'clothes') - API key: {demo.key}")
+        say(f"  web page: {public_url}/ (sign in as user {demo.user!r} with password {demo.password}, or with the key)")
+        say(f"  API:      curl -H 'Authorization: Key {demo.key}' {public_url}/v2/models")
+    elif not loupe.users.any_admin():
+        say("no server admin yet. In another terminal, create one, then sign in to the web page with it:")
+        say(f"  loupe{dd} users create admin --admin")
+        say("  (apps and keys can also be made here: "
+            f"loupe{dd} apps create my-app && loupe{dd} keys create --app my-app) - or restart with --demo")
     if args.workers > 1:
         return _serve_workers(args, loupe, public_url, say)
     say(f"Loupe serving on {public_url}/ (web page), {public_url}/v2 (API); Ctrl-C stops")
@@ -243,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p = apps_sub.add_parser("create", help="create an empty app", description="Create an empty app.")
     p.add_argument("name", help="the new app's id")
+    p.add_argument("--owner", help="a user who becomes the app's first owner")
     p.add_argument("--backbone", choices=BACKBONE_IDS, help=f"what embeds its images (default {DEFAULT_BACKBONE})")
     p = apps_sub.add_parser("delete", help="delete an app with everything in it",
                             description="Delete an app: its inputs, concepts, models, versions, feedback, keys.")
@@ -256,15 +317,54 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = keys_sub.add_parser("create", help="a new key, printed once", description="Create a key for an app.")
     p.add_argument("--app", required=True, help="the app the key opens")
-    p.add_argument("--scope", choices=["all", "predict"], default="all",
-                   help="all (read and write) or predict (predict and search only)")
+    p.add_argument("--scope", choices=["all", "label", "predict"], default="all",
+                   help="all (as an admin of the app), label (as a labeler: add and label, no deletes) or "
+                        "predict (read, predict and search only)")
+    p.add_argument("--name", help="what the key is for, shown in listings")
     p = keys_sub.add_parser("list", help="the app's keys (first characters, scope, created)",
                             description="List an app's keys.")
     p.add_argument("--app", required=True, help="the app whose keys to list")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p = keys_sub.add_parser("revoke", help="revoke a key", description="Revoke a key: it stops working at once.")
-    p.add_argument("key", help="the key, or its first characters as `keys list` shows them")
+    p.add_argument("key", help="the key's id, the key, or its first characters as `keys list` shows them")
     p.add_argument("--app", required=True, help="the app the key belongs to")
+
+    users = sub.add_parser("users", help="create, list or delete users; set passwords",
+                           description="Users sign in to the web page and act in the apps they are members of "
+                                       "(a server admin: in every app). Passwords are read from the terminal or, "
+                                       "with --password-stdin, one line of stdin; stored as argon2id hashes.")
+    users.set_defaults(func=cmd_users)
+    users_sub = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = users_sub.add_parser("create", help="a new user", description="Create a user.")
+    p.add_argument("name", help="the user name (signs in with it)")
+    p.add_argument("--admin", action="store_true", help="a server admin: sees and manages every app")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p = users_sub.add_parser("list", help="the users", description="List users.")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = users_sub.add_parser("set-password", help="a new password (ends the user's sessions)",
+                             description="Set a user's password.")
+    p.add_argument("name", help="the user")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p = users_sub.add_parser("delete", help="delete a user with their memberships, sessions and tokens",
+                             description="Delete a user.")
+    p.add_argument("name", help="the user")
+
+    members = sub.add_parser("members", help="who may use an app, with which role",
+                             description="Members of an app: owner (everything), admin (models, keys, deletes), "
+                                         "labeler (add, label, train), viewer (read, predict, search).")
+    members.set_defaults(func=cmd_members)
+    members_sub = members.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = members_sub.add_parser("add", help="add a member, or change a member's role", description="Add a member.")
+    p.add_argument("user", help="an existing user (`loupe users create`)")
+    p.add_argument("--app", required=True, help="the app")
+    p.add_argument("--role", required=True, choices=["owner", "admin", "labeler", "viewer"],
+                   help="what they may do in the app")
+    p = members_sub.add_parser("list", help="the app's members", description="List an app's members.")
+    p.add_argument("--app", required=True, help="the app")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = members_sub.add_parser("remove", help="remove a member", description="Remove a member from an app.")
+    p.add_argument("user", help="the member to remove")
+    p.add_argument("--app", required=True, help="the app")
 
     register_models(sub, _open)
 

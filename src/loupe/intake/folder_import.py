@@ -14,6 +14,7 @@ from loupe.errors import Conflict, ImageError
 from loupe.ids import MAX_ID_LENGTH
 from loupe.intake.imaging import content_hash
 from loupe.intake.inputs import Inputs, NewInput, PreparedInputs, Presence
+from loupe.store.records import CLI, Actor
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -56,8 +57,9 @@ def input_id_for(rel: Path) -> str:
 
 
 def import_folder(inputs: Inputs, root: Path, app_id: str, *, batch_size: int = 32,
-                  progress: Callable[[int], None] | None = None) -> ImportReport:
-    """Add what is new, skip what is there. `progress(n)` is called as files are handled."""
+                  progress: Callable[[int], None] | None = None, by: Actor = CLI) -> ImportReport:
+    """Add what is new, skip what is there. `progress(n)` is called as files are handled; the audit
+    trail records the inputs as added `by` that actor."""
     started = time.perf_counter()
     files = scan_folder(root)
     report = ImportReport(found=len(files))
@@ -70,7 +72,7 @@ def import_folder(inputs: Inputs, root: Path, app_id: str, *, batch_size: int = 
             assert upcoming is not None
             read = upcoming.result()
             upcoming = ahead.submit(read_batch, inputs, app_id, root, batches[i + 1]) if i + 1 < len(batches) else None
-            add_read(inputs, app_id, read, report)
+            add_read(inputs, app_id, read, report, by)
             if progress:
                 progress(len(batch))
     report.seconds = time.perf_counter() - started
@@ -106,26 +108,26 @@ def read_batch(inputs: Inputs, app_id: str, root: Path, batch: list[FolderImage]
     return ReadBatch(new, prepared, skipped, failed)
 
 
-def add_read(inputs: Inputs, app_id: str, read: ReadBatch, report: ImportReport) -> None:
+def add_read(inputs: Inputs, app_id: str, read: ReadBatch, report: ImportReport, by: Actor = CLI) -> None:
     report.skipped += read.skipped
     report.failed += read.failed
     if read.prepared is not None:
         try:
-            added = inputs.add_prepared(read.prepared)
+            added = inputs.add_prepared(read.prepared, by=by)
         except Conflict:
-            _add_items(inputs, app_id, read.new, report)
+            _add_items(inputs, app_id, read.new, report, by)
             return
         report.added += len(added.inputs)
         report.embedded += added.embedded
     elif read.new:
-        _add_items(inputs, app_id, read.new, report)
+        _add_items(inputs, app_id, read.new, report, by)
 
 
-def _add_items(inputs: Inputs, app_id: str, items: list[NewInput], report: ImportReport) -> None:
+def _add_items(inputs: Inputs, app_id: str, items: list[NewInput], report: ImportReport, by: Actor) -> None:
     if not items:
         return
     try:
-        added = inputs.add(app_id, items)
+        added = inputs.add(app_id, items, by=by)
     except (ImageError, Conflict) as exc:
         if len(items) == 1:
             # The report names the file itself: the message without "input 0 (id): ".
@@ -133,7 +135,7 @@ def _add_items(inputs: Inputs, app_id: str, items: list[NewInput], report: Impor
             return
         # A batch is all or nothing: find the bad files one by one and keep the good ones.
         for item in items:
-            _add_items(inputs, app_id, [item], report)
+            _add_items(inputs, app_id, [item], report, by)
         return
     report.added += len(added.inputs)
     report.embedded += added.embedded

@@ -25,7 +25,7 @@ from loupe.intake.recent_images import RecentImages
 from loupe.intake.thumbnails import thumbnail
 from loupe.pagination import page_window
 from loupe.store.filters import SearchFilter, filtered_inputs
-from loupe.store.records import App, GeoPoint, Input, Region
+from loupe.store.records import SYSTEM, Actor, App, GeoPoint, Input, Region
 
 
 class Presence(StrEnum):
@@ -89,10 +89,10 @@ class Inputs:
         self._recent = RecentImages()
 
     # ------------------------------------------------------------------ add
-    def add(self, app_id: str, items: list[NewInput]) -> AddedInputs:
+    def add(self, app_id: str, items: list[NewInput], *, by: Actor = SYSTEM) -> AddedInputs:
         """All or nothing: one bad image or duplicate id refuses the whole batch, naming the culprit."""
         with self._embedder.gate:
-            return self.add_prepared(self.prepare(app_id, items))
+            return self.add_prepared(self.prepare(app_id, items), by=by)
 
     def prepare(self, app_id: str, items: list[NewInput]) -> PreparedInputs:
         """Check a batch and decode + preprocess its images, touching nothing: the import pipeline runs
@@ -103,14 +103,15 @@ class Inputs:
                                         [f"input {i} ({input_id})" for i, input_id in enumerate(ids)])
         return PreparedInputs(app=app, items=items, ids=ids, images=prepared)
 
-    def add_prepared(self, batch: PreparedInputs) -> AddedInputs:
+    def add_prepared(self, batch: PreparedInputs, *, by: Actor = SYSTEM) -> AddedInputs:
         """Embed what a prepared batch still needs, then store it (all or nothing)."""
         embedded = self._images.embed(self._context.backbone(batch.app), batch.images)
         return self._store_inputs(batch.app, batch.items, batch.ids, batch.images.decoded, embedded,
-                                  batch.images.thumbnails)
+                                  batch.images.thumbnails, by)
 
     def add_embedded(self, app_id: str, items: list[NewInput], decoded: list[DecodedImage],
-                     embedded: Embedded, thumbnails: dict[str, bytes] | None = None) -> AddedInputs:
+                     embedded: Embedded, thumbnails: dict[str, bytes] | None = None, *,
+                     by: Actor = SYSTEM) -> AddedInputs:
         """Store a batch whose images were decoded and embedded elsewhere (e.g. on Ray workers): the
         same checks and the same one transaction as `add`, all or nothing."""
         app = self._context.sync(app_id)
@@ -118,13 +119,13 @@ class Inputs:
         for item, image in zip(items, decoded):
             if content_hash(item.image) != image.sha256:
                 raise Conflict(f"input {item.id!r}: the image changed while it was being embedded")
-        return self._store_inputs(app, items, ids, decoded, embedded, thumbnails or {})
+        return self._store_inputs(app, items, ids, decoded, embedded, thumbnails or {}, by)
 
     def _store_inputs(self, app: App, items: list[NewInput], ids: list[str], decoded: list[DecodedImage],
-                      embedded: Embedded, thumbnails: dict[str, bytes]) -> AddedInputs:
+                      embedded: Embedded, thumbnails: dict[str, bytes], by: Actor) -> AddedInputs:
         backbone = self._context.backbone(app)
         now = time.time()
-        with self._context.writing(app.id) as write:
+        with self._context.writing(app.id, by) as write:
             tx, app = write.tx, write.app
             for input_id in ids:
                 if tx.get_input(app.id, input_id) is not None:
@@ -203,7 +204,8 @@ class Inputs:
         return self.list_page(app_id, page, per_page, SearchFilter(seqs=tuple(int(s) for s in seqs)))
 
     # ---------------------------------------------------------------- write
-    def edit(self, app_id: str, action: EditAction | str, edits: list[InputEdit]) -> list[Input]:
+    def edit(self, app_id: str, action: EditAction | str, edits: list[InputEdit], *,
+             by: Actor = SYSTEM) -> list[Input]:
         """Merge/remove/overwrite concepts and metadata of several inputs in one transaction."""
         self._context.sync(app_id)
         try:
@@ -214,7 +216,7 @@ class Inputs:
             for concept_id in itertools.chain(edit.concepts, edit.not_concepts):
                 check_id("concept", concept_id)
         now = time.time()
-        with self._context.writing(app_id) as write:
+        with self._context.writing(app_id, by) as write:
             for edit in edits:
                 record = write.tx.get_input(app_id, edit.input_id)
                 if record is None:
@@ -226,10 +228,10 @@ class Inputs:
                 write.touched += [record, new]
         return write.put
 
-    def delete(self, app_id: str, input_ids: list[str]) -> int:
+    def delete(self, app_id: str, input_ids: list[str], *, by: Actor = SYSTEM) -> int:
         """Delete the named inputs, all or none, in one transaction: an unknown id refuses the call."""
         self._context.sync(app_id)
-        with self._context.writing(app_id) as write:
+        with self._context.writing(app_id, by) as write:
             for input_id in dict.fromkeys(input_ids):
                 record = write.tx.get_input(app_id, input_id)
                 if record is None:
@@ -238,9 +240,9 @@ class Inputs:
             self._remove(app_id, write)
         return len(write.removed)
 
-    def delete_all(self, app_id: str) -> int:
+    def delete_all(self, app_id: str, *, by: Actor = SYSTEM) -> int:
         self._context.sync(app_id)
-        with self._context.writing(app_id) as write:
+        with self._context.writing(app_id, by) as write:
             write.removed = list(write.tx.iter_inputs(app_id))
             self._remove(app_id, write)
         return len(write.removed)

@@ -12,6 +12,7 @@ from loupe.apps.context import AppContext
 from loupe.errors import InvalidArgument, QuotaExceeded
 from loupe.ids import new_id
 from loupe.models.registry import ModelRegistry
+from loupe.store.records import SYSTEM, Actor
 
 
 class Feedback:
@@ -21,7 +22,7 @@ class Feedback:
         self._config = context.config
 
     def store(self, app_id: str, body: dict[str, Any], *, model_id: str | None = None,
-              version_id: str | None = None, route: str = "") -> None:
+              version_id: str | None = None, route: str = "", by: Actor = SYSTEM) -> None:
         self._context.sync(app_id)
         if model_id is not None:
             if version_id:
@@ -32,7 +33,7 @@ class Feedback:
                                       "path": route, "body": body})
         if len(record) > self._config.max_feedback_bytes:
             raise InvalidArgument(f"feedback is {len(record)} bytes, limit is {self._config.max_feedback_bytes}")
-        with self._context.store.write() as tx:
+        with self._context.store.write(by) as tx:
             if tx.feedback_count(app_id) >= self._config.max_feedback_per_app:
                 raise QuotaExceeded(f"this app already holds {self._config.max_feedback_per_app} feedback records")
             tx.put_feedback(app_id, new_id(), record)

@@ -21,7 +21,7 @@ from loupe.models.cache import ModelCache
 from loupe.models.predictor import CustomPredictor
 from loupe.models.registry import ModelRegistry
 from loupe.models.training_queue import FairQueue
-from loupe.store.records import ModelVersion, VersionStatus
+from loupe.store.records import SYSTEM, Actor, ModelVersion, VersionStatus
 
 
 class Suggestion(msgspec.Struct):
@@ -47,14 +47,15 @@ class Quality:
                                                              version.unlabeled_rule))
         return ts, self._context.embeddings_of(app, ts.seqs)
 
-    def evaluate(self, app_id: str, model_id: str, version_id: str, *, wait: bool = True) -> ModelVersion:
+    def evaluate(self, app_id: str, model_id: str, version_id: str, *, wait: bool = True,
+                 by: Actor = SYSTEM) -> ModelVersion:
         """Cross-validate the version's recipe on the current labels of its concepts; store the result."""
         version = self._registry.version(app_id, model_id, version_id)
         if version.status is not VersionStatus.TRAINED or version.blend is None:
             raise ModelNotTrained(f"version {version_id!r} is {version.status}; only trained versions are evaluated")
         queued = msgspec.structs.replace(
             version, evaluation=Evaluation(status=EvaluationStatus.QUEUED, created_at=time.time()))
-        self._registry.write_version(app_id, queued)
+        self._registry.write_version(app_id, queued, by)
         try:
             future = self._queue.submit(app_id, functools.partial(self._run_evaluation, app_id, queued))
         except Busy:
@@ -101,12 +102,12 @@ class Quality:
         return [f for f in advise(x, ts, version.concept_ids, version.mutually_exclusive, held)
                 if not (f.kind is FindingKind.SUSPECTED_MISLABEL and (f.input_ids[0], f.concept_ids[0]) in dismissed)]
 
-    def dismiss(self, app_id: str, model_id: str, input_id: str, concept_id: str) -> None:
+    def dismiss(self, app_id: str, model_id: str, input_id: str, concept_id: str, *, by: Actor = SYSTEM) -> None:
         """A person checked a suspected mislabel and the label is right: it is not reported again (kept
         in LMDB, per model, until the model is deleted)."""
         self._registry.get(app_id, model_id)
         self._context.get_input(app_id, input_id)
-        with self._store.write() as tx:
+        with self._store.write(by) as tx:
             tx.put_dismissal(app_id, model_id, input_id, concept_id)
 
     def suggestions(self, app_id: str, model_id: str, count: int = 12) -> list[Suggestion]:

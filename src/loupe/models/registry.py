@@ -21,7 +21,7 @@ from loupe.models.cache import ModelCache
 from loupe.models.general import is_builtin
 from loupe.pagination import page_window
 from loupe.store import ReadTxn
-from loupe.store.records import Evaluation, Model, ModelVersion, VersionStatus
+from loupe.store.records import SYSTEM, Actor, Evaluation, Model, ModelVersion, VersionStatus
 
 
 class ModelRegistry:
@@ -56,7 +56,8 @@ class ModelRegistry:
     # ------------------------------------------------------------- models
     def create(self, app_id: str, model_id: str, *, name: str | None = None, concept_ids: Sequence[str] = (),
                mutually_exclusive: bool = False, closed_environment: bool = False,
-               auto_retrain: bool = True, hyper_params: dict[str, Any] | None = None) -> tuple[Model, ModelVersion]:
+               auto_retrain: bool = True, hyper_params: dict[str, Any] | None = None,
+               by: Actor = SYSTEM) -> tuple[Model, ModelVersion]:
         """A new model with its first, untrained version (as Clarifai does on create)."""
         self._context.sync(app_id)
         check_id("model", model_id)
@@ -71,7 +72,7 @@ class ModelRegistry:
                       auto_retrain=auto_retrain, created_at=now, next_version=2, incarnation=new_id(),
                       hyper_params=check_metadata(dict(hyper_params or {})))
         version = self.new_version(model, 1, VersionStatus.UNTRAINED, now)
-        with self._store.write() as tx:
+        with self._store.write(by) as tx:
             if tx.get_model(app_id, model_id) is not None:
                 raise Conflict(f"model {model_id!r} already exists")
             self._context.ensure_concepts(tx, app_id, concepts, now)
@@ -101,7 +102,8 @@ class ModelRegistry:
     def update(self, app_id: str, model_id: str, action: EditAction | str = EditAction.MERGE, *,
                name: str | None = None, concept_ids: list[str] | None = None,
                mutually_exclusive: bool | None = None, closed_environment: bool | None = None,
-               auto_retrain: bool | None = None, hyper_params: dict[str, Any] | None = None) -> Model:
+               auto_retrain: bool | None = None, hyper_params: dict[str, Any] | None = None,
+               by: Actor = SYSTEM) -> Model:
         """Rename, set options, and merge/remove/overwrite the model's concepts (takes effect on the next train)."""
         try:
             action = EditAction(action)
@@ -109,7 +111,7 @@ class ModelRegistry:
             raise InvalidArgument(f"action must be merge, remove or overwrite, got {action!r}") from None
         given = [check_id("concept", c) for c in dict.fromkeys(concept_ids or [])]
         now = time.time()
-        with self._store.write() as tx:
+        with self._store.write(by) as tx:
             model = tx.get_model(app_id, model_id)
             if model is None:
                 raise NotFound("model", model_id)
@@ -136,18 +138,18 @@ class ModelRegistry:
             tx.put_model(app_id, model)
         return model
 
-    def delete(self, app_id: str, model_id: str) -> None:
-        with self._store.write() as tx:
+    def delete(self, app_id: str, model_id: str, *, by: Actor = SYSTEM) -> None:
+        with self._store.write(by) as tx:
             if tx.get_model(app_id, model_id) is None:
                 raise NotFound("model", model_id)
             tx.delete_model(app_id, model_id)
         self._cache.forget(app_id, model_id)
 
-    def delete_many(self, app_id: str, model_ids: list[str]) -> int:
+    def delete_many(self, app_id: str, model_ids: list[str], *, by: Actor = SYSTEM) -> int:
         """All or nothing, in one transaction: an unknown id (or one deleted meanwhile) deletes none."""
         self._context.sync(app_id)
         wanted = list(dict.fromkeys(model_ids))
-        with self._store.write() as tx:
+        with self._store.write(by) as tx:
             for model_id in wanted:
                 if tx.get_model(app_id, model_id) is None:
                     raise NotFound("model", model_id)  # aborts the transaction: nothing deleted
@@ -165,9 +167,9 @@ class ModelRegistry:
         return [m for m in self.list_models(app_id, per_page=1000)
                 if fnmatch.fnmatchcase(m.name.lower(), pattern) or fnmatch.fnmatchcase(m.id.lower(), pattern)]
 
-    def delete_all(self, app_id: str) -> int:
+    def delete_all(self, app_id: str, *, by: Actor = SYSTEM) -> int:
         self._context.sync(app_id)
-        with self._store.write() as tx:
+        with self._store.write(by) as tx:
             models = list(tx.iter_models(app_id))
             for model in models:
                 tx.delete_model(app_id, model.id)
@@ -194,8 +196,8 @@ class ModelRegistry:
             raise NotFound("version", version_id or "", f"model {model_id!r} has no version {version_id!r}")
         return version
 
-    def delete_version(self, app_id: str, model_id: str, version_id: str) -> None:
-        with self._store.write() as tx:
+    def delete_version(self, app_id: str, model_id: str, version_id: str, *, by: Actor = SYSTEM) -> None:
+        with self._store.write(by) as tx:
             version = tx.get_version(app_id, model_id, version_id)
             if version is None:
                 raise NotFound("version", version_id or "", f"model {model_id!r} has no version {version_id!r}")
@@ -210,8 +212,8 @@ class ModelRegistry:
     def set_status(self, app_id: str, version: ModelVersion, **changes: Any) -> None:
         self.write_version(app_id, msgspec.structs.replace(version, **changes))
 
-    def write_version(self, app_id: str, version: ModelVersion) -> None:
-        with self._store.write() as tx:
+    def write_version(self, app_id: str, version: ModelVersion, by: Actor = SYSTEM) -> None:
+        with self._store.write(by) as tx:
             if not self.same_incarnation(tx, app_id, version):
                 return  # deleted while training (and perhaps created anew: not this version's model)
             tx.put_version(app_id, version)

@@ -24,7 +24,7 @@ from loupe.models.predictor import CustomPredictor
 from loupe.models.registry import ModelRegistry
 from loupe.models.retrainer import Retrainer
 from loupe.models.training_queue import FairQueue
-from loupe.store.records import Input, ModelVersion, TrainLease, VersionStatus
+from loupe.store.records import SYSTEM, Actor, Input, ModelVersion, TrainLease, VersionStatus
 
 
 class TrainTicket(msgspec.Struct):
@@ -89,21 +89,21 @@ class Trainer:
             self.retrainer.stop()
         self.queue.shutdown()
 
-    def train(self, app_id: str, model_id: str, *, wait: bool | None = None) -> ModelVersion:
+    def train(self, app_id: str, model_id: str, *, wait: bool | None = None, by: Actor = SYSTEM) -> ModelVersion:
         """Snapshot the model and create a queued version. Small trains finish before this returns
         (wait=None decides by size); large ones run on the training queue. Returns the version."""
-        ticket = self.submit_train(app_id, model_id)
+        ticket = self.submit_train(app_id, model_id, by=by)
         if ticket.wait if wait is None else wait:
             ticket.done.result()
             return self._registry.version(app_id, model_id, ticket.version.id)
         return ticket.version
 
-    def submit_train(self, app_id: str, model_id: str) -> TrainTicket:
+    def submit_train(self, app_id: str, model_id: str, *, by: Actor = SYSTEM) -> TrainTicket:
         """Queue a train; the caller may wait on `done` (an async handler awaits it without a thread).
         Raises Busy when the app (or the queue) has as many jobs as it may."""
         app = self._context.sync(app_id)
         now = time.time()
-        with self._store.write() as tx:
+        with self._store.write(by) as tx:
             model = tx.get_model(app_id, model_id)
             if model is None:
                 raise NotFound("model", model_id)
@@ -113,7 +113,7 @@ class Trainer:
         try:
             done = self.queue.submit(app_id, functools.partial(self._run_training, app.id, version))
         except Busy:
-            with self._store.write() as tx:
+            with self._store.write(by) as tx:
                 tx.delete_version(app_id, model_id, version)  # refused: no version stays 'queued'
             raise
         rule = LabelRule(tuple(version.concept_ids), version.closed_environment)

@@ -15,6 +15,7 @@ from loupe.models.general import GENERAL_MODEL_ID, is_builtin
 from loupe.models.predictions import InputAnswer, ModelView, Predictions
 from loupe.models.registry import ModelRegistry
 from loupe.pagination import page_window
+from loupe.store.records import SYSTEM, Actor
 
 MAX_NODES = 20  # per workflow: each node scores every image of a run
 MAX_WORKFLOWS = 200  # per app
@@ -90,7 +91,8 @@ class Workflows:
                 self._registry.version(app_id, step.model_id, step.version_id)
         return Workflow(id=workflow_id, steps=tuple(steps), created_at=time.time())
 
-    def save(self, app_id: str, workflows: list[tuple[str, list[WorkflowStep]]]) -> list[Workflow]:
+    def save(self, app_id: str, workflows: list[tuple[str, list[WorkflowStep]]], *,
+             by: Actor = SYSTEM) -> list[Workflow]:
         """Name lists of models to run together: every workflow checked first, then all stored in one
         transaction (a bad one stores none). Custom models (and named versions) must exist."""
         self._context.sync(app_id)
@@ -98,7 +100,7 @@ class Workflows:
         ids = [w.id for w in checked]
         if len(set(ids)) != len(ids):
             raise InvalidArgument("workflow ids must be unique within a request")
-        with self._store.write() as tx:
+        with self._store.write(by) as tx:
             for workflow in checked:
                 if tx.get_workflow(app_id, workflow.id) is not None:
                     raise Conflict(f"workflow {workflow.id!r} already exists")
@@ -138,10 +140,10 @@ class Workflows:
         with self._store.read() as tx:
             return [_decode(raw) for raw in itertools.islice(tx.iter_workflows(app_id), offset, offset + limit)]
 
-    def delete(self, app_id: str, workflow_ids: list[str] | None) -> int:
+    def delete(self, app_id: str, workflow_ids: list[str] | None, *, by: Actor = SYSTEM) -> int:
         """The named workflows (all or nothing: an unknown id deletes none), or every one (None)."""
         self._context.sync(app_id)
-        with self._store.write() as tx:
+        with self._store.write(by) as tx:
             if workflow_ids is None:
                 workflow_ids = tx.workflow_ids(app_id)
             for workflow_id in workflow_ids:

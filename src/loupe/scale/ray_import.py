@@ -29,7 +29,7 @@ from loupe.intake.image_pipeline import Embedded
 from loupe.intake.imaging import DecodedImage, content_hash
 from loupe.intake.inputs import NewInput, Presence
 from loupe.scale.ray_embed import EmbedActor, EmbedSettings
-from loupe.store.records import App
+from loupe.store.records import CLI, App
 
 
 @contextlib.contextmanager
@@ -164,7 +164,7 @@ def _add_embedded(loupe: Loupe, app_id: str, items: list[NewInput], decoded: lis
                         new={d.sha256: v for d, v in zip(decoded, vectors)},
                         new_norms={d.sha256: n for d, n in zip(decoded, norms)}, embedder=embedder)
     try:
-        added = loupe.inputs.add_embedded(app_id, items, decoded, embedded, thumbs)
+        added = loupe.inputs.add_embedded(app_id, items, decoded, embedded, thumbs, by=CLI)
     except (ImageError, Conflict) as exc:
         if len(items) == 1:
             report.failed.append((items[0].source, exc.plain))

@@ -16,21 +16,23 @@ import numpy as np
 from loupe.errors import StorageFull
 from loupe.store import geo
 from loupe.store import keys as K
-from loupe.store.records import App, Concept, Input, Model, ModelVersion, TrainLease
+from loupe.store.accounts import ACCOUNT_DATABASES, AccountReads, AccountWrites, AuditRetention, labels_of, u64
+from loupe.store.records import SYSTEM, Actor, App, Concept, Input, Model, ModelVersion, Resource, TrainLease
 from loupe.store.secondary import index_entries, url_key
 
 T = TypeVar("T", bound=msgspec.Struct)
 
 _DATABASES = ("apps", "inputs", "input_order", "labels", "concepts", "embeddings", "blobs", "blob_refs",
               "models", "versions", "feedback", "api_keys", "workflows", "thumbnails", "counters",
-              "feature_norms", "dismissals", "train_leases", "geo", "sources")
+              "feature_norms", "dismissals", "train_leases", "geo", "sources", *ACCOUNT_DATABASES)
 # Schema 2 added the geo and source-URL indexes; a store written before them is indexed once at open.
 SCHEMA_VERSION = 2
 MAX_DATABASES = 32
 
 
 class Store:
-    def __init__(self, path: Path, map_size: int) -> None:
+    def __init__(self, path: Path, map_size: int, audit: AuditRetention | None = None) -> None:
+        self.audit = audit or AuditRetention()
         path.mkdir(parents=True, exist_ok=True)
         # sync/metasync on: a commit is on disk before we answer, so acknowledged writes survive kill -9
         # and power loss. max_readers covers a threaded server.
@@ -45,7 +47,7 @@ class Store:
         with self.read() as tx:
             if tx.schema() >= SCHEMA_VERSION:
                 return
-        with self.write() as tx:
+        with self.write(audited=False) as tx:  # re-indexing changes nothing anyone made
             if tx.schema() >= SCHEMA_VERSION:  # another process migrated it meanwhile
                 return
             for app in tx.list_apps():
@@ -64,12 +66,16 @@ class Store:
             yield ReadTxn(self, txn)
 
     @contextmanager
-    def write(self) -> Iterator[WriteTxn]:
+    def write(self, by: Actor = SYSTEM, *, audited: bool = True) -> Iterator[WriteTxn]:
         """Commits when the block ends normally; any exception aborts, leaving nothing behind. A full
-        disk or map is StorageFull (507): the write is refused whole and reads go on working."""
+        disk or map is StorageFull (507): the write is refused whole and reads go on working. The
+        changes it made to apps are audited as done `by` that actor, in the same transaction."""
         try:
             with self.env.begin(write=True) as txn:
-                yield WriteTxn(self, txn)
+                tx = WriteTxn(self, txn, by)
+                yield tx
+                if audited:
+                    tx.write_audit(self.audit)
         except lmdb.MapFullError:
             raise StorageFull("storage full: the store reached its size limit (lmdb_map_size); nothing was "
                               "written") from None
@@ -86,7 +92,7 @@ def _decode(data: bytes | None, kind: type[T]) -> T | None:
     return None if data is None else msgspec.msgpack.decode(data, type=kind)
 
 
-class ReadTxn:
+class ReadTxn(AccountReads):
     def __init__(self, store: Store, txn: lmdb.Transaction) -> None:
         self.store = store
         # Any: lmdb's stubs say bytes | memoryview, but transactions begun with buffers=False give bytes.
@@ -229,13 +235,6 @@ class ReadTxn:
     def get_thumbnail(self, sha256: str) -> bytes | None:
         return self._get("thumbnails", sha256.encode())
 
-    def get_api_key(self, digest: str) -> bytes | None:
-        return self._get("api_keys", digest.encode())
-
-    def iter_api_keys(self) -> Iterator[bytes]:
-        for _, value in self.txn.cursor(db=self.store.db("api_keys")):
-            yield value
-
     def dismissed(self, app_id: str, model_id: str) -> set[tuple[str, str]]:
         """(input id, concept id) pairs a person said are labeled right, for this model's advice."""
         pairs = (key.split(K.SEP)[-2:] for key, _ in self.iter_prefix("dismissals", K.prefix(app_id, model_id)))
@@ -245,8 +244,7 @@ class ReadTxn:
         return _decode(self._get("train_leases", K.join(app_id, model_id)), TrainLease)
 
     def feedback_count(self, app_id: str) -> int:
-        raw = self._get("counters", K.join(app_id, "feedback"))
-        return 0 if raw is None else struct.unpack(">Q", raw)[0]
+        return u64(self._get("counters", K.join(app_id, "feedback")))
 
     def get_workflow(self, app_id: str, workflow_id: str) -> bytes | None:
         return self._get("workflows", K.join(app_id, workflow_id))
@@ -278,7 +276,13 @@ class ReadTxn:
         return None
 
 
-class WriteTxn(ReadTxn):
+class WriteTxn(ReadTxn, AccountWrites):
+    def __init__(self, store: Store, txn: lmdb.Transaction, actor: Actor = SYSTEM) -> None:
+        super().__init__(store, txn)
+        self.actor = actor
+        self._changes = {}  # app id -> the changes this transaction made to it, for its audit entry
+        self._dropped = set()  # apps deleted in this transaction: nothing to audit for them
+
     def _put(self, db: str, key: bytes, value: bytes) -> None:
         self.txn.put(key, value, db=self.store.db(db))
 
@@ -290,6 +294,7 @@ class WriteTxn(ReadTxn):
 
     def put_input(self, app_id: str, record: Input, previous: Input | None = None) -> None:
         """Write an input and keep the order, label, geo and source indexes in step with it."""
+        self._note_input(app_id, record, previous)
         self._put("inputs", K.join(app_id, record.id), msgspec.msgpack.encode(record))
         self._put("input_order", K.join(app_id, K.seq_bytes(record.seq)), record.id.encode("utf-8"))
         before = index_entries(app_id, previous) if previous is not None else {}
@@ -302,6 +307,7 @@ class WriteTxn(ReadTxn):
                     self._put(db, key, value)
 
     def delete_input(self, app_id: str, record: Input) -> None:
+        self._note_delete(app_id, Resource.INPUT, record.id, before=labels_of(record))
         self._delete("inputs", K.join(app_id, record.id))
         self._delete("input_order", K.join(app_id, K.seq_bytes(record.seq)))
         for db, entries in index_entries(app_id, record).items():
@@ -310,27 +316,26 @@ class WriteTxn(ReadTxn):
         self.release_blob(record.sha256)
 
     def delete_app(self, app_id: str) -> None:
+        self.drop_app_accounts(app_id)
         self._delete("apps", K.join(app_id))
 
     def delete_concept(self, app_id: str, concept_id: str) -> None:
+        self._note_delete(app_id, Resource.CONCEPT, concept_id)
         self._delete("concepts", K.join(app_id, concept_id))
 
     def put_thumbnail(self, sha256: str, data: bytes) -> None:
         self._put("thumbnails", sha256.encode(), data)
 
-    def put_api_key(self, digest: str, record: bytes) -> None:
-        self._put("api_keys", digest.encode(), record)
-
-    def delete_api_key(self, digest: str) -> None:
-        self._delete("api_keys", digest.encode())
-
     def put_workflow(self, app_id: str, workflow_id: str, record: bytes) -> None:
+        self._note_put(app_id, Resource.WORKFLOW, workflow_id, self.get_workflow(app_id, workflow_id) is not None)
         self._put("workflows", K.join(app_id, workflow_id), record)
 
     def delete_workflow(self, app_id: str, workflow_id: str) -> None:
+        self._note_delete(app_id, Resource.WORKFLOW, workflow_id)
         self._delete("workflows", K.join(app_id, workflow_id))
 
     def put_feedback(self, app_id: str, feedback_id: str, record: bytes) -> None:
+        self._note_put(app_id, Resource.FEEDBACK, feedback_id, False)
         self._put("feedback", K.join(app_id, feedback_id), record)
         self._put("counters", K.join(app_id, "feedback"), struct.pack(">Q", self.feedback_count(app_id) + 1))
 
@@ -341,6 +346,7 @@ class WriteTxn(ReadTxn):
         self._delete("train_leases", K.join(app_id, model_id))
 
     def put_dismissal(self, app_id: str, model_id: str, input_id: str, concept_id: str) -> None:
+        self._note_put(app_id, Resource.DISMISSAL, f"{model_id}/{input_id}/{concept_id}", False)
         self._put("dismissals", K.join(app_id, model_id, input_id, concept_id), b"")
 
     def delete_dismissals(self, app_id: str, model_id: str | None = None) -> None:
@@ -355,6 +361,7 @@ class WriteTxn(ReadTxn):
         self._delete("counters", K.join(app_id, "feedback"))
 
     def put_model(self, app_id: str, model: Model) -> None:
+        self._note_model(app_id, model)
         self._put("models", K.join(app_id, model.id), msgspec.msgpack.encode(model))
         self._models_changed(app_id)
 
@@ -362,15 +369,18 @@ class WriteTxn(ReadTxn):
         for version in list(self.iter_versions(app_id, model_id)):
             self.delete_version(app_id, model_id, version)
         self.delete_dismissals(app_id, model_id)
+        self._note_delete(app_id, Resource.MODEL, model_id)
         self._delete("models", K.join(app_id, model_id))
         self._models_changed(app_id)
 
     def put_version(self, app_id: str, version: ModelVersion) -> None:
+        self._note_version(app_id, version)
         self._put("versions", K.join(app_id, version.model_id, K.seq_bytes(version.seq)),
                   msgspec.msgpack.encode(version))
         self._models_changed(app_id)
 
     def delete_version(self, app_id: str, model_id: str, version: ModelVersion) -> None:
+        self._note_delete(app_id, Resource.VERSION, f"{model_id}/{version.id}")
         self._delete("versions", K.join(app_id, model_id, K.seq_bytes(version.seq)))
         self._models_changed(app_id)
 
@@ -380,6 +390,7 @@ class WriteTxn(ReadTxn):
             self.put_app(msgspec.structs.replace(app, model_generation=app.model_generation + 1))
 
     def put_concept(self, app_id: str, concept: Concept) -> None:
+        self._note_put(app_id, Resource.CONCEPT, concept.id, self.get_concept(app_id, concept.id) is not None)
         self._put("concepts", K.join(app_id, concept.id), msgspec.msgpack.encode(concept))
 
     def put_embedding(self, backbone_id: str, sha256: str, vector: np.ndarray, norm: float | None = None) -> None:
@@ -390,16 +401,14 @@ class WriteTxn(ReadTxn):
     def retain_blob(self, sha256: str, data: bytes) -> None:
         """Keep the original bytes once per content, counting the inputs (of any app) that use them."""
         key = sha256.encode()
-        refs = self._get("blob_refs", key)
-        count = 0 if refs is None else struct.unpack(">Q", refs)[0]
+        count = u64(self._get("blob_refs", key))
         if count == 0:
             self._put("blobs", key, data)
         self._put("blob_refs", key, struct.pack(">Q", count + 1))
 
     def release_blob(self, sha256: str) -> None:
         key = sha256.encode()
-        refs = self._get("blob_refs", key)
-        count = 0 if refs is None else struct.unpack(">Q", refs)[0]
+        count = u64(self._get("blob_refs", key))
         if count <= 1:
             self._delete("blob_refs", key)
             self._delete("blobs", key)

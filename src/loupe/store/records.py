@@ -152,3 +152,129 @@ class TrainLease(msgspec.Struct, kw_only=True):
     pid: int
     token: str  # this process's random token: a reused pid is not mistaken for the holder
     acquired_at: float
+
+
+# ---- people, keys and the audit trail ----------------------------------------------------------------
+
+class Role(StrEnum):
+    """A user's role in one app (docs/security.md has the table of what each may do)."""
+
+    OWNER = "owner"  # everything, incl. members and deleting the app
+    ADMIN = "admin"  # models, versions, workflows, keys, deletes of inputs, the audit log
+    LABELER = "labeler"  # add inputs, label, create models and train them; no deletes, no keys
+    VIEWER = "viewer"  # read, predict, search
+
+
+class Scope(StrEnum):
+    """What an app key may do: the role it acts with in its one app."""
+
+    ALL = "all"  # as an admin of the app
+    LABEL = "label"  # as a labeler
+    PREDICT = "predict"  # as a viewer: predict, search and read
+
+
+class KeyRecord(msgspec.Struct, kw_only=True):
+    """An app key (app_id set) or a personal access token (user set, app_id empty); stored by its hash."""
+
+    digest: str  # sha256 of the key
+    app_id: str = ""
+    scope: Scope = Scope.ALL
+    created_at: float
+    hint: str  # the key's first characters, to tell keys apart in listings
+    name: str = ""
+    created_by: str = ""  # who made it: "user:NAME", "key:ID" or "cli"
+    user: str = ""  # a personal access token acts as this user
+    last_used_at: float = 0.0  # written at most once a minute per key
+
+    @property
+    def id(self) -> str:
+        """A stable public id (the hash's first 16 hex digits say nothing of the key)."""
+        return self.digest[:16]
+
+
+class User(msgspec.Struct, kw_only=True):
+    name: str
+    password_hash: str  # argon2id, PHC string
+    admin: bool = False  # a server admin sees and manages every app
+    created_at: float
+    password_changed_at: float = 0.0
+
+
+class Member(msgspec.Struct, kw_only=True):
+    app_id: str
+    user: str
+    role: Role
+    added_at: float
+    added_by: str = ""
+
+
+class Session(msgspec.Struct, kw_only=True):
+    """A signed-in browser: stored by the cookie's hash, revocable, with idle and absolute expiry."""
+
+    digest: str
+    user: str
+    csrf_token: str
+    created_at: float
+    last_seen_at: float
+    address: str = ""
+
+
+class ActorKind(StrEnum):
+    USER = "user"  # a person: a session or a personal access token
+    KEY = "key"  # an app key
+    CLI = "cli"  # a command on the server
+    SYSTEM = "system"  # Loupe itself (a background train finishing, an automatic retrain)
+
+
+class Actor(msgspec.Struct, frozen=True, kw_only=True):
+    kind: ActorKind
+    id: str = ""  # user name or key id
+    via: str = ""  # for a user: "session" or the token's id
+
+
+SYSTEM = Actor(kind=ActorKind.SYSTEM)
+CLI = Actor(kind=ActorKind.CLI)
+
+
+class Resource(StrEnum):
+    APP = "app"
+    INPUT = "input"
+    CONCEPT = "concept"
+    MODEL = "model"
+    VERSION = "version"
+    WORKFLOW = "workflow"
+    KEY = "key"
+    MEMBER = "member"
+    FEEDBACK = "feedback"
+    DISMISSAL = "dismissal"
+
+
+class AuditOp(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class Labels(msgspec.Struct, frozen=True):
+    concepts: list[str] = []
+    not_concepts: list[str] = []
+
+
+class Change(msgspec.Struct, frozen=True, kw_only=True):
+    op: AuditOp
+    resource: Resource
+    id: str
+    before: Labels | None = None  # an input's labels before and after (create: after only; delete: before)
+    after: Labels | None = None
+    detail: str = ""  # e.g. a version's status, a member's role
+
+
+class AuditEntry(msgspec.Struct, kw_only=True):
+    """One write transaction's changes to one app, stored in that transaction: no write without its
+    entry, no entry without its write."""
+
+    seq: int
+    at: float
+    actor: Actor
+    changes: list[Change]  # the first MAX_AUDIT_CHANGES of them
+    counts: dict[str, int] = {}  # every change, as "resource.op" -> count
