@@ -3,7 +3,8 @@ and the audit trail. Answers are msgspec Structs with Clarifai's status beside t
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Iterator
 
 import msgspec
 from litestar import Request, Response, delete, get, post
@@ -14,6 +15,7 @@ from litestar.response import Stream
 from loupe.accounts.access import Grant, Via
 from loupe.accounts.audit import AuditQuery, parse_resource
 from loupe.application import Loupe
+from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE
 from loupe.errors import InvalidArgument
 from loupe.service.auth import ACCOUNT, MANAGE, OWN, PUBLIC, READ, SERVER, SESSION_COOKIE
 from loupe.service.clarifai_json import timestamp
@@ -60,6 +62,8 @@ class MeAnswer(msgspec.Struct):
     apps: list[AppView]
     via: Via
     csrf_token: str | None  # the session's, for a page that reloaded
+    backbones: list[str]  # what a new app may be embedded by
+    default_backbone: str
     status: Status = Status()
 
 
@@ -177,7 +181,7 @@ def sign_in(loupe: Loupe, request: Request, body: RawBody) -> Response:
     answer = SessionAnswer(user=_user_view(user), csrf_token=opened.session.csrf_token,
                            expires_at=timestamp(opened.session.created_at + limits.session_max_seconds))
     cookie = Cookie(key=SESSION_COOKIE, value=opened.token, path="/", httponly=True, samesite="strict",
-                    secure=_secure(request, loupe), max_age=int(limits.session_max_seconds))
+                    secure=_secure(request, loupe), max_age=math.ceil(limits.session_max_seconds))
     return Response(answer, cookies=[cookie], headers={"Cache-Control": "no-store"})
 
 
@@ -199,7 +203,8 @@ def me(loupe: Loupe, caller: Grant) -> MeAnswer:
     apps = [AppView(a.app.id, a.app.backbone, a.role, a.input_count, a.concept_count, a.model_count,
                     timestamp(a.app.created_at)) for a in loupe.members.apps_of(caller.user)]
     return MeAnswer(user=_user_view(caller.user), apps=apps, via=caller.via,
-                    csrf_token=caller.session.csrf_token if caller.session is not None else None)
+                    csrf_token=caller.session.csrf_token if caller.session is not None else None,
+                    backbones=list(BACKBONE_IDS), default_backbone=DEFAULT_BACKBONE)
 
 
 # ---------------------------------------------------------------- apps
@@ -267,20 +272,25 @@ def remove_member(loupe: Loupe, caller: Grant, user: str) -> Done:
 @get("/loupe/apps/{app_id:str}/audit", opt=MANAGE)
 @in_thread
 def audit(loupe: Loupe, caller: Grant, actor: str = "", resource: str = "", since: float = 0.0,
-          until: float = 0.0, page: int = 1, per_page: int = 100, format: str = "json") -> Any:
-    """Newest first; `format=jsonl` streams every matching entry as JSON lines (the export)."""
+          until: float = 0.0, page: int = 1, per_page: int = 100) -> AuditAnswer:
+    """Newest first, filtered by who (user name or key id), what (resource) and when (unix seconds)."""
     query = AuditQuery(actor=actor, resource=parse_resource(resource), since=since, until=until)
-    if format == "jsonl":
-        lines = loupe.audit.json_lines(caller.app_id, query)
-        first = next(lines, b"")  # an unknown app is a 404 now, not a broken stream later
-        return Stream(_chain(first, lines), media_type="application/x-ndjson",
-                      headers={"Content-Disposition": f'attachment; filename="{caller.app_id}-audit.jsonl"'})
-    if format != "json":
-        raise InvalidArgument(f"format must be json or jsonl, got {format!r}")
     return AuditAnswer(loupe.audit.page(caller.app_id, query, page, per_page))
 
 
-def _chain(first: bytes, rest: Any) -> Any:
+@get("/loupe/apps/{app_id:str}/audit/export", opt=MANAGE, media_type="application/x-ndjson")
+@in_thread
+def export_audit(loupe: Loupe, caller: Grant, actor: str = "", resource: str = "", since: float = 0.0,
+                 until: float = 0.0) -> Stream:
+    """Every matching entry as JSON lines, newest first, streamed (read in batches)."""
+    query = AuditQuery(actor=actor, resource=parse_resource(resource), since=since, until=until)
+    lines = loupe.audit.json_lines(caller.app_id, query)
+    first = next(lines, b"")  # an unknown app is a 404 now, not a broken stream later
+    return Stream(_chain(first, lines),
+                  headers={"Content-Disposition": f'attachment; filename="{caller.app_id}-audit.jsonl"'})
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if first:
         yield first
     yield from rest
@@ -333,5 +343,5 @@ def delete_user(loupe: Loupe, caller: Grant, name: str) -> Done:
 
 
 ROUTES = [sign_in, sign_out, me, create_app_route, delete_app_route, list_keys, create_key, revoke_key,
-          list_members, add_member, remove_member, audit, list_tokens, create_token, revoke_token, list_users,
-          create_user, delete_user]
+          list_members, add_member, remove_member, audit, export_audit, list_tokens, create_token, revoke_token,
+          list_users, create_user, delete_user]

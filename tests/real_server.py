@@ -55,3 +55,31 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
+
+
+class InProcessServer:
+    """uvicorn serving an ASGI app on 127.0.0.1 from a thread of this process: real HTTP over a socket,
+    while the test keeps the application object to set up and inspect."""
+
+    def __init__(self, asgi_app, port: int | None = None) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(asgi_app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                     access_log=False, lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> InProcessServer:
+        self._thread.start()
+        deadline = time.time() + 30
+        while not self._server.started:
+            assert time.time() < deadline, "in-process server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

@@ -1,9 +1,13 @@
-// Loupe's web page: plain DOM code over the same /v2 API the clients use. The key lives in
-// sessionStorage (gone when the tab closes); images are fetched with it and shown as blob URLs.
+// Loupe's web page: plain DOM code over the same /v2 API the clients use. A person signs in with user and
+// password (an HttpOnly session cookie; writes send its CSRF token) and works in one of their apps through
+// the user-scoped paths /v2/users/me/apps/{app}/...; or with one app's key, kept in sessionStorage (gone
+// when the tab closes). Images are fetched with the same credential and shown as blob URLs.
 "use strict";
 const $ = (s) => document.querySelector(s);
-const state = { key: sessionStorage.getItem("loupe-key") || "", app: null, page: 1, thumbs: new Map(), names: new Map(),
-  training: new Set(), gridLoads: 0 };
+const state = { key: sessionStorage.getItem("loupe-key") || "", mode: "", csrf: "", me: null, appId: "", role: "",
+  app: null, page: 1, thumbs: new Map(), names: new Map(), training: new Set(), gridLoads: 0 };
+// Loupe's account routes take no app prefix; every other /v2 path is the selected app's.
+const ACCOUNT_PATHS = /^\/v2\/loupe\/(session|me|apps|tokens|users)(\/|\?|$)/;
 // A closed model's answer is flagged when even the nearest labeled example is this dissimilar (cosine of
 // EfficientNet-Lite vectors, measured on the demo photos with a hat/shoes model: held-out hats and shoes 0.42-0.78,
 // other garments 0.33-0.54, Caltech-101 objects 0.28-0.41).
@@ -21,10 +25,22 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+function scoped(path) {
+  if (state.mode === "session" && path.startsWith("/v2/") && !ACCOUNT_PATHS.test(path)) {
+    return `/v2/users/me/apps/${encodeURIComponent(state.appId)}/${path.slice(4)}`;
+  }
+  return path;
+}
+function authInit(method) {
+  const headers = {};
+  if (state.mode === "key") headers.Authorization = `Key ${state.key}`;
+  else if (method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = state.csrf;
+  return { method, headers, credentials: "same-origin" };
+}
 async function api(method, path, body) {
-  const init = { method, headers: { Authorization: `Key ${state.key}` } };
+  const init = authInit(method);
   if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
-  const r = await fetch(path, init);
+  const r = await fetch(scoped(path), init);
   const data = await r.json().catch(() => ({ status: { description: `HTTP ${r.status}` } }));
   if (!r.ok) {
     const s = data.status || {};
@@ -38,8 +54,8 @@ async function guarded(fn) { showError(null); try { await fn(); } catch (err) { 
 
 async function thumb(inputId) {
   if (!state.thumbs.has(inputId)) {
-    state.thumbs.set(inputId, fetch(`/v2/inputs/${encodeURIComponent(inputId)}/thumbnail`,
-      { headers: { Authorization: `Key ${state.key}` } }).then((r) => r.ok ? r.blob() : null)
+    state.thumbs.set(inputId, fetch(scoped(`/v2/inputs/${encodeURIComponent(inputId)}/thumbnail`), authInit("GET"))
+      .then((r) => r.ok ? r.blob() : null)
       .then((b) => b ? URL.createObjectURL(b) : ""));
   }
   return state.thumbs.get(inputId);
@@ -99,8 +115,9 @@ async function refresh(force = true) {
     }
   }
   state.app = app;
-  $("#app-summary").textContent =
-    `App ${app.id} — backbone ${app.backbone} — ${app.input_count} inputs — key scope ${app.scope}`;
+  state.role = app.role;
+  $("#app-summary").textContent = `App ${app.id} — backbone ${app.backbone} — ${app.input_count} inputs — ` +
+    (state.mode === "session" ? `${state.me.user.name}, ${app.role}` : `key scope ${app.scope}`);
   const ct = $("#concepts-table tbody"); ct.replaceChildren();
   for (const c of app.concepts) ct.append(el("tr", {}, el("td", {}, c.name), el("td", {}, c.positives), el("td", {}, c.negatives)));
   const mt = $("#models-overview tbody"); mt.replaceChildren();
@@ -128,16 +145,168 @@ async function refresh(force = true) {
 }
 
 async function signIn(key) {
-  state.key = key.trim();
+  state.key = key.trim(); state.mode = "key";
   await refresh();
   sessionStorage.setItem("loupe-key", state.key);
-  $("#signin").hidden = true; $("#main").hidden = false;
+  state.appId = state.app.id;
+  await showApp();
+}
+
+async function logIn(username, password) {
+  const r = await fetch("/v2/loupe/session", { method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify({ username, password }) });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error((data.status && data.status.description) || `HTTP ${r.status}`);
+  state.mode = "session"; state.csrf = data.csrf_token;
+  $("#password").value = "";
+  await showConsole();
+}
+
+async function resumeSession() {  // a reload: the cookie may still be good
+  const r = await fetch("/v2/loupe/me", { credentials: "same-origin" });
+  if (!r.ok) return false;
+  const me = await r.json();
+  state.mode = "session"; state.csrf = me.csrf_token || "";
+  const appId = sessionStorage.getItem("loupe-app");
+  if (appId && me.apps.some((a) => a.id === appId)) { state.me = me; await openApp(appId); } else await showConsole();
+  return true;
+}
+
+// ---------------------------------------------------------------- the console: my apps
+async function showConsole() {
+  const me = await api("GET", "/v2/loupe/me");
+  state.me = me; state.app = null; state.appId = ""; sessionStorage.removeItem("loupe-app");
+  $("#signin").hidden = true; $("#main").hidden = true; $("#console").hidden = false;
+  $("#app-summary").textContent = "";
+  $("#whoami").textContent = `signed in as ${me.user.name}${me.user.admin ? " (server admin)" : ""}`;
+  const tb = $("#apps-table tbody"); tb.replaceChildren();
+  for (const a of me.apps) {
+    tb.append(el("tr", { "data-app": a.id }, el("td", {}, a.id), el("td", {}, a.role), el("td", {}, a.backbone),
+      el("td", {}, a.input_count), el("td", {}, a.concept_count), el("td", {}, a.model_count),
+      el("td", {}, el("button", { type: "button", onclick: () => guarded(() => openApp(a.id)) }, `Open ${a.id}`))));
+  }
+  $("#no-apps").hidden = me.apps.length > 0;
+  const bb = $("#new-app-backbone");
+  bb.replaceChildren(...me.backbones.map((b) => el("option", { value: b, selected: b === me.default_backbone }, b)));
+}
+
+async function createApp(ev) {
+  ev.preventDefault();
+  const id = $("#new-app-id").value.trim();
+  await api("POST", "/v2/loupe/apps", { id, backbone: $("#new-app-backbone").value });
+  $("#new-app-id").value = "";
+  notice(`App ${id} created: you are its owner.`);
+  await openApp(id);
+}
+
+async function openApp(appId) {
+  state.appId = appId; state.thumbs.clear(); state.names.clear(); state.page = 1; state.signature = "";
+  sessionStorage.setItem("loupe-app", appId);
+  await refresh();
+  await showApp();
+}
+
+async function showApp() {
+  $("#signin").hidden = true; $("#console").hidden = true; $("#main").hidden = false;
+  $("#to-console").hidden = state.mode !== "session";
+  const manage = state.role === "owner" || state.role === "admin";
+  for (const tab of document.querySelectorAll("nav [data-needs]")) {
+    tab.hidden = tab.dataset.needs === "manage" ? !manage : state.mode !== "session";
+  }
+  $("#member-form").hidden = state.role !== "owner";
+  showView("overview");
   await loadGrid();
+}
+
+async function signOut() {
+  if (state.mode === "session") await api("DELETE", "/v2/loupe/session").catch(() => {});
+  sessionStorage.removeItem("loupe-key"); sessionStorage.removeItem("loupe-app");
+  location.reload();
+}
+
+// ---------------------------------------------------------------- keys, members, audit of the app
+const appPath = (rest) => `/v2/loupe/apps/${encodeURIComponent(state.appId)}/${rest}`;
+const when = (t) => t ? new Date(t).toLocaleString() : "never";
+
+async function loadKeys() {
+  const { keys } = await api("GET", appPath("keys"));
+  const tb = $("#keys-table tbody"); tb.replaceChildren();
+  for (const k of keys) {
+    tb.append(el("tr", { "data-key": k.id }, el("td", {}, k.id), el("td", {}, `${k.hint}…`), el("td", {}, k.name || "—"),
+      el("td", {}, k.scope), el("td", {}, when(k.created_at)), el("td", {}, k.created_by || "—"), el("td", {}, when(k.last_used_at)),
+      el("td", {}, el("button", { type: "button", class: "danger", onclick: () => guarded(async () => {
+        await api("DELETE", appPath(`keys/${k.id}`)); notice(`Key ${k.id} revoked.`); await loadKeys();
+      }) }, "Revoke"))));
+  }
+}
+
+async function createKey(ev) {
+  ev.preventDefault();
+  const { key, info } = await api("POST", appPath("keys"), { name: $("#key-name").value.trim(), scope: $("#key-scope").value });
+  const box = $("#new-key");
+  box.replaceChildren(`New ${info.scope} key (copy it now, it is not shown again): `, el("code", { id: "new-key-value" }, key));
+  box.hidden = false; $("#key-name").value = "";
+  await loadKeys();
+}
+
+async function loadMembers() {
+  const { members } = await api("GET", appPath("members"));
+  const tb = $("#members-table tbody"); tb.replaceChildren();
+  for (const m of members) {
+    tb.append(el("tr", { "data-user": m.user }, el("td", {}, m.user), el("td", {}, m.role), el("td", {}, when(m.added_at)),
+      el("td", {}, m.added_by || "—"), el("td", {}, state.role !== "owner" ? "" : el("button", { type: "button", class: "danger",
+        onclick: () => guarded(async () => { await api("DELETE", appPath(`members/${encodeURIComponent(m.user)}`)); await loadMembers(); }) },
+      "Remove"))));
+  }
+}
+
+async function addMember(ev) {
+  ev.preventDefault();
+  const user = $("#member-user").value.trim();
+  await api("POST", appPath("members"), { user, role: $("#member-role").value });
+  $("#member-user").value = "";
+  notice(`${user} is now ${$("#member-role").value} of ${state.appId}.`);
+  await loadMembers();
+}
+
+function auditQuery() {
+  const q = new URLSearchParams();
+  if ($("#audit-actor").value.trim()) q.set("actor", $("#audit-actor").value.trim());
+  if ($("#audit-resource").value) q.set("resource", $("#audit-resource").value);
+  return q;
+}
+
+function changeText(c) {
+  const labels = (l) => l ? [...l.concepts, ...l.not_concepts.map((n) => `not ${n}`)].join(", ") || "none" : "";
+  const moved = c.before && c.after ? `: ${labels(c.before)} → ${labels(c.after)}` : c.after ? `: ${labels(c.after)}` : "";
+  return `${c.op} ${c.resource} ${c.id}${c.detail ? ` (${c.detail})` : ""}${moved}`;
+}
+
+async function loadAudit() {
+  const q = auditQuery(); q.set("per_page", "200");
+  const { entries } = await api("GET", appPath(`audit?${q}`));
+  const tb = $("#audit-table tbody"); tb.replaceChildren();
+  for (const e of entries) {
+    const who = e.actor.id ? `${e.actor.kind} ${e.actor.id}` : e.actor.kind;
+    const what = Object.entries(e.counts).map(([k, n]) => `${k} ×${n}`).join(", ");
+    tb.append(el("tr", {}, el("td", {}, new Date(e.at * 1000).toLocaleString()), el("td", {}, who), el("td", {}, what),
+      el("td", { class: "name" }, e.changes.slice(0, 5).map(changeText).join("; ") + (e.changes.length > 5 ? "; …" : ""))));
+  }
+  if (!entries.length) tb.append(el("tr", {}, el("td", { colspan: 4 }, "No entries match.")));
+}
+
+async function exportAudit() {
+  const r = await fetch(appPath(`audit/export?${auditQuery()}`), authInit("GET"));
+  if (!r.ok) throw new Error(`export failed: HTTP ${r.status}`);
+  const a = el("a", { href: URL.createObjectURL(await r.blob()), download: `${state.appId}-audit.jsonl` });
+  document.body.append(a); a.click(); a.remove();
 }
 
 function showView(name) {
   for (const tab of document.querySelectorAll("nav [role=tab]")) tab.setAttribute("aria-selected", tab.dataset.view === name);
   for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
+  const load = { keys: loadKeys, members: loadMembers, audit: loadAudit }[name];
+  if (load) guarded(load);
 }
 
 // ---------------------------------------------------------------- inputs
@@ -529,7 +698,15 @@ async function relabel(modelId, inputId, wrong, right, item) {
 // ---------------------------------------------------------------- wiring
 document.addEventListener("DOMContentLoaded", () => {
   $("#signin-form").addEventListener("submit", (ev) => { ev.preventDefault(); guarded(() => signIn($("#key").value)); });
-  $("#signout").addEventListener("click", () => { sessionStorage.removeItem("loupe-key"); location.reload(); });
+  $("#login-form").addEventListener("submit", (ev) => { ev.preventDefault(); guarded(() => logIn($("#username").value.trim(), $("#password").value)); });
+  $("#signout").addEventListener("click", () => guarded(signOut));
+  $("#console-signout").addEventListener("click", () => guarded(signOut));
+  $("#to-console").addEventListener("click", () => guarded(showConsole));
+  $("#create-app-form").addEventListener("submit", (ev) => guarded(() => createApp(ev)));
+  $("#key-form").addEventListener("submit", (ev) => guarded(() => createKey(ev)));
+  $("#member-form").addEventListener("submit", (ev) => guarded(() => addMember(ev)));
+  $("#audit-go").addEventListener("click", () => guarded(loadAudit));
+  $("#audit-export").addEventListener("click", () => guarded(exportAudit));
   for (const tab of document.querySelectorAll("nav [role=tab]")) tab.addEventListener("click", () => showView(tab.dataset.view));
   const drop = $("#drop");
   drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
@@ -553,6 +730,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#advice-go").addEventListener("click", () => guarded(advice));
   $("#next-go").addEventListener("click", () => guarded(suggestNext));
   if (state.key) guarded(() => signIn(state.key));
+  else guarded(resumeSession);
   // Keep the overview current and say when a background retrain lands.
   setInterval(() => { if (state.app && !document.hidden) refresh(false).catch(() => {}); }, 4000);
 });
