@@ -268,13 +268,13 @@ def test_sessions_set_a_strict_httponly_cookie_and_writes_need_the_csrf_token(wo
         r = _session(stolen, "vic")
         token = stolen.cookies.get("loupe_session")
         stolen.delete("/v2/loupe/session", headers={"X-CSRF-Token": r.json()["csrf_token"]})
-        assert http.get("/v2/loupe/me", cookies={"loupe_session": token}).status_code == 401
+        assert http.get("/v2/loupe/me", headers={"Cookie": f"loupe_session={token}"}).status_code == 401
         # A new password ends every session of the user.
         r = _session(stolen, "vic")
         token = stolen.cookies.get("loupe_session")
-        assert http.get("/v2/loupe/me", cookies={"loupe_session": token}).status_code == 200
+        assert http.get("/v2/loupe/me", headers={"Cookie": f"loupe_session={token}"}).status_code == 200
         loupe.users.set_password("vic", PASSWORD)
-        assert http.get("/v2/loupe/me", cookies={"loupe_session": token}).status_code == 401
+        assert http.get("/v2/loupe/me", headers={"Cookie": f"loupe_session={token}"}).status_code == 401
     assert _session(http, "vic", "wrong password").status_code == 401
 
 
@@ -308,11 +308,11 @@ def test_sessions_expire_when_idle_and_when_old(strict):
         http.cookies.clear()  # sent by hand below: the browser would drop it at Max-Age anyway
         started = time.time()
         while time.time() - started < 2.0:
-            r = http.get("/v2/loupe/me", cookies={"loupe_session": token})
+            r = http.get("/v2/loupe/me", headers={"Cookie": f"loupe_session={token}"})
             assert r.status_code == 200, (r.text, time.time() - started)
             time.sleep(0.4)
         time.sleep(0.8)
-        assert http.get("/v2/loupe/me", cookies={"loupe_session": token}).status_code == 401  # older than 2.5 s
+        assert http.get("/v2/loupe/me", headers={"Cookie": f"loupe_session={token}"}).status_code == 401  # older than 2.5 s
     finally:
         sessions_module.TOUCH_EVERY_SECONDS = old
 

@@ -171,6 +171,36 @@ def test_kill_minus_nine_loses_nothing_acknowledged(tmp_path):
     server.stop()
     assert count >= len(ledger.inputs)
     index_matches_store(data)
+    audit_matches_store(data, key)
+
+
+def audit_matches_store(data, key):
+    """Three kills later: no write without its audit entry, no entry without its write. Replaying the
+    audit's input changes in order gives exactly the stored inputs and their labels, every change by the key."""
+    from loupe.accounts.audit import AuditQuery
+    from loupe.store.records import ActorKind, AuditOp, Resource
+
+    with Loupe(Config(data_dir=data, auto_retrain=False)) as loupe:
+        key_id = loupe.keys.verify(key).id
+        entries = list(reversed(list(loupe.audit.entries("crash", AuditQuery()))))  # oldest first
+        with loupe.store.read() as tx:
+            stored = {r.id: (sorted(r.concepts), sorted(r.not_concepts)) for r in tx.iter_inputs("crash")}
+    replayed: dict[str, tuple[list[str], list[str]]] = {}
+    for entry in entries:
+        assert sum(entry.counts.values()) == len(entry.changes)  # one request's changes, none cut
+        for change in entry.changes:
+            if change.resource is not Resource.INPUT:
+                continue
+            assert entry.actor.kind is ActorKind.KEY and entry.actor.id == key_id
+            if change.op is AuditOp.CREATE:
+                assert change.id not in replayed, f"{change.id} created twice"
+            else:
+                assert change.id in replayed, f"{change.id} changed before it was created"
+                assert change.before is not None and (sorted(change.before.concepts), sorted(change.before.not_concepts)) \
+                    == replayed[change.id]
+            assert change.op is not AuditOp.DELETE
+            replayed[change.id] = (sorted(change.after.concepts), sorted(change.after.not_concepts))
+    assert len(stored) > 10 and replayed == stored
 
 
 def _quietly(fn):
