@@ -220,3 +220,97 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     page.click("nav [data-view=evaluate]")
     assert page.evaluate(PAGE_SCROLLS_SIDEWAYS) == 0, page.evaluate(WIDE_ELEMENTS)
     shot(page, "8-phone-evaluate")
+
+
+def test_console_sign_in_create_app_key_member_label_and_audit(tmp_path, page):
+    """A person's loop in the console: sign in with a password, create an app, make a key, add a
+    member, label images, and read who did what in the audit log."""
+    from real_server import Server
+
+    from loupe.application import Loupe
+    from loupe.config import Config
+
+    data = tmp_path / "console-data"
+    with Loupe(Config(data_dir=data)) as loupe:
+        loupe.users.create("maria", "maria's password", admin=False)
+        loupe.users.create("lars", "lars's password")
+    server = Server(data).start()
+    try:
+        page.goto(server.base + "/")
+        page.fill("#username", "maria")
+        page.fill("#password", "wrong password")
+        page.click("#login-form button")
+        page.wait_for_selector("#error:not([hidden])")
+        assert "wrong user name or password" in page.inner_text("#error")
+        page.fill("#password", "maria's password")
+        page.click("#login-form button")
+        page.wait_for_selector("#console:not([hidden])")
+        assert "signed in as maria" in page.inner_text("#whoami") and page.is_visible("#no-apps")
+        shot(page, "7-console-empty")
+
+        page.fill("#new-app-id", "catalogue")
+        page.click("#create-app-form button")
+        page.wait_for_selector("#main:not([hidden])")
+        assert "App catalogue" in page.inner_text("#app-summary") and "maria, owner" in page.inner_text("#app-summary")
+
+        page.click("nav [data-view=keys]")
+        page.fill("#key-name", "shop website")
+        page.select_option("#key-scope", "predict")
+        page.click("#key-form button")
+        page.wait_for_selector("#new-key:not([hidden])")
+        new_key = page.inner_text("#new-key-value")
+        assert new_key.startswith("lk_")
+        wait_until(page, "document.querySelectorAll('#keys-table tbody tr').length === 1")
+        assert "shop website" in page.inner_text("#keys-table") and "predict" in page.inner_text("#keys-table")
+        shot(page, "8-keys")
+
+        page.click("nav [data-view=members]")
+        page.fill("#member-user", "lars")
+        page.select_option("#member-role", "labeler")
+        page.click("#member-form button")
+        wait_until(page, "document.querySelectorAll('#members-table tbody tr').length === 2")
+        assert "labeler" in page.inner_text("#members-table tr[data-user=lars]")
+        shot(page, "9-members")
+
+        page.click("nav [data-view=inputs]")
+        upload(page, "shoes", dataset_images(CLOTHING / "train" / "shoes", 3), 0)
+        wait_until(page, "document.querySelectorAll('#grid figure').length === 3")
+        page.check("#grid figure:nth-child(1) input[type=checkbox]")
+        page.fill("#label-concept", "boots")
+        page.click("#apply-label")
+        wait_until(page, "document.querySelector('#label-status').textContent.includes('1 input(s) labeled boots')")
+
+        page.click("nav [data-view=audit]")
+        wait_until(page, "document.querySelectorAll('#audit-table tbody tr').length >= 6")
+        audit = page.inner_text("#audit-table")
+        assert "user maria" in audit and "input.create" in audit and "member.create" in audit
+        assert "key.create" in audit and "app.create" in audit
+        assert "shoes → boots, shoes" in audit or "shoes → shoes, boots" in audit  # the label edit, before and after
+        page.select_option("#audit-resource", "member")
+        page.click("#audit-go")
+        # two entries: the app's creation (with maria as its owner) and lars joining
+        wait_until(page, "document.querySelectorAll('#audit-table tbody tr').length === 2")
+        assert "lars (labeler)" in page.inner_text("#audit-table")
+        page.select_option("#audit-resource", "")
+        page.click("#audit-go")
+        wait_until(page, "document.querySelectorAll('#audit-table tbody tr').length >= 6")
+        shot(page, "10-audit")
+
+        # The key works for a program; the page's session cookie is not readable by scripts.
+        import httpx
+
+        assert httpx.get(server.base + "/v2/models", headers={"Authorization": f"Key {new_key}"}).status_code == 200
+        assert "loupe_session" not in page.evaluate("document.cookie")
+        # A reload keeps the session and the app; signing out ends it.
+        page.reload()
+        page.wait_for_selector("#main:not([hidden])")
+        assert "App catalogue" in page.inner_text("#app-summary")
+        page.click("#to-console")
+        page.wait_for_selector("#console:not([hidden])")
+        assert "catalogue" in page.inner_text("#apps-table")
+        shot(page, "11-console")
+        page.click("#console-signout")
+        page.wait_for_selector("#signin:not([hidden])")
+        assert httpx.get(server.base + "/v2/loupe/me").status_code == 401
+    finally:
+        server.stop()
