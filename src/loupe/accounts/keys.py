@@ -55,22 +55,22 @@ class ApiKeys:
             scope = Scope(scope)
         except ValueError:
             raise InvalidArgument(f"scope must be one of {', '.join(s.value for s in Scope)}, got {scope!r}") from None
-        key = APP_KEY_PREFIX + secrets.token_urlsafe(32)
-        record = KeyRecord(digest=digest_of(key), app_id=app_id, scope=scope, created_at=time.time(), hint=key[:7],
-                           name=_checked_name(name), created_by=actor_label(by))
-        with self._store.write(by) as tx:
-            if tx.get_app(app_id) is None:
-                raise NotFound("app", app_id)
-            tx.put_api_key(record)
-        return key, record
+        return self._store_new(APP_KEY_PREFIX, by, name, app_id=app_id, scope=scope)
 
     def create_token(self, user: str, *, name: str = "", by: Actor = CLI) -> tuple[str, KeyRecord]:
         """A personal access token of the user (it acts with the user's roles)."""
-        key = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        record = KeyRecord(digest=digest_of(key), user=user, created_at=time.time(), hint=key[:7],
-                           name=_checked_name(name), created_by=actor_label(by))
+        return self._store_new(TOKEN_PREFIX, by, name, user=user)
+
+    def _store_new(self, prefix: str, by: Actor, name: str, *, app_id: str = "", user: str = "",
+                   scope: Scope = Scope.ALL) -> tuple[str, KeyRecord]:
+        """256 random bits; only the hash is stored. The app (or the user) must exist."""
+        key = prefix + secrets.token_urlsafe(32)
+        record = KeyRecord(digest=digest_of(key), app_id=app_id, user=user, scope=scope, created_at=time.time(),
+                           hint=key[:7], name=_checked_name(name), created_by=actor_label(by))
         with self._store.write(by) as tx:
-            if tx.get_user(user) is None:
+            if app_id and tx.get_app(app_id) is None:
+                raise NotFound("app", app_id)
+            if user and tx.get_user(user) is None:
                 raise NotFound("user", user)
             tx.put_api_key(record)
         return key, record

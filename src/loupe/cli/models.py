@@ -15,7 +15,7 @@ from loupe.errors import LoupeError
 from loupe.intake.folder_import import IMAGE_SUFFIXES
 from loupe.learning.training_set import UnlabeledRule, unlabeled_rule_of
 from loupe.learning.values import EvaluationStatus
-from loupe.store.records import ModelVersion, VersionStatus
+from loupe.store.records import CLI, ModelVersion, VersionStatus
 
 Opener = Callable[[argparse.Namespace], Loupe]
 
@@ -74,7 +74,7 @@ def _create(loupe: Loupe, args: argparse.Namespace) -> int:
         raise LoupeError("--concepts needs at least one concept id")
     model, _ = loupe.models.create(args.app, args.model, name=args.name, concept_ids=concepts,
                                    mutually_exclusive=args.mutually_exclusive,
-                                   closed_environment=args.closed_environment)
+                                   closed_environment=args.closed_environment, by=CLI)
     if args.json:
         as_json(model)
     else:
@@ -84,7 +84,7 @@ def _create(loupe: Loupe, args: argparse.Namespace) -> int:
 
 
 def _train(loupe: Loupe, args: argparse.Namespace) -> int:
-    version = loupe.trainer.train(args.app, args.model, wait=True)
+    version = loupe.trainer.train(args.app, args.model, wait=True, by=CLI)
     if args.json:
         as_json(_version_summary(version))
         return 0 if version.status is VersionStatus.TRAINED else 1
@@ -133,7 +133,7 @@ def _versions(loupe: Loupe, args: argparse.Namespace) -> int:
 
 def _evaluate(loupe: Loupe, args: argparse.Namespace) -> int:
     latest = loupe.predictor.trained_version(args.app, args.model)
-    version = loupe.quality.evaluate(args.app, args.model, latest.id, wait=True)
+    version = loupe.quality.evaluate(args.app, args.model, latest.id, wait=True, by=CLI)
     evaluation = version.evaluation
     if evaluation is None or evaluation.status is not EvaluationStatus.EVALUATED:
         print(f"evaluation failed: {evaluation.detail if evaluation else 'no result'}")
@@ -163,7 +163,7 @@ def _advice(loupe: Loupe, args: argparse.Namespace) -> int:
 
 
 def _delete(loupe: Loupe, args: argparse.Namespace) -> int:
-    loupe.models.delete(args.app, args.model)
+    loupe.models.delete(args.app, args.model, by=CLI)
     print(f"deleted model {args.model!r}") if not args.json else as_json({"deleted": args.model})
     return 0
 

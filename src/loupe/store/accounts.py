@@ -148,9 +148,9 @@ class AccountWrites(AccountReads):
         """A version made or changed by someone; of Loupe's own updates only a train's outcome."""
         old = self.get_version(app_id, version.model_id, version.id)  # type: ignore[attr-defined]
         if old is None or self.actor.kind is not ActorKind.SYSTEM or (
-                version.status is not old.status and version.status in (VersionStatus.TRAINED, VersionStatus.FAILED)):
+                version.status != old.status and version.status in (VersionStatus.TRAINED, VersionStatus.FAILED)):
             self._note_put(app_id, Resource.VERSION, f"{version.model_id}/{version.id}", old is not None,
-                           version.status.value)
+                           str(version.status))
 
     # keys
     def put_api_key(self, record: KeyRecord) -> None:
