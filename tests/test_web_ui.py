@@ -78,6 +78,7 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     airplane = sorted((CALTECH / "airplanes").glob("*.jpg"))[0]
 
     page.goto(base + "/")
+    page.click("#key-signin summary")  # key sign-in sits under the user sign-in
     page.fill("#key", key)
     page.click("#signin-form button")
     page.wait_for_selector("#main:not([hidden])")
