@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from typing import Any
 
 import msgspec
-from litestar import Request
+from litestar import Request, Response
 
 from loupe.application import Loupe
 from loupe.ids import new_id
@@ -30,6 +32,21 @@ DEFAULT_MAX_CONCEPTS = 20  # Clarifai's default
 
 def ok(**fields: Any) -> dict[str, Any]:
     return {"status": OK, **fields}
+
+
+# A request for advice or suggestions waits this long for the job computing them, then answers 202
+# (Loupe's status 21310, "computing") with Retry-After: the job goes on and its answer is kept, so the
+# retry reads it. The wait is awaited, so it holds no worker thread.
+COMPUTE_WAIT_SECONDS = 20.0
+COMPUTING = {"code": 21310, "description": "Computing: the answer is being computed; ask again shortly"}
+
+
+async def computed(future: Future, answer: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | Response:
+    try:
+        result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), COMPUTE_WAIT_SECONDS)
+    except TimeoutError:
+        return Response({"status": COMPUTING, "pending": True}, status_code=202, headers={"Retry-After": "2"})
+    return answer(result)
 
 
 def concept_names(loupe: Loupe, app_id: str) -> dict[str, str]:

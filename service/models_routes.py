@@ -8,10 +8,11 @@ import time
 
 import anyio.to_thread
 import msgspec
-from litestar import Request, delete, get, patch, post
+from litestar import Request, Response, delete, get, patch, post
 from litestar.params import RawBody
 
 from loupe.accounts.access import Grant
+from loupe.accounts.roles import Permission
 from loupe.application import Loupe
 from loupe.ids import new_id
 from loupe.models.general import imagenet_classes, is_general
@@ -24,6 +25,7 @@ from loupe.service.clarifai_json import (
 from loupe.service.common import (
     OutputShape,
     answer_data,
+    computed,
     concept_names,
     concept_ref,
     echoed_media,
@@ -251,19 +253,20 @@ def feedback(loupe: Loupe, caller: Grant, request: Request, body: RawBody,
 
 
 @get("/models/{model_id:str}/advice", opt=READ)
-@in_thread
-def advice(loupe: Loupe, caller: Grant, model_id: str) -> dict:
-    """Loupe's data-quality findings for the model (not a Clarifai route; the web page uses it)."""
-    findings = loupe.quality.advice(caller.app_id, model_id)
-    return ok(findings=[msgspec.to_builtins(f) for f in findings])
+async def advice(loupe: Loupe, caller: Grant, model_id: str) -> dict | Response:
+    """Loupe's data-quality findings for the model (not a Clarifai route; the web page uses it). A
+    computation runs as a job: the request waits for it up to COMPUTE_WAIT_SECONDS, then answers 202."""
+    future = await anyio.to_thread.run_sync(functools.partial(
+        loupe.quality.advice, caller.app_id, model_id, compute=caller.may(Permission.LABEL)))
+    return await computed(future, lambda findings: ok(findings=[msgspec.to_builtins(f) for f in findings]))
 
 
 @get("/models/{model_id:str}/suggestions", opt=READ)
-@in_thread
-def suggestions(loupe: Loupe, caller: Grant, model_id: str, count: int = 12) -> dict:
+async def suggestions(loupe: Loupe, caller: Grant, model_id: str, count: int = 12) -> dict | Response:
     """Loupe's addition: unlabeled inputs to label next, best first, with the model's current guess."""
-    found = loupe.quality.suggestions(caller.app_id, model_id, count)
-    return ok(suggestions=[msgspec.to_builtins(s) for s in found])
+    future = await anyio.to_thread.run_sync(functools.partial(
+        loupe.quality.suggestions, caller.app_id, model_id, count, compute=caller.may(Permission.LABEL)))
+    return await computed(future, lambda found: ok(suggestions=[msgspec.to_builtins(s) for s in found]))
 
 
 class PostDismissal(msgspec.Struct):

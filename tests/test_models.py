@@ -303,7 +303,7 @@ def test_data_quality_advice_names_the_inputs_to_fix(shop):
     loupe.inputs.add("adv", items)
     loupe.models.create("adv", "m", concept_ids=["shoes", "hat"], mutually_exclusive=True, closed_environment=True)
     loupe.trainer.train("adv", "m")
-    findings = loupe.quality.advice("adv", "m")
+    findings = loupe.quality.advice("adv", "m").result()
     kinds = {f.kind for f in findings}
     assert {"few_examples", "imbalance", "suspected_mislabel", "near_duplicates"} <= kinds
     few = [f for f in findings if f.kind == "few_examples"]
@@ -317,7 +317,7 @@ def test_data_quality_advice_names_the_inputs_to_fix(shop):
     assert any(set(f.input_ids) == {"shoes-0", "dup"} for f in dups)
     # One click: the person accepts the suggestion; the finding is gone on the next look.
     loupe.inputs.edit("adv", "overwrite", [InputEdit(input_id="wrong", concepts=["hat"])])
-    after = loupe.quality.advice("adv", "m")
+    after = loupe.quality.advice("adv", "m").result()
     assert "wrong" not in {i for f in after if f.kind == "suspected_mislabel" for i in f.input_ids}
 
 
@@ -332,7 +332,7 @@ def test_confusable_concepts_are_a_finding_not_a_pile_of_mislabels(shop):
     loupe.models.create("shop", "confusable", concept_ids=CLASSES, mutually_exclusive=True)
     version = loupe.trainer.train("shop", "confusable")
     evaluated = loupe.quality.evaluate("shop", "confusable", version.id)
-    findings = loupe.quality.advice("shop", "confusable")
+    findings = loupe.quality.advice("shop", "confusable").result()
     pairs = [f for f in findings if f.kind == "confusable_concepts"]
     tops = {"longsleeve", "outwear", "shirt", "t-shirt"}
     assert any(set(f.concept_ids) <= tops for f in pairs), [f.concept_ids for f in pairs]
@@ -360,18 +360,18 @@ def test_a_dismissed_mislabel_stays_dismissed(tmp_path, shared_backbones):
         loupe.inputs.add("d", items)
         loupe.models.create("d", "m", concept_ids=["shoes", "hat"], mutually_exclusive=True)
         loupe.trainer.train("d", "m")
-        flagged = {f.input_ids[0] for f in loupe.quality.advice("d", "m") if f.kind == "suspected_mislabel"}
+        flagged = {f.input_ids[0] for f in loupe.quality.advice("d", "m").result() if f.kind == "suspected_mislabel"}
         assert "odd" in flagged
         loupe.quality.dismiss("d", "m", "odd", "shoes")
         with pytest.raises(NotFound):
             loupe.quality.dismiss("d", "m", "no-such-input", "shoes")
     with Loupe(config, backbones=shared_backbones) as loupe:  # a restart
-        again = {f.input_ids[0] for f in loupe.quality.advice("d", "m") if f.kind == "suspected_mislabel"}
+        again = {f.input_ids[0] for f in loupe.quality.advice("d", "m").result() if f.kind == "suspected_mislabel"}
         assert "odd" not in again and again == flagged - {"odd"}
         loupe.models.delete("d", "m")
         loupe.models.create("d", "m", concept_ids=["shoes", "hat"], mutually_exclusive=True)
         loupe.trainer.train("d", "m")
-        assert "odd" in {f.input_ids[0] for f in loupe.quality.advice("d", "m") if f.kind == "suspected_mislabel"}
+        assert "odd" in {f.input_ids[0] for f in loupe.quality.advice("d", "m").result() if f.kind == "suspected_mislabel"}
 
 
 def test_general_model_and_workflow_with_clip(clip_weights, tmp_path):
@@ -511,18 +511,18 @@ def test_suggestions_rank_an_uncovered_concept_first(tmp_path, shared_backbones)
                             for i, p in enumerate(dataset_images(CLOTHING / "train" / "dress", 8))])
         loupe.models.create("s", "m", concept_ids=["shoes", "hat", "dress"], mutually_exclusive=True,
                             closed_environment=True)
-        untrained = loupe.quality.suggestions("s", "m", count=3)
+        untrained = loupe.quality.suggestions("s", "m", count=3).result()
         assert len(untrained) == 3 and all(s.concept_id is None for s in untrained)
         loupe.inputs.edit("s", "merge", [InputEdit(input_id="dress-u7", concepts=["dress"])])
         loupe.models.update("s", "m", concept_ids=["shoes", "hat"], action="overwrite")
         loupe.trainer.train("s", "m")
-        found = loupe.quality.suggestions("s", "m", count=4)
+        found = loupe.quality.suggestions("s", "m", count=4).result()
         dresses = [s for s in found if s.input_id.startswith("dress-u")]
         assert len(dresses) >= 2 and all(s.concept_id in ("shoes", "hat") for s in found), found
         assert not {s.input_id for s in found} & {f"{c}-{i}" for c in ("shoes", "hat") for i in range(6)}
-        assert "dress-u7" in {s.input_id for s in loupe.quality.suggestions("s", "m", count=20)}  # not this model's label
+        assert "dress-u7" in {s.input_id for s in loupe.quality.suggestions("s", "m", count=20).result()}  # not this model's label
         with pytest.raises(InvalidArgument):
-            loupe.quality.suggestions("s", "m", count=0)
+            loupe.quality.suggestions("s", "m", count=0).result()
 
 
 def test_the_default_model_learns_from_unlabeled_inputs(tmp_path, shared_backbones):

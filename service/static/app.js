@@ -49,6 +49,15 @@ async function api(method, path, body) {
   return data;
 }
 
+// Advice and suggestions are computed as jobs: a 202 says "computing", and the answer comes on a retry.
+async function computedGet(path) {
+  for (;;) {
+    const data = await api("GET", path);
+    if (!data.pending) return data;
+    await new Promise((ok) => setTimeout(ok, 2000));
+  }
+}
+
 function showError(err) { const e = $("#error"); e.textContent = err ? String(err.message || err) : ""; e.hidden = !err; }
 async function guarded(fn) { showError(null); try { await fn(); } catch (err) { showError(err); } }
 
@@ -598,7 +607,7 @@ async function suggestNext() {
   const modelId = $("#next-model").value;
   const model = state.app.models.find((m) => m.id === modelId);
   $("#next-result").replaceChildren(el("p", { class: "hint" }, "Choosing…"));
-  const { suggestions } = await api("GET", `/v2/models/${encodeURIComponent(modelId)}/suggestions?count=12`);
+  const { suggestions } = await computedGet(`/v2/models/${encodeURIComponent(modelId)}/suggestions?count=12`);
   const cards = suggestions.map((s) => {
     const pick = el("select", { "aria-label": "concept" }, model.concept_ids.map((c) => el("option", { value: c }, c)));
     if (s.concept_id) pick.value = s.concept_id;
@@ -619,7 +628,7 @@ async function suggestNext() {
 async function advice() {
   const modelId = $("#advice-model").value;
   $("#advice-result").replaceChildren(el("p", { class: "hint" }, "Checking the data (a 5-fold cross-validation)…"));
-  const { findings } = await api("GET", `/v2/models/${encodeURIComponent(modelId)}/advice`);
+  const { findings } = await computedGet(`/v2/models/${encodeURIComponent(modelId)}/advice`);
   const dismissed = new Set(JSON.parse(localStorage.getItem(`loupe-dismissed-${modelId}`) || "[]"));
   const keyOf = (f) => `${f.kind}|${f.concept_ids.join(",")}|${f.input_ids.join(",")}`;
   const open = findings.filter((f) => !dismissed.has(keyOf(f)));

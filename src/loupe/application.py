@@ -70,7 +70,7 @@ class Loupe:
         self.models = ModelRegistry(self.context, cache)
         self.predictor = CustomPredictor(self.context, cache, self.models)
         self.trainer = Trainer(self.context, self.models, self.predictor)
-        self.quality = Quality(self.context, self.models, self.predictor, cache, self.trainer.queue)
+        self.quality = Quality(self.context, self.models, self.predictor, cache, self.trainer.jobs)
         self.predictions = Predictions(self.context, self.embedder, self.models, self.predictor, self.concepts)
         self.workflows = Workflows(self.context, self.models, self.predictions, self.embedder)
         self.feedback = Feedback(self.context, self.models)

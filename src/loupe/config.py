@@ -79,6 +79,10 @@ class Config(msgspec.Struct, frozen=True):
     # the labeled inputs says it helps; loupe.semi_supervised).
     semi_supervised: bool = True
     retrain_delay_seconds: float = 2.0
+    # Versions kept per model: the newest this many, plus the newest trained one, any being trained or
+    # evaluated, and any a workflow names; older ones go after each train (~52 kB each at 10 concepts,
+    # and every debounced auto-retrain adds one). 0 keeps every version. `loupe models prune` applies it.
+    keep_versions: int = 20
     # URL inputs: hosts that may resolve to private/loopback addresses (empty: none may).
     url_allow_hosts: tuple[str, ...] = ()
     # A search (predicted-concept filters score every input once per model version and labels) stops here.

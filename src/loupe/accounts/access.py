@@ -53,6 +53,10 @@ class Grant(msgspec.Struct, frozen=True, kw_only=True):
     app_id: str = ""  # Target.APP: the app acted on
     role: Role | None = None  # Target.APP: the role acted with
 
+    def may(self, permission: Permission) -> bool:
+        """Whether the role acted with in the app allows more than the route itself asked for."""
+        return self.role is not None and allows(self.role, permission)
+
 
 class Access:
     def __init__(self, users: Users, members: Members, keys: ApiKeys, sessions: Sessions,

@@ -52,6 +52,11 @@ def register(sub: argparse._SubParsersAction, open_loupe: Opener) -> None:
     action("advice", "data-quality findings: few examples, imbalance, confusable concepts, suspected mislabels, "
                      "duplicates", _advice)
     action("delete", "delete a model and all its versions", _delete)
+    p = action("prune", "delete old versions the retention rule does not keep (the newest --keep, the newest "
+                        "trained one, any training or evaluating, any a workflow names); every model of the "
+                        "app unless --model is given", _prune, model=False)
+    p.add_argument("--model", help="only this model")
+    p.add_argument("--keep", type=positive_int, help="versions to keep per model (default: keep_versions, 20)")
 
     p = sub.add_parser("predict", help="predict images (files, folders or URLs) with a custom model",
                        description="Predict every concept of a model for each image, best first.")
@@ -150,7 +155,7 @@ def _evaluate(loupe: Loupe, args: argparse.Namespace) -> int:
 
 
 def _advice(loupe: Loupe, args: argparse.Namespace) -> int:
-    findings = loupe.quality.advice(args.app, args.model)
+    findings = loupe.quality.advice(args.app, args.model).result()
     if args.json:
         as_json(findings)
     elif not findings:
@@ -159,6 +164,12 @@ def _advice(loupe: Loupe, args: argparse.Namespace) -> int:
         table(["kind", "concepts", "inputs", "advice"],
               [[f.kind, ",".join(f.concept_ids) or "-",
                 ",".join(f.input_ids[:5]) + (" ..." if len(f.input_ids) > 5 else ""), f.message] for f in findings])
+    return 0
+
+
+def _prune(loupe: Loupe, args: argparse.Namespace) -> int:
+    gone = loupe.models.prune(args.app, args.model, args.keep, by=CLI)
+    print(f"deleted {gone} old version{'s' * (gone != 1)}") if not args.json else as_json({"deleted": gone})
     return 0
 
 

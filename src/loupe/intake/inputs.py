@@ -145,10 +145,14 @@ class Inputs:
                 tx.put_embedding(backbone.id, sha, vector, embedded.new_norms.get(sha))
             for sha, small in thumbnails.items():
                 tx.put_thumbnail(sha, small)
-            embedders = app.embedders
-            if embedded.new and embedded.embedder not in embedders:
-                # Say so when an app's vectors come from more than one runtime/precision.
-                embedders = [*embedders, embedded.embedder]
+            # Say so when an app's vectors come from more than one runtime/precision. Reused vectors
+            # (the same content in another app) count their backbone's embedders.
+            made = [embedded.embedder] if embedded.new else []
+            if embedded.new:
+                tx.add_backbone_embedder(backbone.id, embedded.embedder)
+            if len(embedded.new) < len(write.put):
+                made += tx.backbone_embedders(backbone.id)
+            embedders = list(dict.fromkeys([*app.embedders, *made]))
             write.app = msgspec.structs.replace(app, next_seq=app.next_seq + len(write.put), embedders=embedders)
             write.vectors = embedded.vectors
             write.touched = write.put

@@ -20,8 +20,34 @@ from loupe.learning.values import EvaluationStatus
 from loupe.models.cache import ModelCache
 from loupe.models.general import is_builtin
 from loupe.pagination import page_window
-from loupe.store import ReadTxn
-from loupe.store.records import SYSTEM, Actor, Evaluation, Model, ModelVersion, VersionStatus
+from loupe.store import ReadTxn, WriteTxn
+from loupe.store.records import SYSTEM, Actor, Evaluation, Job, JobKind, Model, ModelVersion, VersionStatus
+
+
+def _train_interrupted(version: ModelVersion, why: str) -> dict[str, Any]:
+    if version.status not in (VersionStatus.QUEUED, VersionStatus.TRAINING):
+        return {}
+    return {"status": VersionStatus.FAILED, "failure": TrainFailure.ERROR, "detail": f"interrupted: {why}; train again"}
+
+
+def _evaluation_interrupted(version: ModelVersion, why: str) -> dict[str, Any]:
+    evaluation = version.evaluation
+    if evaluation is None or evaluation.status not in (EvaluationStatus.QUEUED, EvaluationStatus.EVALUATING):
+        return {}
+    return {"evaluation": Evaluation(status=EvaluationStatus.FAILED, created_at=time.time(),
+                                     detail=f"interrupted {why}; evaluate again")}
+
+
+def _workflow_versions(tx: ReadTxn, app_id: str) -> set[str]:
+    """Version ids the app's workflows name. Read loosely (a workflow is msgpack of id, steps, ...), so
+    that a record stored before nodes were checked cannot stop a prune."""
+    named = set()
+    for raw in tx.iter_workflows(app_id):
+        record = msgspec.msgpack.decode(raw)
+        for step in (record.get("steps") or []) if isinstance(record, dict) else []:
+            if isinstance(step, dict) and isinstance(step.get("version_id"), str):
+                named.add(step["version_id"])
+    return named
 
 
 class ModelRegistry:
@@ -38,20 +64,25 @@ class ModelRegistry:
             for app in tx.list_apps():
                 for model in list(tx.iter_models(app.id)):
                     for version in list(tx.iter_versions(app.id, model.id)):
-                        changes: dict[str, Any] = {}
-                        if version.status in (VersionStatus.QUEUED, VersionStatus.TRAINING):
-                            changes.update(status=VersionStatus.FAILED, failure=TrainFailure.ERROR,
-                                           detail="interrupted: the server stopped while this version was "
-                                                  "training; train again")
-                        evaluation = version.evaluation
-                        if evaluation is not None and evaluation.status in (EvaluationStatus.QUEUED,
-                                                                            EvaluationStatus.EVALUATING):
-                            changes["evaluation"] = Evaluation(status=EvaluationStatus.FAILED, created_at=time.time(),
-                                                               detail="interrupted by a server stop; evaluate again")
+                        changes = {**_train_interrupted(version, "the server stopped while this version was training"),
+                                   **_evaluation_interrupted(version, "by a server stop")}
                         if changes:
                             tx.put_version(app.id, msgspec.structs.replace(version, **changes))
                             found += 1
         return found
+
+    @staticmethod
+    def fail_orphaned(tx: WriteTxn, app_id: str, job: Job) -> None:
+        """A job whose process died (loupe.models.jobs): its version or evaluation is failed, not left
+        'queued', 'training' or 'evaluating'."""
+        version = tx.get_version(app_id, job.model_id, job.version_id)
+        if version is None:
+            return
+        why = f"the server process (pid {job.owner.pid}) that had it stopped"
+        changes = (_train_interrupted(version, why) if job.kind is JobKind.TRAIN
+                   else _evaluation_interrupted(version, why))
+        if changes:
+            tx.put_version(app_id, msgspec.structs.replace(version, **changes))
 
     # ------------------------------------------------------------- models
     def create(self, app_id: str, model_id: str, *, name: str | None = None, concept_ids: Sequence[str] = (),
@@ -203,6 +234,34 @@ class ModelRegistry:
                 raise NotFound("version", version_id or "", f"model {model_id!r} has no version {version_id!r}")
             tx.delete_version(app_id, model_id, version)
         self._cache.forget(app_id, model_id)
+
+    def prune(self, app_id: str, model_id: str | None = None, keep: int | None = None, *,
+              by: Actor = SYSTEM) -> int:
+        """Delete the versions the retention rule does not keep (config `keep_versions`, or `keep`), of
+        one model or of every model of the app; returns how many went."""
+        keep = self._context.config.keep_versions if keep is None else keep
+        if keep <= 0:
+            return 0
+        self._context.sync(app_id)
+        gone = 0
+        with self._store.write(by) as tx:
+            named = _workflow_versions(tx, app_id)
+            models = [model_id] if model_id is not None else [m.id for m in tx.iter_models(app_id)]
+            for mid in models:
+                if tx.get_model(app_id, mid) is None:
+                    raise NotFound("model", mid)
+                versions = list(tx.iter_versions(app_id, mid))  # newest first
+                newest_trained = next((v.id for v in versions if v.status is VersionStatus.TRAINED), None)
+                for version in versions[keep:]:
+                    busy = (_train_interrupted(version, "") or _evaluation_interrupted(version, ""))
+                    if version.id == newest_trained or version.id in named or busy:
+                        continue
+                    tx.delete_version(app_id, mid, version)
+                    gone += 1
+        if gone:
+            for mid in models:
+                self._cache.forget(app_id, mid)
+        return gone
 
     def new_version(self, model: Model, seq: int, status: VersionStatus, now: float) -> ModelVersion:
         return ModelVersion(id=new_id(), seq=seq, model_id=model.id, created_at=now, status=status,

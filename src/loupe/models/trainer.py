@@ -19,12 +19,13 @@ from loupe.learning.heads import Head
 from loupe.learning.semi_supervised import MAX_UNLABELED
 from loupe.learning.training import MAX_TRAIN_EXAMPLES, fit_version
 from loupe.learning.training_set import LabelRule, UnlabeledRule, bounded, collect, unlabeled_seqs
+from loupe.models.jobs import JobBoard
 from loupe.models.leases import TrainLeases
 from loupe.models.predictor import CustomPredictor
 from loupe.models.registry import ModelRegistry
 from loupe.models.retrainer import Retrainer
-from loupe.models.training_queue import FairQueue
-from loupe.store.records import SYSTEM, Actor, Input, ModelVersion, TrainLease, VersionStatus
+from loupe.models.training_queue import Deferred, FairQueue
+from loupe.store.records import SYSTEM, Actor, Input, JobKind, ModelVersion, TrainLease, VersionStatus
 
 
 class TrainTicket(msgspec.Struct):
@@ -38,6 +39,9 @@ class TrainTicket(msgspec.Struct):
 # 2 intra-op threads and 0.91 s with 1 (0.85 s on the main thread). Small trains (most of them: few-shot
 # fits are many small L-BFGS runs) therefore run single-threaded; large ones keep every thread.
 ONE_THREAD_MAX_EXAMPLES = 20_000
+# A train whose model another process (or queue thread) is training is put back for this long: the queue
+# thread runs other apps' jobs meanwhile instead of waiting on the lease.
+LEASE_RETRY_SECONDS = 0.1
 
 
 class TorchThreads:
@@ -78,9 +82,15 @@ class Trainer:
         self._torch_threads = TorchThreads()
         self._train_locks: dict[tuple[str, str], threading.Lock] = {}  # in this process
         self._locks_guard = threading.Lock()
-        self._leases = TrainLeases(self._store)  # across the processes sharing the data dir
         cfg = context.config
+        # Every queued or running job has a record in LMDB: the per-app cap counts all processes' jobs,
+        # and a dead process's jobs are failed by the others (loupe.models.jobs).
         self.queue = FairQueue(cfg.max_concurrent_trainings, cfg.training_queue_per_app, cfg.training_queue_total)
+        self.jobs = JobBoard(self._store, self.queue, cfg.training_queue_per_app)
+        self.jobs.on_orphaned(JobKind.TRAIN, registry.fail_orphaned)
+        self.jobs.on_orphaned(JobKind.EVALUATE, registry.fail_orphaned)
+        self._leases = TrainLeases(self._store, self.jobs.owner)  # one train per model across processes
+        self.jobs.start_reaper()
         self.retrainer = Retrainer(cfg.retrain_delay_seconds, self._retrain) if cfg.auto_retrain else None
         context.events.labels_changed.append(self._labels_changed)
 
@@ -88,6 +98,7 @@ class Trainer:
         if self.retrainer is not None:
             self.retrainer.stop()
         self.queue.shutdown()
+        self.jobs.close()  # what was still queued is failed now, not left counting against the app
 
     def train(self, app_id: str, model_id: str, *, wait: bool | None = None, by: Actor = SYSTEM) -> ModelVersion:
         """Snapshot the model and create a queued version. Small trains finish before this returns
@@ -108,10 +119,11 @@ class Trainer:
             if model is None:
                 raise NotFound("model", model_id)
             version = self._registry.new_version(model, model.next_version, VersionStatus.QUEUED, now)
+            job = self.jobs.claim(tx, app_id, JobKind.TRAIN, model_id, version.id)  # Busy: nothing written
             tx.put_model(app_id, msgspec.structs.replace(model, next_version=model.next_version + 1))
             tx.put_version(app_id, version)
         try:
-            done = self.queue.submit(app_id, functools.partial(self._run_training, app.id, version))
+            done = self.jobs.run(app_id, job, functools.partial(self._run_training, app.id, version))
         except Busy:
             with self._store.write(by) as tx:
                 tx.delete_version(app_id, model_id, version)  # refused: no version stays 'queued'
@@ -121,54 +133,72 @@ class Trainer:
         return TrainTicket(version, done, examples <= self._context.config.sync_train_max_examples)
 
     def _run_training(self, app_id: str, version: ModelVersion) -> None:
+        """Train once the model is free: one train per model in this process (lock) and across processes
+        (lease); else Deferred, and the queue thread takes other work meanwhile."""
         key = (app_id, version.model_id)
         with self._locks_guard:
             lock = self._train_locks.setdefault(key, threading.Lock())
-        with lock, self._leases.hold(app_id, version.model_id, version.id,
-                                     lambda lease: self._fail_interrupted(app_id, version.model_id, lease)):
-            self._registry.set_status(app_id, version, status=VersionStatus.TRAINING)
+        if not lock.acquire(blocking=False):
+            raise Deferred(LEASE_RETRY_SECONDS)
+        try:
+            taken, replaced = self._leases.take(app_id, version.model_id, version.id)
+            if not taken:
+                raise Deferred(LEASE_RETRY_SECONDS)
             try:
-                app = self._context.sync(app_id)
-                backbone = self._context.backbone(app)  # BackboneUnavailable: the app cannot be served
-                # Labeled inputs first; what the unlabeled ones become is chosen in the fit.
-                rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
-                labels = self._context.labels.get(app_id)
-                everything = collect(labels, rule)
-                ts = bounded(everything, MAX_TRAIN_EXAMPLES)  # a million examples: a stratified sample
-                x = self._context.embeddings_of(app, ts.seqs)
-                warm = self._warm_start(app_id, version)
-                background = not (version.closed_environment or version.mutually_exclusive)
-                pseudo = self._context.config.semi_supervised
-                # The unlabeled vectors are read only when something may use them (up to 50,000 of them).
-                pool = unlabeled_seqs(labels, rule, MAX_UNLABELED) if background or pseudo else np.zeros(0, np.int64)
-                with self._torch_threads.one_for(len(ts.seqs) <= ONE_THREAD_MAX_EXAMPLES):
-                    fitted = fit_version(x, ts, version.concept_ids, version.mutually_exclusive, warm=warm,
-                                         unlabeled=self._context.embeddings_of(app, pool) if len(pool) else None,
-                                         background=background, pseudo_labels=pseudo)
-            except TrainingFailed as exc:
-                self._registry.set_status(app_id, version, status=VersionStatus.FAILED, failure=exc.failure,
-                                          detail=exc.detail)
-                return
-            except Exception as exc:  # noqa: BLE001 - a failed train must be visible, not lost in a thread
-                self._registry.set_status(app_id, version, status=VersionStatus.FAILED, failure=TrainFailure.ERROR,
-                                          detail=str(exc))
-                raise
-            background_rows = fitted.unlabeled_seen if fitted.self_training.rule is UnlabeledRule.NEGATIVES else 0
-            done = msgspec.structs.replace(
-                version, status=VersionStatus.TRAINED, detail="", backbone=app.backbone, dim=backbone.dim,
-                weights=fitted.head.weights.astype(np.float32).tobytes(),
-                bias=fitted.head.bias.astype(np.float32).tobytes(), blend=fitted.blend, l2=fitted.l2,
-                train_size=len(everything.seqs) + background_rows,
-                sampled_examples=len(ts.seqs) + background_rows if ts is not everything else 0,
-                positives={c: int(n) for c, n in zip(version.concept_ids, everything.positive.sum(axis=0))},
-                negatives={c: int(n) + background_rows for c, n in zip(version.concept_ids,
-                                                                       everything.negative.sum(axis=0))},
-                unlabeled_rule=fitted.self_training.rule, unlabeled_reason=fitted.self_training.reason,
-                train_seconds=fitted.seconds, trained_at=time.time(), unlabeled_seen=fitted.unlabeled_seen,
-                pseudo_labels=fitted.self_training.pseudo_labels,
-                pseudo_label_weight=fitted.self_training.weight,
-                self_training_strength=fitted.self_training.strength)
-            self._registry.write_version(app_id, done)
+                if replaced is not None:
+                    self._fail_interrupted(app_id, version.model_id, replaced)
+                self._train(app_id, version)
+            finally:
+                self._leases.give_back(app_id, version.model_id, version.id)
+        finally:
+            lock.release()
+
+    def _train(self, app_id: str, version: ModelVersion) -> None:
+        self._registry.set_status(app_id, version, status=VersionStatus.TRAINING)
+        try:
+            app = self._context.sync(app_id)
+            backbone = self._context.backbone(app)  # BackboneUnavailable: the app cannot be served
+            # Labeled inputs first; what the unlabeled ones become is chosen in the fit.
+            rule = LabelRule(tuple(version.concept_ids), version.closed_environment)
+            labels = self._context.labels.get(app_id)
+            everything = collect(labels, rule)
+            ts = bounded(everything, MAX_TRAIN_EXAMPLES)  # a million examples: a stratified sample
+            x = self._context.embeddings_of(app, ts.seqs)
+            warm = self._warm_start(app_id, version)
+            background = not (version.closed_environment or version.mutually_exclusive)
+            pseudo = self._context.config.semi_supervised
+            # The unlabeled vectors are read only when something may use them (up to 50,000 of them).
+            pool = unlabeled_seqs(labels, rule, MAX_UNLABELED) if background or pseudo else np.zeros(0, np.int64)
+            with self._torch_threads.one_for(len(ts.seqs) <= ONE_THREAD_MAX_EXAMPLES):
+                fitted = fit_version(x, ts, version.concept_ids, version.mutually_exclusive, warm=warm,
+                                     unlabeled=self._context.embeddings_of(app, pool) if len(pool) else None,
+                                     background=background, pseudo_labels=pseudo)
+        except TrainingFailed as exc:
+            self._registry.set_status(app_id, version, status=VersionStatus.FAILED, failure=exc.failure,
+                                      detail=exc.detail)
+            return
+        except Exception as exc:  # noqa: BLE001 - a failed train must be visible, not lost in a thread
+            self._registry.set_status(app_id, version, status=VersionStatus.FAILED, failure=TrainFailure.ERROR,
+                                      detail=str(exc))
+            raise
+        background_rows = fitted.unlabeled_seen if fitted.self_training.rule is UnlabeledRule.NEGATIVES else 0
+        done = msgspec.structs.replace(
+            version, status=VersionStatus.TRAINED, detail="", backbone=app.backbone, dim=backbone.dim,
+            weights=fitted.head.weights.astype(np.float32).tobytes(),
+            bias=fitted.head.bias.astype(np.float32).tobytes(), blend=fitted.blend, l2=fitted.l2,
+            train_size=len(everything.seqs) + background_rows,
+            sampled_examples=len(ts.seqs) + background_rows if ts is not everything else 0,
+            positives={c: int(n) for c, n in zip(version.concept_ids, everything.positive.sum(axis=0))},
+            negatives={c: int(n) + background_rows for c, n in zip(version.concept_ids,
+                                                                   everything.negative.sum(axis=0))},
+            unlabeled_rule=fitted.self_training.rule, unlabeled_reason=fitted.self_training.reason,
+            train_seconds=fitted.seconds, trained_at=time.time(), unlabeled_seen=fitted.unlabeled_seen,
+            pseudo_labels=fitted.self_training.pseudo_labels,
+            pseudo_label_weight=fitted.self_training.weight,
+            self_training_strength=fitted.self_training.strength)
+        self._registry.write_version(app_id, done)
+        with contextlib.suppress(NotFound):  # deleted while training
+            self._registry.prune(app_id, version.model_id)  # the retention rule: no growth per retrain
 
     def _fail_interrupted(self, app_id: str, model_id: str, lease: TrainLease) -> None:
         """The process that held the model's lease died mid-train: its version must not stay 'training'."""

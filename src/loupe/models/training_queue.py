@@ -4,13 +4,16 @@ One app cannot starve another: apps take turns (round robin), so app B's train w
 job of each other app with work queued, however many app A sent. Each app may have at most
 `per_app` jobs waiting or running and the queue at most `total`; beyond either, `submit` raises `Busy`
 (HTTP 429 with Retry-After) instead of queueing without end. Waiting is on a Future, which async
-request handlers await without holding a thread.
+request handlers await without holding a thread. A job that cannot run yet (its model is being trained
+by another process) raises `Deferred`: it goes back to its app's queue and the thread takes other work.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -21,12 +24,23 @@ from loupe.errors import Busy
 log = logging.getLogger(__name__)
 
 
+class Deferred(Exception):  # noqa: N818 - not an error: "run me again in a while"
+    """Raised by a job that cannot run yet; it is run again after `seconds`, its place in the app's
+    count kept."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"deferred for {seconds} s")
+        self.seconds = seconds
+
+
 class _Job:
-    __slots__ = ("app_id", "fn", "future")
+    __slots__ = ("app_id", "fn", "future", "ready_at", "started")
 
     def __init__(self, app_id: str, fn: Callable[[], Any]) -> None:
         self.app_id, self.fn = app_id, fn
         self.future: Future[Any] = Future()
+        self.ready_at = 0.0  # time.monotonic() before which a deferred job is not run again
+        self.started = False
 
 
 class FairQueue:
@@ -75,7 +89,10 @@ class FairQueue:
             self._stopped = True
             for jobs in self._jobs.values():
                 for job in jobs:
-                    job.future.cancel()
+                    if job.started:  # a deferred job: its future runs already and cannot be cancelled
+                        job.future.set_exception(RuntimeError("the training queue was shut down"))
+                    else:
+                        job.future.cancel()
             self._jobs.clear()
             self._turns.clear()
             self._cond.notify_all()
@@ -84,31 +101,63 @@ class FairQueue:
 
     def _next(self) -> _Job | None:
         with self._cond:
-            while not self._turns and not self._stopped:
-                self._cond.wait()
+            while True:
+                if self._stopped:
+                    return None
+                now, soonest = time.monotonic(), math.inf
+                for _ in range(len(self._turns)):
+                    app_id = self._turns.popleft()
+                    jobs = self._jobs[app_id]
+                    job = next((j for j in jobs if j.ready_at <= now), None)
+                    if job is None:  # only deferred jobs: the app keeps its turn for later
+                        self._turns.append(app_id)
+                        soonest = min(soonest, *(j.ready_at for j in jobs))
+                        continue
+                    jobs.remove(job)
+                    if jobs:
+                        self._turns.append(app_id)  # its next job waits for every other app's turn
+                    else:
+                        del self._jobs[app_id]
+                    return job
+                self._cond.wait(None if soonest == math.inf else soonest - now)
+
+    def _defer(self, job: _Job, seconds: float) -> None:
+        with self._cond:
             if self._stopped:
-                return None
-            app_id = self._turns.popleft()
-            jobs = self._jobs[app_id]
-            job = jobs.popleft()
-            if jobs:
-                self._turns.append(app_id)  # its next job waits for every other app's turn
-            else:
-                del self._jobs[app_id]
-            return job
+                job.future.set_exception(RuntimeError("the training queue was shut down"))
+                self._finished(job)
+                return
+            job.ready_at = time.monotonic() + seconds
+            if job.app_id not in self._jobs:
+                self._jobs[job.app_id] = deque()
+                self._turns.append(job.app_id)
+            self._jobs[job.app_id].append(job)
+            self._cond.notify()
+
+    def _finished(self, job: _Job) -> None:
+        """Called with the condition held."""
+        left = self._active.get(job.app_id, 1) - 1
+        if left:
+            self._active[job.app_id] = left
+        else:
+            self._active.pop(job.app_id, None)
 
     def _work(self) -> None:
         while (job := self._next()) is not None:
+            if not job.started:
+                if not job.future.set_running_or_notify_cancel():
+                    with self._cond:
+                        self._finished(job)
+                    continue
+                job.started = True
             try:
-                if job.future.set_running_or_notify_cancel():
-                    try:
-                        job.future.set_result(job.fn())
-                    except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
-                        job.future.set_exception(exc)
-            finally:
-                with self._cond:
-                    left = self._active.get(job.app_id, 1) - 1
-                    if left:
-                        self._active[job.app_id] = left
-                    else:
-                        self._active.pop(job.app_id, None)
+                result = job.fn()
+            except Deferred as later:
+                self._defer(job, later.seconds)
+                continue
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                job.future.set_exception(exc)
+            else:
+                job.future.set_result(result)
+            with self._cond:
+                self._finished(job)

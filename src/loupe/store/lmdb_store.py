@@ -17,6 +17,8 @@ from loupe.errors import StorageFull
 from loupe.store import geo
 from loupe.store import keys as K
 from loupe.store.accounts import ACCOUNT_DATABASES, AccountReads, AccountWrites, AuditRetention, labels_of, u64
+from loupe.store.jobs import JOB_DATABASES, JobReads, JobWrites
+from loupe.store.provenance import ProvenanceReads, ProvenanceWrites
 from loupe.store.records import SYSTEM, Actor, App, Concept, Input, Model, ModelVersion, Resource, TrainLease
 from loupe.store.secondary import index_entries, url_key
 
@@ -24,7 +26,7 @@ T = TypeVar("T", bound=msgspec.Struct)
 
 _DATABASES = ("apps", "inputs", "input_order", "labels", "concepts", "embeddings", "blobs", "blob_refs",
               "models", "versions", "feedback", "api_keys", "workflows", "thumbnails", "counters",
-              "feature_norms", "dismissals", "train_leases", "geo", "sources", *ACCOUNT_DATABASES)
+              "feature_norms", "dismissals", "train_leases", "geo", "sources", *ACCOUNT_DATABASES, *JOB_DATABASES)
 # Schema 2 added the geo and source-URL indexes; a store written before them is indexed once at open.
 SCHEMA_VERSION = 2
 MAX_DATABASES = 32
@@ -42,8 +44,7 @@ class Store:
         self._migrate()
 
     def _migrate(self) -> None:
-        """Bring an older store's secondary indexes level with its records, in one transaction. A store
-        already current costs one read at open, no write."""
+        """Bring an older store's secondary indexes level with its records in one transaction (current: a read)."""
         with self.read() as tx:
             if tx.schema() >= SCHEMA_VERSION:
                 return
@@ -92,7 +93,7 @@ def _decode(data: bytes | None, kind: type[T]) -> T | None:
     return None if data is None else msgspec.msgpack.decode(data, type=kind)
 
 
-class ReadTxn(AccountReads):
+class ReadTxn(AccountReads, JobReads, ProvenanceReads):
     def __init__(self, store: Store, txn: lmdb.Transaction) -> None:
         self.store = store
         # Any: lmdb's stubs say bytes | memoryview, but transactions begun with buffers=False give bytes.
@@ -276,7 +277,7 @@ class ReadTxn(AccountReads):
         return None
 
 
-class WriteTxn(ReadTxn, AccountWrites):
+class WriteTxn(ReadTxn, AccountWrites, JobWrites, ProvenanceWrites):
     def __init__(self, store: Store, txn: lmdb.Transaction, actor: Actor = SYSTEM) -> None:
         super().__init__(store, txn)
         self.actor = actor
@@ -317,6 +318,7 @@ class WriteTxn(ReadTxn, AccountWrites):
 
     def delete_app(self, app_id: str) -> None:
         self.drop_app_accounts(app_id)
+        self.delete_jobs(app_id)
         self._delete("apps", K.join(app_id))
 
     def delete_concept(self, app_id: str, concept_id: str) -> None:

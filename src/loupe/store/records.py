@@ -154,6 +154,34 @@ class TrainLease(msgspec.Struct, kw_only=True):
     acquired_at: float
 
 
+class JobKind(StrEnum):
+    TRAIN = "train"
+    EVALUATE = "evaluate"
+    ADVICE = "advice"
+    SUGGESTIONS = "suggestions"
+
+
+class Owner(msgspec.Struct, frozen=True):
+    """A process that queues and runs jobs: pid on a host, and a random token so a reused pid is not
+    mistaken for it."""
+
+    host: str
+    pid: int
+    token: str
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """A train, evaluation or quality job queued or running in some process over this data dir: counted
+    against the app's cap in every process, and failed by any process that finds its owner dead."""
+
+    id: str
+    kind: JobKind
+    model_id: str
+    version_id: str = ""
+    owner: Owner
+    created_at: float
+
+
 # ---- people, keys and the audit trail ----------------------------------------------------------------
 
 class Role(StrEnum):
