@@ -149,10 +149,12 @@ class JobBoard:
         seconds = REAP_SECONDS if seconds is None else seconds
 
         def loop() -> None:
-            while True:
+            while not self._store.closed:
                 try:
                     self.reap()
-                except Exception:  # noqa: BLE001 - a closed store at shutdown, a full disk: try again later
+                except Exception:  # noqa: BLE001 - a full disk, a store closed meanwhile: try again later
+                    if self._store.closed:
+                        return
                     log.exception("reaping jobs of stopped processes failed")
                 if self._stop.wait(seconds):
                     return

@@ -35,9 +35,9 @@ MAX_DATABASES = 32
 class Store:
     def __init__(self, path: Path, map_size: int, audit: AuditRetention | None = None) -> None:
         self.audit = audit or AuditRetention()
+        self.closed = False
         path.mkdir(parents=True, exist_ok=True)
-        # sync/metasync on: a commit is on disk before we answer, so acknowledged writes survive kill -9
-        # and power loss. max_readers covers a threaded server.
+        # sync/metasync on: acknowledged writes survive kill -9 and power loss; max_readers: threaded server.
         self.env = lmdb.open(str(path), map_size=map_size, max_dbs=MAX_DATABASES, max_readers=256,
                              sync=True, metasync=True, readahead=False)
         self._dbs = {name: self.env.open_db(name.encode()) for name in _DATABASES}
@@ -86,6 +86,7 @@ class Store:
             raise
 
     def close(self) -> None:
+        self.closed = True  # background threads (the job reaper) stop instead of failing on a closed env
         self.env.close()
 
 
@@ -165,8 +166,7 @@ class ReadTxn(AccountReads, JobReads, ProvenanceReads):
         return np.asarray(found, dtype=np.int64)
 
     def geo_seqs(self, app_id: str, query: geo.GeoQuery) -> np.ndarray:
-        """Inputs whose geo point lies within the query: a few key ranges of the Z-order index, then
-        an exact check of each candidate."""
+        """Inputs whose geo point lies within the query: Z-order key ranges, then an exact check of each."""
         prefix = K.prefix(app_id)
         cur = self.txn.cursor(db=self.store.db("geo"))
         seqs: list[int] = []
