@@ -26,6 +26,7 @@ def overview(loupe: Loupe, caller: Grant) -> dict:
         models.append({"id": model.id, "name": model.name, "concept_ids": model.concept_ids,
                        "mutually_exclusive": model.mutually_exclusive,
                        "closed_environment": model.closed_environment,
+                       "serving": model.serving.value, "published_version_id": model.published or None,
                        "latest_version": {"id": version.id, "status": version.status, "detail": version.detail,
                                           "status_code": version_status(version)["code"],
                                           "train_seconds": round(version.train_seconds, 3),

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+import msgspec
+
 from loupe.errors import TrainFailure
 from loupe.learning.prediction import Prediction
 from loupe.learning.training_set import unlabeled_rule_of
@@ -94,6 +96,9 @@ def version_json(version: ModelVersion, total_inputs: int | None = None) -> dict
                               "negatives": version.negatives, "unlabeled": unlabeled_json(version)}
     if version.evaluation is not None:
         out["metrics"] = metrics_json(version.evaluation, version)
+    if version.thresholds:  # Loupe's: each concept's threshold and what held-out predictions showed there
+        out["loupe"] = {"thresholds": [msgspec.to_builtins(t) for t in version.thresholds],
+                        "scope_similarity": version.scope_similarity}
     return out
 
 
@@ -112,7 +117,7 @@ def model_json(view: ModelView, app_id: str, *, full: bool) -> dict[str, Any]:
         info["data"] = {"concepts": [concept_json(c, app_id) for c in view.concepts]}
     else:
         info["message"] = "Show output_info with: GET /models/{model_id}/output_info"
-    return {
+    out = {
         "id": model.id,
         "name": model.name,
         "created_at": timestamp(model.created_at),
@@ -120,6 +125,11 @@ def model_json(view: ModelView, app_id: str, *, full: bool) -> dict[str, Any]:
         "model_version": version_json(version) if version is not None else None,
         "output_info": info,
     }
+    if not view.public:  # Loupe's fields, beside Clarifai's (never inside output_info.data)
+        out["loupe"] = {"serving": model.serving.value, "published_version_id": model.published or None,
+                        "target_precision": model.target_precision, "concept_precision": model.concept_precision,
+                        "publications": [msgspec.to_builtins(p) for p in model.publications[-10:]]}
+    return out
 
 
 def prediction_concepts(prediction: Prediction, app_id: str, names: dict[str, str], *, max_concepts: int,

@@ -25,7 +25,7 @@ from loupe.service.clarifai_json import OK, input_json, prediction_concepts
 from loupe.service.errors import ApiError
 from loupe.service.wire import WConcept, WData, WImage, WInput, WOutputConfig, WRegion, WVideo
 from loupe.store.geo import check_point
-from loupe.store.records import BoundingBox, GeoPoint, Input, Region, RegionConcept
+from loupe.store.records import BoundingBox, GeoPoint, Input, ModelVersion, Region, RegionConcept
 
 DEFAULT_MAX_CONCEPTS = 20  # Clarifai's default
 
@@ -188,6 +188,20 @@ def _scored(prediction: Prediction | None, embedding: Any, shape: OutputShape, a
         vector = [round(float(v), 7) for v in embedding]
         return {"embeddings": [{"vector": vector, "num_dimensions": len(vector)}]}
     return {"concepts": shape.concepts(prediction, app_id, names)}
+
+
+def prediction_loupe(prediction: Prediction, version: ModelVersion) -> dict[str, Any]:
+    """Loupe's object beside a custom model's output `data`: neighbours, thresholds and the verdict."""
+    out: dict[str, Any] = {
+        "neighbours": [{"input_id": n.input_id, "similarity": round(n.similarity, 5), "weight": round(n.weight, 5)}
+                       for n in prediction.neighbours],
+        "verdict": prediction.verdict.value, "met": list(prediction.met),
+        "nearest_example": None if prediction.nearest_example is None else round(prediction.nearest_example, 5)}
+    if version.thresholds:
+        out["thresholds"] = [{"concept_id": t.concept_id, "threshold": t.threshold, "precision": t.precision,
+                              "met": t.concept_id in prediction.met} for t in version.thresholds]
+        out["scope_similarity"] = version.scope_similarity
+    return out
 
 
 def answer_data(result: InputAnswer, shape: OutputShape, app_id: str, names: dict[str, str]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from loupe.service.common import (
     inputs_json,
     ok,
     predict_items,
+    prediction_loupe,
     request_deadline,
 )
 from loupe.service.errors import ApiError
@@ -42,10 +43,11 @@ from loupe.service.wire import (
     PostModel,
     PostModelSearches,
     PostOutputs,
+    WModelLoupe,
     WOutputConfig,
     decode,
 )
-from loupe.store.records import Model, ModelVersion
+from loupe.store.records import Model, ModelVersion, Serving
 
 
 def _model_out(loupe: Loupe, app_id: str, model: Model, version: ModelVersion | None = None) -> dict:
@@ -75,7 +77,10 @@ def create_model(loupe: Loupe, caller: Grant, body: RawBody) -> dict:
         caller.app_id, req.id, name=req.name, concept_ids=concepts,
         mutually_exclusive=bool(config and config.concepts_mutually_exclusive),
         closed_environment=bool(config and config.closed_environment),
-        hyper_params=config.hyper_params if config else None, by=caller.actor)
+        hyper_params=config.hyper_params if config else None,
+        serving=(req.loupe.serving if req.loupe else None) or Serving.LATEST,
+        target_precision=req.loupe.target_precision if req.loupe else None,
+        concept_precision=req.loupe.concept_precision if req.loupe else None, by=caller.actor)
     return ok(model=_model_out(loupe, caller.app_id, model, version))
 
 
@@ -100,11 +105,15 @@ def patch_models(loupe: Loupe, caller: Grant, body: RawBody) -> dict:
         if info is not None and (info.data.concepts or req.action == "overwrite"):
             concepts = [concept_ref(loupe, caller.app_id, c) for c in info.data.concepts]
         config = info.output_config if info is not None else None
+        lifecycle = wire_model.loupe or WModelLoupe()
         model = loupe.models.update(
             caller.app_id, wire_model.id, req.action, name=wire_model.name, concept_ids=concepts,
             mutually_exclusive=config.concepts_mutually_exclusive if config else None,
             closed_environment=config.closed_environment if config else None,
-            hyper_params=config.hyper_params if config else None, by=caller.actor)
+            hyper_params=config.hyper_params if config else None,
+            serving=lifecycle.serving, target_precision=lifecycle.target_precision,
+            concept_precision=lifecycle.concept_precision, publish=lifecycle.published_version_id,
+            by=caller.actor)
         out.append(_model_out(loupe, caller.app_id, model))
     return ok(models=out)
 
@@ -218,11 +227,11 @@ def predict(loupe: Loupe, caller: Grant, request: Request, model_id: str, body: 
                         "input": {"id": wire_input.id or new_id(),
                                   "data": echoed_media(request, loupe, caller.app_id, wire_input, item)},
                         "data": answer_data(result, shape, caller.app_id, names)}
-        if result.prediction is not None and result.prediction.neighbours:
+        if result.prediction is not None and not answer.view.public:
             # Loupe's addition beside Clarifai's `data`, never inside it (the Java client reads every
-            # array under `data` as predictions): the labeled neighbours that voted.
-            output["loupe"] = {"neighbours": [{"input_id": n.input_id, "similarity": round(n.similarity, 5),
-                                               "weight": round(n.weight, 5)} for n in result.prediction.neighbours]}
+            # array under `data` as predictions): the labeled neighbours that voted, each concept's
+            # threshold, the concepts that meet theirs, and whether to act on the answer at all.
+            output["loupe"] = prediction_loupe(result.prediction, answer.version)
         outputs.append(output)
     return ok(outputs=outputs)
 
@@ -269,6 +278,32 @@ async def suggestions(loupe: Loupe, caller: Grant, model_id: str, count: int = 1
     return await computed(future, lambda found: ok(suggestions=[msgspec.to_builtins(s) for s in found]))
 
 
+@post(["/models/{model_id:str}/publish", "/models/{model_id:str}/versions/{version_id:str}/publish"],
+      status_code=200, opt=MANAGE)
+@in_thread
+def publish(loupe: Loupe, caller: Grant, model_id: str, version_id: str | None = None) -> dict:
+    """Loupe's: make a trained version (the newest, if none is named) what version-less predictions of
+    a `published` model get."""
+    model = loupe.models.publish(caller.app_id, model_id, version_id, by=caller.actor)
+    return ok(model=_model_out(loupe, caller.app_id, model))
+
+
+@post("/models/{model_id:str}/rollback", status_code=200, opt=MANAGE)
+@in_thread
+def rollback(loupe: Loupe, caller: Grant, model_id: str) -> dict:
+    """Loupe's: publish again what was published before."""
+    model = loupe.models.rollback(caller.app_id, model_id, by=caller.actor)
+    return ok(model=_model_out(loupe, caller.app_id, model))
+
+
+@get("/models/{model_id:str}/versions/{version_id:str}/changes", opt=READ)
+@in_thread
+def changes(loupe: Loupe, caller: Grant, model_id: str, version_id: str, against: str | None = None) -> dict:
+    """Loupe's change report: what this version would answer differently from `against` (default: the
+    published version, or the trained one before), and both versions' per-concept held-out metrics."""
+    return ok(report=msgspec.to_builtins(loupe.changes.report(caller.app_id, model_id, version_id, against)))
+
+
 class PostDismissal(msgspec.Struct):
     input_id: str
     concept_id: str
@@ -285,4 +320,4 @@ def dismiss(loupe: Loupe, caller: Grant, model_id: str, body: RawBody) -> dict:
 
 ROUTES = [list_models, create_model, search_models, patch_models, delete_models, get_model, delete_model,
           output_info, list_versions, train, get_version, delete_version, evaluate, get_metrics, predict,
-          model_inputs, feedback, advice, dismiss, suggestions]
+          model_inputs, feedback, advice, dismiss, suggestions, publish, rollback, changes]

@@ -134,10 +134,20 @@ class WOutputInfo(msgspec.Struct):
     output_config: WOutputConfig = msgspec.field(default_factory=WOutputConfig)
 
 
+class WModelLoupe(msgspec.Struct):
+    """Loupe's fields of a model, beside Clarifai's: serving policy, publishing, threshold targets."""
+
+    serving: str | None = None  # "latest" | "published"
+    published_version_id: str | None = None  # PATCH: publish this version
+    target_precision: float | None = None
+    concept_precision: dict[str, float] | None = None
+
+
 class WModel(msgspec.Struct):
     id: str | None = None
     name: str | None = None
     output_info: WOutputInfo | None = None
+    loupe: WModelLoupe | None = None
 
 
 class PostModel(msgspec.Struct):

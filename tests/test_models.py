@@ -483,6 +483,7 @@ def test_blend_cross_validation_samples_every_concept(monkeypatch):
     ran = []
     monkeypatch.setattr(training, "choose_blend", lambda *a, **k: (ran.append(1), (training.DEFAULT_BLEND, None))[1])
     monkeypatch.setattr(training, "cross_validate", lambda *a, **k: None)
+    monkeypatch.setattr(training, "held_out_blend", lambda *a, **k: None)
     for order in range(20):
         perm = np.random.default_rng(order).permutation(len(labels))
         positive = np.zeros((len(labels), c), bool)

@@ -412,8 +412,71 @@ function renderModels() {
       el("td", { class: "version" }, `${v.id.slice(0, 8)} ${v.status}${v.status === "trained" ? ` in ${v.train_seconds} s` : ""}`,
         v.status === "trained" ? el("br") : "", v.status === "trained" ? unlabeledNote(v.unlabeled) : "", history),
       el("td", {}, el("button", { type: "button", onclick: () => guarded(() => train(m.id)) }, `Train ${m.id}`), " ",
+        ...publishControls(m),
         el("button", { type: "button", class: "danger", onclick: () => guarded(() => deleteModel(m.id)) }, "Delete"))));
   }
+}
+
+// Models that serve a published version: what serves now, review the newest version's changes, roll back.
+function publishControls(m) {
+  if (m.serving !== "published") return [];
+  const v = m.latest_version;
+  const serves = el("small", { class: "serving" }, m.published_version_id
+    ? `serves ${m.published_version_id.slice(0, 8)} (published)` : "nothing published yet");
+  const out = [el("br"), serves, el("br")];
+  if (v.status === "trained" && v.id !== m.published_version_id) {
+    out.push(el("button", { type: "button", onclick: () => guarded(() => reviewPublish(m, v.id)) }, "Review & publish"), " ");
+  }
+  if (m.published_version_id) {
+    out.push(el("button", { type: "button", onclick: () => guarded(() => rollback(m.id)) }, "Roll back"), " ");
+  }
+  return out;
+}
+
+const fmt = (x) => (x == null ? "—" : Number(x).toFixed(2));
+
+async function reviewPublish(m, versionId) {
+  const box = $("#publish-review");
+  box.hidden = false;
+  box.replaceChildren(el("p", { class: "hint" }, "Comparing the two versions over the stored inputs…"));
+  let report = null;
+  if (m.published_version_id) {
+    report = (await api("GET", `/v2/models/${encodeURIComponent(m.id)}/versions/${versionId}/changes`)).report;
+  }
+  const publishButton = el("button", { type: "button", id: "publish-go", onclick: () => guarded(async () => {
+    await api("POST", `/v2/models/${encodeURIComponent(m.id)}/versions/${versionId}/publish`);
+    notice(`Model ${m.id} now serves version ${versionId.slice(0, 8)}.`);
+    box.hidden = true;
+    await refresh();
+  }) }, `Publish ${versionId.slice(0, 8)}`);
+  const cancel = el("button", { type: "button", onclick: () => { box.hidden = true; } }, "Cancel");
+  if (!report) {
+    box.replaceChildren(el("h3", {}, `Publish ${versionId.slice(0, 8)} of ${m.id}`),
+      el("p", {}, "Nothing is published yet: predictions that name no version fail until one is."), publishButton, " ", cancel);
+    return;
+  }
+  const rows = report.concepts.map((c) => el("tr", {}, el("td", {}, c.concept_id),
+    el("td", {}, fmt(c.before && c.before.threshold)), el("td", {}, fmt(c.before && c.before.precision)),
+    el("td", {}, fmt(c.after && c.after.threshold)), el("td", {}, fmt(c.after && c.after.precision)),
+    el("td", {}, fmt(c.after && c.after.recall))));
+  const changes = report.changes.slice(0, 24).map((c) => el("figure", { class: "change" },
+    thumbImg(c.input_id, c.input_id),
+    el("figcaption", {}, el("span", { class: "before" }, c.before.decision.join(", ") || "unsure"), " → ",
+      el("strong", {}, c.after.decision.join(", ") || "unsure"))));
+  box.replaceChildren(
+    el("h3", {}, `What ${versionId.slice(0, 8)} changes against the published ${report.against.slice(0, 8)}`),
+    el("p", { id: "change-summary" }, `${report.changed} of ${report.compared} stored inputs compared would get another answer`
+      + (report.compared < report.inputs ? ` (about ${report.changed_estimate} of all ${report.inputs})` : "") + "."),
+    el("div", { class: "scroll" }, el("table", { class: "side-by-side" },
+      el("thead", {}, el("tr", {}, ["Concept", "Threshold before", "Precision before", "Threshold after",
+        "Precision after", "Recall after"].map((h) => el("th", {}, h)))), el("tbody", {}, rows))),
+    el("div", { class: "changes" }, changes), publishButton, " ", cancel);
+}
+
+async function rollback(modelId) {
+  const { model } = await api("POST", `/v2/models/${encodeURIComponent(modelId)}/rollback`);
+  notice(`Model ${modelId} rolled back: it serves ${model.loupe.published_version_id.slice(0, 8)} again.`);
+  await refresh();
 }
 
 const UNLABELED_RULES = { pseudo_labels: "self-trained on", negatives: "negatives:", ignored: "not used:" };
@@ -450,7 +513,8 @@ async function createModel(ev) {
   ev.preventDefault();
   const concepts = [...document.querySelectorAll("#model-concepts input:checked")].map((b) => ({ id: b.value, value: 1 }));
   await api("POST", "/v2/models", { model: { id: $("#model-id").value.trim(), output_info: { data: { concepts },
-    output_config: { concepts_mutually_exclusive: $("#model-me").checked, closed_environment: $("#model-closed").checked } } } });
+    output_config: { concepts_mutually_exclusive: $("#model-me").checked, closed_environment: $("#model-closed").checked } },
+    loupe: { serving: $("#model-serving").value } } });
   const id = $("#model-id").value.trim();
   $("#train-status").textContent = `Model ${id} created over ${concepts.length} concept(s). Train it to use it.`;
   notice(`Model ${id} created.`);

@@ -25,6 +25,7 @@ from loupe.intake.image_pipeline import ImagePipeline
 from loupe.intake.inputs import Inputs
 from loupe.intake.url_fetch import UrlFetcher, UrlPolicy
 from loupe.models.cache import ModelCache
+from loupe.models.changes import Changes
 from loupe.models.feedback import Feedback
 from loupe.models.predictions import Predictions
 from loupe.models.predictor import CustomPredictor
@@ -70,6 +71,7 @@ class Loupe:
         self.models = ModelRegistry(self.context, cache)
         self.predictor = CustomPredictor(self.context, cache, self.models)
         self.trainer = Trainer(self.context, self.models, self.predictor)
+        self.changes = Changes(self.context, self.models, self.predictor)
         self.quality = Quality(self.context, self.models, self.predictor, cache, self.trainer.jobs)
         self.predictions = Predictions(self.context, self.embedder, self.models, self.predictor, self.concepts)
         self.workflows = Workflows(self.context, self.models, self.predictions, self.embedder)

@@ -15,7 +15,7 @@ from loupe.errors import LoupeError
 from loupe.intake.folder_import import IMAGE_SUFFIXES
 from loupe.learning.training_set import UnlabeledRule, unlabeled_rule_of
 from loupe.learning.values import EvaluationStatus
-from loupe.store.records import CLI, ModelVersion, VersionStatus
+from loupe.store.records import CLI, Model, ModelVersion, Serving, VersionStatus
 
 Opener = Callable[[argparse.Namespace], Loupe]
 
@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction, open_loupe: Opener) -> None:
                         "labeled only with other concepts are negatives; inputs with no label are never negatives "
                         "of a mutually exclusive model, and each train of a multi-label one decides: docs/models.md, "
                         "'What counts as a negative')")
+    p.add_argument("--serving", choices=["latest", "published"], default="latest",
+                   help="which version answers predictions that name none: the newest trained one (default), "
+                        "or the one published with `loupe models publish` (new versions wait until then)")
+    p.add_argument("--target-precision", type=float,
+                   help="the precision each concept's threshold is chosen for (default 0.9)")
     action("train", "train a new version now (small sets finish before the command returns)", _train)
     action("list", "list the app's models and their latest versions", _list, model=False)
     action("versions", "list a model's versions, newest first, with their status and metrics", _versions)
@@ -52,6 +57,14 @@ def register(sub: argparse._SubParsersAction, open_loupe: Opener) -> None:
     action("advice", "data-quality findings: few examples, imbalance, confusable concepts, suspected mislabels, "
                      "duplicates", _advice)
     action("delete", "delete a model and all its versions", _delete)
+    p = action("publish", "publish a trained version (the newest if none is given): what version-less "
+                          "predictions of a model with --serving published get", _publish)
+    p.add_argument("version", nargs="?", help="the version's id (default: the newest trained one)")
+    action("rollback", "publish again the version published before the current one", _rollback)
+    p = action("changes", "what a version answers differently from the published (or previous) one, over the "
+                          "stored inputs, with both versions' per-concept thresholds", _changes)
+    p.add_argument("version", nargs="?", help="the version's id (default: the newest trained one)")
+    p.add_argument("--against", help="the version to compare with")
     p = action("prune", "delete old versions the retention rule does not keep (the newest --keep, the newest "
                         "trained one, any training or evaluating, any a workflow names); every model of the "
                         "app unless --model is given", _prune, model=False)
@@ -79,7 +92,8 @@ def _create(loupe: Loupe, args: argparse.Namespace) -> int:
         raise LoupeError("--concepts needs at least one concept id")
     model, _ = loupe.models.create(args.app, args.model, name=args.name, concept_ids=concepts,
                                    mutually_exclusive=args.mutually_exclusive,
-                                   closed_environment=args.closed_environment, by=CLI)
+                                   closed_environment=args.closed_environment, serving=args.serving,
+                                   target_precision=args.target_precision, by=CLI)
     if args.json:
         as_json(model)
     else:
@@ -164,6 +178,44 @@ def _advice(loupe: Loupe, args: argparse.Namespace) -> int:
         table(["kind", "concepts", "inputs", "advice"],
               [[f.kind, ",".join(f.concept_ids) or "-",
                 ",".join(f.input_ids[:5]) + (" ..." if len(f.input_ids) > 5 else ""), f.message] for f in findings])
+    return 0
+
+
+def _publish(loupe: Loupe, args: argparse.Namespace) -> int:
+    model = loupe.models.publish(args.app, args.model, args.version, by=CLI)
+    return _published(model, args)
+
+
+def _rollback(loupe: Loupe, args: argparse.Namespace) -> int:
+    return _published(loupe.models.rollback(args.app, args.model, by=CLI), args)
+
+
+def _published(model: Model, args: argparse.Namespace) -> int:
+    last = model.publications[-1]
+    if args.json:
+        as_json({"model": model.id, "published": model.published, "previous": last.previous})
+    else:
+        print(f"model {model.id!r} now serves version {model.published} (was {last.previous or 'nothing'})"
+              + ("" if model.serving is Serving.PUBLISHED else
+                 "; it serves its latest version until --serving published is set"))
+    return 0
+
+
+def _changes(loupe: Loupe, args: argparse.Namespace) -> int:
+    report = loupe.changes.report(args.app, args.model, args.version, args.against)
+    if args.json:
+        as_json(report)
+        return 0
+    print(f"version {report.version_id} against {report.against}: {report.changed} of {report.compared} "
+          f"compared inputs answer differently (about {report.changed_estimate} of {report.inputs})")
+    table(["concept", "threshold before", "precision before", "threshold after", "precision after"],
+          [[c.concept_id, _round(c.before.threshold if c.before else None),
+            _round(c.before.precision if c.before else None), _round(c.after.threshold if c.after else None),
+            _round(c.after.precision if c.after else None)] for c in report.concepts])
+    if report.changes:
+        table(["input", "before", "after", "change"],
+              [[c.input_id, ",".join(c.before.decision) or "-", ",".join(c.after.decision) or "-", c.change]
+               for c in report.changes[:20]])
     return 0
 
 

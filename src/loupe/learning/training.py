@@ -12,6 +12,7 @@ from loupe.learning.blend import (
     DEFAULT_BLEND,
     choose_blend,
     cross_validate,
+    held_out_blend,
     scaled_to,
     stratified_folds,
 )
@@ -23,6 +24,7 @@ from loupe.learning.heads import (
     targets_for,
 )
 from loupe.learning.near_duplicates import copy_groups
+from loupe.learning.neighbours import vote_targets
 from loupe.learning.semi_supervised import (
     BACKGROUND_COVERAGE,
     CONCEPT_COVERAGE,
@@ -34,8 +36,9 @@ from loupe.learning.semi_supervised import (
     pool_coverage,
     self_train_if_validated,
 )
+from loupe.learning.thresholds import choose_thresholds, scope_similarity
 from loupe.learning.training_set import TrainingSet, UnlabeledRule, example_groups
-from loupe.learning.values import BlendParams
+from loupe.learning.values import BlendParams, ConceptThreshold
 
 # scikit-learn's C (mean loss + ||W||^2 / (2 C n)) grows with the training set, from 1 at 10 examples
 # to 8 from 80 on. On the few-shot benchmark (Caltech-101, Clothing-10; 1-16 shots) a fixed C lost
@@ -63,6 +66,16 @@ class FittedVersion(msgspec.Struct):
     seconds: float
     self_training: SelfTraining = NOT_USED
     unlabeled_seen: int = 0
+    thresholds: list[ConceptThreshold] = []
+    scope_similarity: float = 0.0
+
+
+class HeldOutScores(msgspec.Struct):
+    """The blend's validation: confidences of rows from heads that never saw them, with their labels."""
+
+    scores: np.ndarray  # [n, c]
+    positive: np.ndarray
+    negative: np.ndarray
 
 
 def regularisation_c(n_rows: int) -> float:
@@ -105,10 +118,12 @@ def with_background(ts: TrainingSet, x: np.ndarray, pool: np.ndarray) -> tuple[T
 
 def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually_exclusive: bool, *,
                 warm: Head | None = None, seed: int = 0, unlabeled: np.ndarray | None = None,
-                background: bool = False, pseudo_labels: bool = True) -> FittedVersion:
+                background: bool = False, pseudo_labels: bool = True,
+                target_precision: list[float] | None = None) -> FittedVersion:
     """`unlabeled`: vectors of the app's inputs that say nothing about the model (loupe.training_set),
     used only as validation on the labeled inputs says (loupe.semi_supervised). `background`: they may
-    be negatives of every concept (open multi-label models). `pseudo_labels`: self-training may be tried."""
+    be negatives of every concept (open multi-label models). `pseudo_labels`: self-training may be tried.
+    `target_precision`: per concept, what its threshold is chosen for (default 0.9)."""
     started = time.perf_counter()
     make_targets = targets_for(mutually_exclusive)
     # Nothing looks at the unlabeled inputs when self-training is off and they cannot be negatives.
@@ -148,7 +163,9 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
         assert pool is not None
         ts, x = with_background(ts, x, pool)
     check_examples(ts, concept_ids, mutually_exclusive)
-    blend = select_blend(x, ts, mutually_exclusive, make_targets, seed)
+    # Scope: how close examples of the model's concepts are to each other (not background or other concepts).
+    scope = scope_similarity(x[ts.positive.any(axis=1) | ts.explicit_negative.any(axis=1)], seed)
+    blend, held = select_blend(x, ts, mutually_exclusive, make_targets, seed)
     l2 = l2_for(len(ts.seqs))
     head = fit_coarse_to_fine(x, ts, mutually_exclusive, make_targets, l2, warm, seed)
     scaled = scaled_to(blend, logit_spread(head, x))
@@ -159,8 +176,13 @@ def fit_version(x: np.ndarray, ts: TrainingSet, concept_ids: list[str], mutually
         used = msgspec.structs.replace(tried, reason=f"{used.reason}; {tried.reason}" if used.reason else tried.reason)
         if used.strength:
             scaled = scaled_to(blend, logit_spread(head, x))
+    targets = target_precision or [0.9] * len(concept_ids)
+    thresholds = (choose_thresholds(held.scores, held.positive, held.negative, concept_ids, mutually_exclusive,
+                                    targets) if held is not None else
+                  choose_thresholds(np.zeros((0, len(concept_ids))), np.zeros((0, len(concept_ids)), bool),
+                                    np.zeros((0, len(concept_ids)), bool), concept_ids, mutually_exclusive, targets))
     return FittedVersion(
-        head=head, blend=scaled, l2=l2,
+        head=head, blend=scaled, l2=l2, thresholds=thresholds, scope_similarity=scope,
         positives={c: int(n) for c, n in zip(concept_ids, ts.positive.sum(axis=0))},
         negatives={c: int(n) for c, n in zip(concept_ids, ts.negative.sum(axis=0))},
         seconds=time.perf_counter() - started, self_training=used,
@@ -231,15 +253,18 @@ def cv_rows(positive: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def select_blend(x: np.ndarray, ts: TrainingSet, mutually_exclusive: bool, make_targets: MakeTargets,
-                 seed: int) -> BlendParams:
+                 seed: int) -> tuple[BlendParams, HeldOutScores | None]:
+    """The blend with the lowest held-out loss, and the held-out confidences it gives (None: too few
+    examples to hold any out, and the default blend)."""
     rows = cv_rows(ts.positive, CV_MAX_ROWS, seed)
     sub_copies = copy_groups(x[rows], [ts.sha256[i] for i in rows] if ts.sha256 else None)
     pos, neg = ts.positive[rows], ts.negative[rows]
     min_pos = int(pos.sum(axis=0).min()) if pos.size else 0
     if min_pos < MIN_POSITIVES_FOR_CV:
-        return DEFAULT_BLEND  # held-out folds this small choose noise, not a better blend
+        return DEFAULT_BLEND, None  # held-out folds this small choose noise, not a better blend
     folds = min(CV_FOLDS, min_pos)
     held = cross_validate(x[rows], pos, neg, make_targets, mutually_exclusive=mutually_exclusive,
                           l2_of=l2_for, fold=stratified_folds(pos, folds, seed, sub_copies), max_iter=40)
     params, _ = choose_blend(held, pos, neg, make_targets(pos, neg), mutually_exclusive)
-    return params
+    votes, voting = vote_targets(pos, neg, mutually_exclusive)
+    return params, HeldOutScores(held_out_blend(held, params, votes, voting, mutually_exclusive), pos, neg)

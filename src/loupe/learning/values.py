@@ -63,3 +63,19 @@ class Evaluation(msgspec.Struct, kw_only=True):
     confusion: list[list[int]] = []  # [actual][predicted], mutually exclusive models
     misclassified: list[HeldOutPrediction] = []
     predictions: list[HeldOutPrediction] = []
+
+
+class ConceptThreshold(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a version's confidence in one concept is to be trusted: chosen at train time from held-out
+    cross-validation scores for a target precision (loupe.learning.thresholds)."""
+
+    concept_id: str
+    threshold: float  # a prediction "meets" the concept at or above this confidence
+    target: float  # the precision asked for
+    # The precision to expect at the threshold (held-out precision shrunk toward the target: a few lucky
+    # held-out rows promise too much) and what held-out rows showed; None when too few were held out.
+    precision: float | None = None
+    held_out_precision: float | None = None
+    recall: float | None = None
+    support: int = 0  # held-out predictions of the concept at or above the threshold
+    reachable: bool = True  # False: no threshold reached the target; this one has the best precision

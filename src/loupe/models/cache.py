@@ -42,7 +42,7 @@ class LoadedVersion(msgspec.Struct, frozen=True):
                     np.frombuffer(version.bias, np.float32).copy(), version.mutually_exclusive)
         rule = rule_of(version.concept_ids, version.closed_environment, version.unlabeled_rule)
         return cls(version, Scorer(version.id, list(version.concept_ids), version.mutually_exclusive,
-                                   version.blend, head, rule))
+                                   version.blend, head, rule, list(version.thresholds), version.scope_similarity))
 
 
 ScoreTable = tuple[np.ndarray, np.ndarray]  # (input seqs, scores [inputs, concepts])

@@ -13,7 +13,7 @@ from loupe.learning.prediction import Prediction, predict
 from loupe.learning.training_set import LabelRule
 from loupe.models.cache import LoadedVersion, ModelCache, ScoreTable
 from loupe.models.registry import ModelRegistry
-from loupe.store.records import App, ModelVersion, VersionStatus
+from loupe.store.records import App, ModelVersion, Serving, VersionStatus
 
 PREDICTED_THRESHOLD = 0.5  # a predicted-concept search keeps inputs scored at least this
 SCORE_CHUNK = 1024  # inputs scored at a time when a whole app is scored (the deadline is checked between)
@@ -30,17 +30,26 @@ class CustomPredictor:
         context.events.app_deleted.append(cache.forget_app)
 
     def loaded(self, app_id: str, model_id: str, version_id: str | None = None) -> LoadedVersion:
-        """The named version, or the latest trained one, ready to score (ModelNotTrained if none)."""
+        """The named version, or the one the model serves (its published one, or the latest trained
+        one), ready to score (ModelNotTrained if none)."""
         if version_id is None:
-            version_id = self._cache.latest_trained(app_id, model_id, lambda: self._find_latest(app_id, model_id))
+            version_id = self._cache.latest_trained(app_id, model_id, lambda: self._find_serving(app_id, model_id))
             if version_id is None:
+                model = self._registry.get(app_id, model_id)
+                if model.serving is Serving.PUBLISHED:
+                    raise ModelNotTrained(f"model {model_id!r} serves its published version and none is "
+                                          "published yet: publish a trained version (or name a version)")
                 raise ModelNotTrained(f"model {model_id!r} has no trained version yet: train it first")
         return self._cache.loaded(app_id, model_id, version_id, lambda: self._load(app_id, model_id, version_id))
 
-    def _find_latest(self, app_id: str, model_id: str) -> str | None:
+    def _find_serving(self, app_id: str, model_id: str) -> str | None:
+        """The version a prediction naming none gets: the published one, or the newest trained one."""
         with self._store.read() as tx:
-            if tx.get_model(app_id, model_id) is None:
+            model = tx.get_model(app_id, model_id)
+            if model is None:
                 raise NotFound("model", model_id)
+            if model.serving is Serving.PUBLISHED:
+                return model.published or None
             found = next((v for v in tx.iter_versions(app_id, model_id) if v.status is VersionStatus.TRAINED), None)
         return found.id if found else None
 

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from loupe.apps.context import AppContext
-from loupe.errors import Conflict, InvalidArgument, NotFound, TrainFailure
+from loupe.errors import Conflict, InvalidArgument, ModelNotTrained, NotFound, TrainFailure
 from loupe.ids import check_id, check_name, new_id
 from loupe.intake.labels import EditAction, check_metadata
 from loupe.learning.values import EvaluationStatus
@@ -21,7 +21,19 @@ from loupe.models.cache import ModelCache
 from loupe.models.general import is_builtin
 from loupe.pagination import page_window
 from loupe.store import ReadTxn, WriteTxn
-from loupe.store.records import SYSTEM, Actor, Evaluation, Job, JobKind, Model, ModelVersion, VersionStatus
+from loupe.store.records import (
+    MAX_PUBLICATIONS,
+    SYSTEM,
+    Actor,
+    Evaluation,
+    Job,
+    JobKind,
+    Model,
+    ModelVersion,
+    Publication,
+    Serving,
+    VersionStatus,
+)
 
 
 def _train_interrupted(version: ModelVersion, why: str) -> dict[str, Any]:
@@ -36,6 +48,45 @@ def _evaluation_interrupted(version: ModelVersion, why: str) -> dict[str, Any]:
         return {}
     return {"evaluation": Evaluation(status=EvaluationStatus.FAILED, created_at=time.time(),
                                      detail=f"interrupted {why}; evaluate again")}
+
+
+def _lifecycle_changes(model: Model, serving: Serving | str | None, target_precision: float | None,
+                       concept_precision: dict[str, float] | None) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if serving is not None:
+        try:
+            changes["serving"] = Serving(serving)
+        except ValueError:
+            raise InvalidArgument(f"serving must be latest or published, got {serving!r}") from None
+    if target_precision is not None:
+        changes["target_precision"] = _checked_precision(target_precision)
+    if concept_precision is not None:
+        changes["concept_precision"] = {check_id("concept", c): _checked_precision(p)
+                                        for c, p in concept_precision.items()}
+    return changes
+
+
+def _checked_precision(value: float) -> float:
+    if not isinstance(value, (int, float)) or not 0.5 <= value < 1.0:
+        raise InvalidArgument(f"a target precision is a number from 0.5 to below 1, got {value!r}")
+    return float(value)
+
+
+def _newest_trained(tx: ReadTxn, app_id: str, model_id: str) -> ModelVersion | None:
+    return next((v for v in tx.iter_versions(app_id, model_id) if v.status is VersionStatus.TRAINED), None)
+
+
+def _previously_published(model: Model) -> str | None:
+    """What was published before the current publication: publications push, rollbacks pop."""
+    stack: list[str] = []
+    for record in model.publications:
+        if record.rollback and stack:
+            stack.pop()
+            if not stack or stack[-1] != record.version_id:
+                stack.append(record.version_id)
+        else:
+            stack.append(record.version_id)
+    return stack[-2] if len(stack) >= 2 else None
 
 
 def _workflow_versions(tx: ReadTxn, app_id: str) -> set[str]:
@@ -88,6 +139,8 @@ class ModelRegistry:
     def create(self, app_id: str, model_id: str, *, name: str | None = None, concept_ids: Sequence[str] = (),
                mutually_exclusive: bool = False, closed_environment: bool = False,
                auto_retrain: bool = True, hyper_params: dict[str, Any] | None = None,
+               serving: Serving | str = Serving.LATEST, target_precision: float | None = None,
+               concept_precision: dict[str, float] | None = None,
                by: Actor = SYSTEM) -> tuple[Model, ModelVersion]:
         """A new model with its first, untrained version (as Clarifai does on create)."""
         self._context.sync(app_id)
@@ -102,6 +155,8 @@ class ModelRegistry:
                       mutually_exclusive=mutually_exclusive, closed_environment=closed_environment,
                       auto_retrain=auto_retrain, created_at=now, next_version=2, incarnation=new_id(),
                       hyper_params=check_metadata(dict(hyper_params or {})))
+        model = msgspec.structs.replace(model, **_lifecycle_changes(model, serving, target_precision,
+                                                                    concept_precision))
         version = self.new_version(model, 1, VersionStatus.UNTRAINED, now)
         with self._store.write(by) as tx:
             if tx.get_model(app_id, model_id) is not None:
@@ -134,8 +189,11 @@ class ModelRegistry:
                name: str | None = None, concept_ids: list[str] | None = None,
                mutually_exclusive: bool | None = None, closed_environment: bool | None = None,
                auto_retrain: bool | None = None, hyper_params: dict[str, Any] | None = None,
+               serving: Serving | str | None = None, target_precision: float | None = None,
+               concept_precision: dict[str, float] | None = None, publish: str | None = None,
                by: Actor = SYSTEM) -> Model:
-        """Rename, set options, and merge/remove/overwrite the model's concepts (takes effect on the next train)."""
+        """Rename, set options, and merge/remove/overwrite the model's concepts (takes effect on the next
+        train); set its serving policy and threshold targets; `publish` a version (its id)."""
         try:
             action = EditAction(action)
         except ValueError:
@@ -165,9 +223,65 @@ class ModelRegistry:
                                ("auto_retrain", auto_retrain)):
                 if value is not None:
                     changes[key] = bool(value)
+            changes.update(_lifecycle_changes(model, serving, target_precision, concept_precision))
             model = msgspec.structs.replace(model, **changes)
+            if publish is not None:
+                model = self._published(tx, app_id, model, publish, by)
+            elif model.serving is Serving.PUBLISHED and not model.published:
+                # Switched to publishing: what clients get now stays what they get until a publish.
+                latest = _newest_trained(tx, app_id, model_id)
+                if latest is not None:
+                    model = self._published(tx, app_id, model, latest.id, by)
             tx.put_model(app_id, model)
+        self._cache.forget(app_id, model_id)
         return model
+
+    def publish(self, app_id: str, model_id: str, version_id: str | None = None, *, by: Actor = SYSTEM) -> Model:
+        """Make a trained version the one version-less predictions of a `published` model get (the newest
+        trained one if none is named). Recorded on the model (who, when, from -> to) and in the audit."""
+        self._context.sync(app_id)
+        with self._store.write(by) as tx:
+            model = tx.get_model(app_id, model_id)
+            if model is None:
+                raise NotFound("model", model_id)
+            if version_id is None:
+                newest = _newest_trained(tx, app_id, model_id)
+                if newest is None:
+                    raise ModelNotTrained(f"model {model_id!r} has no trained version to publish: train it first")
+                version_id = newest.id
+            model = self._published(tx, app_id, model, version_id, by)
+            tx.put_model(app_id, model)
+        self._cache.forget(app_id, model_id)
+        return model
+
+    def rollback(self, app_id: str, model_id: str, *, by: Actor = SYSTEM) -> Model:
+        """Publish again what was published before the current publication."""
+        self._context.sync(app_id)
+        with self._store.write(by) as tx:
+            model = tx.get_model(app_id, model_id)
+            if model is None:
+                raise NotFound("model", model_id)
+            back = _previously_published(model)
+            if back is None:
+                raise Conflict(f"model {model_id!r} has no earlier published version to roll back to")
+            model = self._published(tx, app_id, model, back, by, rollback=True)
+            tx.put_model(app_id, model)
+        self._cache.forget(app_id, model_id)
+        return model
+
+    @staticmethod
+    def _published(tx: WriteTxn, app_id: str, model: Model, version_id: str, by: Actor,
+                   rollback: bool = False) -> Model:
+        check_id("version", version_id)
+        version = tx.get_version(app_id, model.id, version_id)
+        if version is None:
+            raise NotFound("version", version_id, f"model {model.id!r} has no version {version_id!r}")
+        if version.status is not VersionStatus.TRAINED:
+            raise ModelNotTrained(f"version {version_id!r} is {version.status}; only trained versions are published")
+        record = Publication(version_id=version_id, previous=model.published, at=time.time(), rollback=rollback,
+                             by=by.id or by.kind.value)
+        return msgspec.structs.replace(model, published=version_id,
+                                       publications=[*model.publications, record][-MAX_PUBLICATIONS:])
 
     def delete(self, app_id: str, model_id: str, *, by: Actor = SYSTEM) -> None:
         with self._store.write(by) as tx:
@@ -250,11 +364,16 @@ class ModelRegistry:
             for mid in models:
                 if tx.get_model(app_id, mid) is None:
                     raise NotFound("model", mid)
+                model = tx.get_model(app_id, mid)
+                assert model is not None
+                # Published ones (now or before: a rollback goes back to them) stay too.
+                kept = named | {model.published} | {p.version_id for p in model.publications}
                 versions = list(tx.iter_versions(app_id, mid))  # newest first
-                newest_trained = next((v.id for v in versions if v.status is VersionStatus.TRAINED), None)
+                newest = _newest_trained(tx, app_id, mid)
+                newest_trained = newest.id if newest is not None else None
                 for version in versions[keep:]:
                     busy = (_train_interrupted(version, "") or _evaluation_interrupted(version, ""))
-                    if version.id == newest_trained or version.id in named or busy:
+                    if version.id == newest_trained or version.id in kept or busy:
                         continue
                     tx.delete_version(app_id, mid, version)
                     gone += 1

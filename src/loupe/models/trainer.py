@@ -169,10 +169,12 @@ class Trainer:
             pseudo = self._context.config.semi_supervised
             # The unlabeled vectors are read only when something may use them (up to 50,000 of them).
             pool = unlabeled_seqs(labels, rule, MAX_UNLABELED) if background or pseudo else np.zeros(0, np.int64)
+            model = self._registry.get(app_id, version.model_id)
+            targets = [model.concept_precision.get(c, model.target_precision) for c in version.concept_ids]
             with self._torch_threads.one_for(len(ts.seqs) <= ONE_THREAD_MAX_EXAMPLES):
                 fitted = fit_version(x, ts, version.concept_ids, version.mutually_exclusive, warm=warm,
                                      unlabeled=self._context.embeddings_of(app, pool) if len(pool) else None,
-                                     background=background, pseudo_labels=pseudo)
+                                     background=background, pseudo_labels=pseudo, target_precision=targets)
         except TrainingFailed as exc:
             self._registry.set_status(app_id, version, status=VersionStatus.FAILED, failure=exc.failure,
                                       detail=exc.detail)
@@ -195,7 +197,8 @@ class Trainer:
             train_seconds=fitted.seconds, trained_at=time.time(), unlabeled_seen=fitted.unlabeled_seen,
             pseudo_labels=fitted.self_training.pseudo_labels,
             pseudo_label_weight=fitted.self_training.weight,
-            self_training_strength=fitted.self_training.strength)
+            self_training_strength=fitted.self_training.strength, thresholds=fitted.thresholds,
+            scope_similarity=fitted.scope_similarity)
         self._registry.write_version(app_id, done)
         with contextlib.suppress(NotFound):  # deleted while training
             self._registry.prune(app_id, version.model_id)  # the retention rule: no growth per retrain

@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 
 from loupe.errors import TrainFailure
-from loupe.learning.values import BlendParams, Evaluation
+from loupe.learning.values import BlendParams, ConceptThreshold, Evaluation
 
-__all__ = ["BlendParams", "Evaluation"]  # kept with the records that hold them
+__all__ = ["BlendParams", "ConceptThreshold", "Evaluation"]  # kept with the records that hold them
 
 
 class VersionStatus(StrEnum):
@@ -87,6 +87,25 @@ class Concept(msgspec.Struct, kw_only=True):
     created_at: float
 
 
+class Serving(StrEnum):
+    """Which version answers a prediction that names none."""
+
+    LATEST = "latest"  # the newest trained one (Clarifai's behaviour, the default)
+    PUBLISHED = "published"  # the one published; new versions are candidates until published
+
+
+class Publication(msgspec.Struct, frozen=True, kw_only=True):
+    version_id: str  # published ("" : unpublished)
+    previous: str  # what was published before ("" : nothing)
+    by: str  # the actor, as the audit trail names it
+    at: float
+    rollback: bool = False
+
+
+MAX_PUBLICATIONS = 50  # kept per model, newest last
+DEFAULT_TARGET_PRECISION = 0.9
+
+
 class Model(msgspec.Struct, kw_only=True):
     id: str
     name: str
@@ -104,6 +123,12 @@ class Model(msgspec.Struct, kw_only=True):
     incarnation: str = ""
     # Clarifai's output_config.hyper_params: stored and echoed (Loupe's trainer chooses its own).
     hyper_params: dict[str, Any] = {}
+    serving: Serving = Serving.LATEST
+    published: str = ""  # the published version's id (Serving.PUBLISHED)
+    publications: list[Publication] = []
+    # The precision each concept's threshold is chosen for (per concept, else the model's).
+    target_precision: float = DEFAULT_TARGET_PRECISION
+    concept_precision: dict[str, float] = {}
 
 
 class ModelVersion(msgspec.Struct, kw_only=True):
@@ -142,6 +167,10 @@ class ModelVersion(msgspec.Struct, kw_only=True):
     unlabeled_rule: str = ""
     unlabeled_reason: str = ""
     evaluation: Evaluation | None = None
+    thresholds: list[ConceptThreshold] = []  # per concept, in concept order ([] before thresholds existed)
+    # A prediction whose nearest labeled example is less similar than this is out of scope ("unsure"):
+    # the 5th percentile of each labeled example's similarity to its nearest other one. 0: not measured.
+    scope_similarity: float = 0.0
 
 
 class TrainLease(msgspec.Struct, kw_only=True):
