@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -18,6 +18,7 @@ from loupe.learning.training_set import LabelRule, rule_of
 from loupe.store.records import ModelVersion
 
 SCORED_CACHE_ENTRIES = 4  # (model version, labels) score tables kept; each is inputs x concepts floats
+SUBSET_CACHE_ENTRIES = 8  # voting-input vector sets kept (each at most EXACT_SUBSET_MAX vectors)
 T = TypeVar("T")
 
 
@@ -55,6 +56,7 @@ class ModelCache:
         self._latest_trained: dict[tuple[str, str], str | None] = {}  # None: no trained version
         self._allow: dict[tuple[str, LabelRule], tuple[int, np.ndarray | None]] = {}
         self._scored: OrderedDict[tuple[str, str, str, int], ScoreTable] = OrderedDict()
+        self._subsets: OrderedDict[tuple[str, LabelRule], tuple[int, Any]] = OrderedDict()
 
     def latest_trained(self, app_id: str, model_id: str, find: Callable[[], str | None]) -> str | None:
         key = (app_id, model_id)
@@ -87,6 +89,22 @@ class ModelCache:
             self._allow[(app_id, rule)] = (labels_version, allow)
         return allow
 
+    def subset(self, app_id: str, rule: LabelRule, labels_version: int, build: Callable[[], T]) -> T:
+        """The vectors of a rule's voting inputs, for exact search; rebuilt when labels change."""
+        key = (app_id, rule)
+        with self._lock:
+            cached = self._subsets.get(key)
+            if cached is not None and cached[0] == labels_version:
+                self._subsets.move_to_end(key)
+                return cached[1]
+        built = build()
+        with self._lock:
+            self._subsets[key] = (labels_version, built)
+            self._subsets.move_to_end(key)
+            while len(self._subsets) > SUBSET_CACHE_ENTRIES:
+                self._subsets.popitem(last=False)
+        return built
+
     def scored(self, key: tuple[str, str, str, int], score: Callable[[], ScoreTable]) -> ScoreTable:
         with self._lock:
             cached = self._scored.get(key)
@@ -105,6 +123,8 @@ class ModelCache:
         with self._lock:
             for key in [k for k in self._allow if k[0] == app_id]:
                 del self._allow[key]
+            for key in [k for k in self._subsets if k[0] == app_id]:
+                del self._subsets[key]
 
     def forget_app(self, app_id: str) -> None:
         """Drop every cached version and 'latest trained' answer of the app's models."""
@@ -113,6 +133,8 @@ class ModelCache:
                 del self._latest_trained[latest]
             for loaded in [k for k in self._loaded if k[0] == app_id]:
                 del self._loaded[loaded]
+            for key in [k for k in self._subsets if k[0] == app_id]:
+                del self._subsets[key]
 
     def forget(self, app_id: str, model_id: str) -> None:
         with self._lock:
