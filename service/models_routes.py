@@ -304,6 +304,14 @@ def changes(loupe: Loupe, caller: Grant, model_id: str, version_id: str, against
     return ok(report=msgspec.to_builtins(loupe.changes.report(caller.app_id, model_id, version_id, against)))
 
 
+@get("/models/{model_id:str}/drift", opt=READ)
+@in_thread
+def drift(loupe: Loupe, caller: Grant, model_id: str, days: int = 30) -> dict:
+    """Loupe's drift counters: per day, predictions, out-of-scope and unsure ones, the mean similarity to
+    the nearest labeled example; and the recent out-of-scope images (worth labeling)."""
+    return ok(drift=msgspec.to_builtins(loupe.drift.report(caller.app_id, model_id, days)))
+
+
 class PostDismissal(msgspec.Struct):
     input_id: str
     concept_id: str
@@ -320,4 +328,4 @@ def dismiss(loupe: Loupe, caller: Grant, model_id: str, body: RawBody) -> dict:
 
 ROUTES = [list_models, create_model, search_models, patch_models, delete_models, get_model, delete_model,
           output_info, list_versions, train, get_version, delete_version, evaluate, get_metrics, predict,
-          model_inputs, feedback, advice, dismiss, suggestions, publish, rollback, changes]
+          model_inputs, feedback, advice, dismiss, suggestions, publish, rollback, changes, drift]

@@ -48,6 +48,7 @@ ROUTE_PERMISSIONS = {
     ("POST", "/v2/models/{model_id}/publish"): "manage", ("POST", "/v2/models/{model_id}/rollback"): "manage",
     ("POST", "/v2/models/{model_id}/versions/{version_id}/publish"): "manage",
     ("GET", "/v2/models/{model_id}/versions/{version_id}/changes"): "read",
+    ("GET", "/v2/models/{model_id}/drift"): "read",
     ("POST", "/v2/models/{model_id}/outputs"): "read", ("POST", "/v2/models/{model_id}/versions/{version_id}/outputs"): "read",
     ("GET", "/v2/models/{model_id}/inputs"): "read", ("GET", "/v2/models/{model_id}/versions/{version_id}/inputs"): "read",
     ("POST", "/v2/models/{model_id}/feedback"): "read", ("POST", "/v2/models/{model_id}/versions/{version_id}/feedback"): "read",

@@ -185,3 +185,30 @@ def test_publish_rollback_and_changes_from_the_cli(tmp_path, capsys):
     assert main([*cli, "publish", "--app", "shop", "cli"]) == 0
     assert main([*cli, "rollback", "--app", "shop", "cli"]) == 0
     assert "now serves version" in capsys.readouterr().out
+
+
+def test_drift_counters_move_when_out_of_scope_photos_are_predicted(shop):
+    client, key, loupe, _ = shop
+    before = client.get("/v2/models/th/drift", headers=key).json()["drift"]
+    counted = sum(d["predictions"] for d in before["days"])
+    out_before = sum(d["out_of_scope"] for d in before["days"])
+    # Clothing photos first (in scope), then objects no clothing model has seen.
+    predict_version(client, key, "th", [b64(p) for p in dataset_images(CLOTHING / "test" / "hat", 4)])
+    strangers = [p for folder in sorted(CALTECH.iterdir()) for p in sorted(folder.glob("*.jpg"))[:2]]
+    outputs = predict_version(client, key, "th", [b64(p) for p in strangers])
+    flagged = sum(o["loupe"]["verdict"] == "out_of_scope" for o in outputs)
+    drift = client.get("/v2/models/th/drift", headers=key).json()["drift"]
+    today = drift["days"][-1]
+    assert sum(d["predictions"] for d in drift["days"]) == counted + 4 + len(strangers)
+    assert sum(d["out_of_scope"] for d in drift["days"]) == out_before + flagged and flagged
+    assert 0 < today["nearest_sum"] / today["nearest_count"] < 1
+    recent = drift["recent_out_of_scope"]
+    assert len(recent) >= flagged and all(r["sha256"] for r in recent[-flagged:])
+    # The out-of-scope images can be seen again (the page offers them to label).
+    assert client.get(f"/v2/loupe/recent-images/{recent[-1]['sha256']}", headers=key).status_code == 200
+    # Counts are kept in memory and stored in batches: after a flush they are in LMDB.
+    loupe.drift.flush()
+    with loupe.store.read() as tx:
+        stored = list(tx.drift_days("shop", "th"))
+    assert sum(d.predictions for d in stored) == counted + 4 + len(strangers)
+    assert client.get("/v2/models/nope/drift", headers=key).status_code == 404

@@ -26,6 +26,7 @@ from loupe.intake.inputs import Inputs
 from loupe.intake.url_fetch import UrlFetcher, UrlPolicy
 from loupe.models.cache import ModelCache
 from loupe.models.changes import Changes
+from loupe.models.drift import Drift
 from loupe.models.feedback import Feedback
 from loupe.models.predictions import Predictions
 from loupe.models.predictor import CustomPredictor
@@ -73,7 +74,9 @@ class Loupe:
         self.trainer = Trainer(self.context, self.models, self.predictor)
         self.changes = Changes(self.context, self.models, self.predictor)
         self.quality = Quality(self.context, self.models, self.predictor, cache, self.trainer.jobs)
-        self.predictions = Predictions(self.context, self.embedder, self.models, self.predictor, self.concepts)
+        self.drift = Drift(self.store)
+        self.predictions = Predictions(self.context, self.embedder, self.models, self.predictor, self.concepts,
+                                       self.drift)
         self.workflows = Workflows(self.context, self.models, self.predictions, self.embedder)
         self.feedback = Feedback(self.context, self.models)
         self.search = Search(self.context, self.embedder, self.inputs, self.predictor)
@@ -84,6 +87,7 @@ class Loupe:
             return
         self._closed = True
         self.trainer.close()
+        self.drift.flush()
         self.embedder.images.close()
         with self.store.read() as tx:
             apps = tx.list_apps()

@@ -15,6 +15,7 @@ from loupe.apps.context import AppContext
 from loupe.errors import InvalidArgument, NotFound
 from loupe.intake.embedding import EmbeddedRows, Embedder, Item
 from loupe.learning.prediction import Prediction
+from loupe.models.drift import Drift
 from loupe.models.general import (
     GENERAL_EMBED_MODEL_ID,
     GENERAL_MODEL_ID,
@@ -115,8 +116,9 @@ class EmbeddingScores:
 
 class Predictions:
     def __init__(self, context: AppContext, embedder: Embedder, registry: ModelRegistry,
-                 predictor: CustomPredictor, concepts: Concepts) -> None:
+                 predictor: CustomPredictor, concepts: Concepts, drift: Drift) -> None:
         self._context = context
+        self._drift = drift
         self._embedder = embedder
         self._registry = registry
         self._predictor = predictor
@@ -133,7 +135,10 @@ class Predictions:
             raise InvalidArgument("no inputs to predict")
         app = self._context.sync(app_id)
         view = self.answering(app, model_id, version_id)  # fails before embedding if untrained
-        return PredictAnswer(view, self.score(app, self._embedder.rows(app, inputs), view, ()))
+        answer = PredictAnswer(view, self.score(app, self._embedder.rows(app, inputs), view, ()))
+        if not view.public:  # a custom model: count what it was asked (loupe.models.drift)
+            self._drift.record(app_id, model_id, inputs, answer.predictions)
+        return answer
 
     def answering(self, app: App, model_id: str, version_id: str | None = None) -> ModelView:
         """The model and the version a prediction would use: the named one or the latest trained one

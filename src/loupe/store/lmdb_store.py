@@ -21,6 +21,7 @@ from loupe.store.jobs import JOB_DATABASES, JobReads, JobWrites
 from loupe.store.provenance import ProvenanceReads, ProvenanceWrites
 from loupe.store.records import SYSTEM, Actor, App, Concept, Input, Model, ModelVersion, Resource, TrainLease
 from loupe.store.secondary import index_entries, url_key
+from loupe.store.telemetry import TelemetryReads, TelemetryWrites
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -94,7 +95,7 @@ def _decode(data: bytes | None, kind: type[T]) -> T | None:
     return None if data is None else msgspec.msgpack.decode(data, type=kind)
 
 
-class ReadTxn(AccountReads, JobReads, ProvenanceReads):
+class ReadTxn(AccountReads, JobReads, ProvenanceReads, TelemetryReads):
     def __init__(self, store: Store, txn: lmdb.Transaction) -> None:
         self.store = store
         # Any: lmdb's stubs say bytes | memoryview, but transactions begun with buffers=False give bytes.
@@ -154,8 +155,7 @@ class ReadTxn(AccountReads, JobReads, ProvenanceReads):
 
     def input_seqs(self, app_id: str) -> np.ndarray:
         """Every input's sequence number (= vector-index id), ascending."""
-        seqs = [K.seq_from(k) for k, _ in self.iter_prefix("input_order", K.prefix(app_id))]
-        return np.asarray(seqs, dtype=np.int64)
+        return np.asarray([K.seq_from(k) for k, _ in self.iter_prefix("input_order", K.prefix(app_id))], np.int64)
 
     def count_inputs(self, app_id: str) -> int:
         return sum(1 for _ in self.iter_prefix("input_order", K.prefix(app_id)))
@@ -208,9 +208,8 @@ class ReadTxn(AccountReads, JobReads, ProvenanceReads):
         return None if raw is None else np.frombuffer(raw, dtype=np.float32)
 
     def embeddings_into(self, backbone_id: str, hashes: Sequence[str | None], out: np.ndarray) -> np.ndarray:
-        """Many stored vectors at once into `out` [len(hashes), dim] (rows not found, or whose hash is
-        None, are left as they are); returns which were found. One lookup each, no per-call overhead:
-        a train reads 50,000."""
+        """Many stored vectors into `out` [len(hashes), dim] (rows not found or None left as they are);
+        returns which were found. One lookup each, no per-call overhead: a train reads 50,000."""
         db = self.store.db("embeddings")
         prefix = backbone_id.encode("utf-8") + K.SEP
         get = self.txn.get
@@ -277,7 +276,7 @@ class ReadTxn(AccountReads, JobReads, ProvenanceReads):
         return None
 
 
-class WriteTxn(ReadTxn, AccountWrites, JobWrites, ProvenanceWrites):
+class WriteTxn(ReadTxn, AccountWrites, JobWrites, ProvenanceWrites, TelemetryWrites):
     def __init__(self, store: Store, txn: lmdb.Transaction, actor: Actor = SYSTEM) -> None:
         super().__init__(store, txn)
         self.actor = actor
@@ -371,6 +370,7 @@ class WriteTxn(ReadTxn, AccountWrites, JobWrites, ProvenanceWrites):
         for version in list(self.iter_versions(app_id, model_id)):
             self.delete_version(app_id, model_id, version)
         self.delete_dismissals(app_id, model_id)
+        self.delete_telemetry(app_id, model_id)
         self._note_delete(app_id, Resource.MODEL, model_id)
         self._delete("models", K.join(app_id, model_id))
         self._models_changed(app_id)

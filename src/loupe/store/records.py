@@ -211,6 +211,33 @@ class Job(msgspec.Struct, kw_only=True):
     created_at: float
 
 
+class DriftDay(msgspec.Struct, frozen=True, kw_only=True):
+    """One model's predictions on one UTC day (loupe.models.drift)."""
+
+    day: str  # YYYY-MM-DD
+    predictions: int = 0
+    out_of_scope: int = 0  # nearest labeled example below the version's scope similarity
+    unsure: int = 0  # in scope, but no concept met its threshold
+    nearest_sum: float = 0.0  # similarities of the nearest labeled example, summed (for the mean)
+    nearest_count: int = 0
+
+    def plus(self, other: DriftDay) -> DriftDay:
+        return DriftDay(day=self.day, predictions=self.predictions + other.predictions,
+                        out_of_scope=self.out_of_scope + other.out_of_scope, unsure=self.unsure + other.unsure,
+                        nearest_sum=self.nearest_sum + other.nearest_sum,
+                        nearest_count=self.nearest_count + other.nearest_count)
+
+
+class OutOfScope(msgspec.Struct, frozen=True, kw_only=True):
+    """A predicted image unlike every labeled example: worth labeling."""
+
+    sha256: str = ""  # an uploaded image (served for an hour at /v2/loupe/recent-images/{sha256})
+    input_id: str = ""  # or a stored input
+    url: str = ""  # or the URL it came from
+    nearest: float | None = None
+    at: float = 0.0
+
+
 # ---- people, keys and the audit trail ----------------------------------------------------------------
 
 class Role(StrEnum):
