@@ -207,7 +207,12 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     page.select_option("#next-model", "garments")
     page.click("#next-go")
     page.wait_for_selector("#next-result figure button.label-it")
-    assert page.locator("#next-result figure").count() == 3 and "model's guess" in page.inner_text("#next-result")
+    assert page.locator("#next-result figure:not(.out-of-scope)").count() == 3
+    assert "model's guess" in page.inner_text("#next-result")
+    # The airplane predicted above was out of scope: label next offers it too.
+    page.wait_for_selector("#out-of-scope-heading")
+    assert page.locator("#next-result figure.out-of-scope").count() >= 1
+    wait_until(page, "[...document.querySelectorAll('#next-result figure.out-of-scope img')].every(i => i.naturalWidth > 0)")
     shot(page, "9-label-next")
     page.click("#next-result figure:nth-child(1) button.label-it")
     page.wait_for_selector("#next-result figcaption.ok")
@@ -315,3 +320,66 @@ def test_console_sign_in_create_app_key_member_label_and_audit(tmp_path, page):
         assert httpx.get(server.base + "/v2/loupe/me").status_code == 401
     finally:
         server.stop()
+
+
+def test_review_publish_and_roll_back_in_the_browser(tmp_path, page, shared_backbones):
+    """A model that serves its published version: a retrain is only a candidate; the page shows what it
+    would change (both versions' thresholds, the inputs that would get another answer), publishes it,
+    and rolls back."""
+    from real_server import InProcessServer
+
+    from loupe.application import Loupe
+    from loupe.config import Config
+    from loupe.intake.inputs import NewInput
+    from loupe.intake.labels import InputEdit
+    from loupe.service.app import create_app
+
+    classes = ["hat", "shoes", "dress", "shirt", "t-shirt"]
+    with Loupe(Config(data_dir=tmp_path / "data", auto_retrain=False), backbones=shared_backbones) as loupe:
+        loupe.apps.create("shop")
+        loupe.inputs.add("shop", [NewInput(image=p.read_bytes(), concepts=[c], id=f"{c}-{i}")
+                                  for c in classes for i, p in enumerate(dataset_images(CLOTHING / "train" / c, 12))])
+        loupe.inputs.add("shop", [NewInput(image=p.read_bytes(), id=f"new-{c}-{i}")
+                                  for c in classes for i, p in enumerate(dataset_images(CLOTHING / "test" / c, 6))])
+        loupe.models.create("shop", "garments", concept_ids=classes, mutually_exclusive=True, serving="published")
+        first = loupe.trainer.train("shop", "garments")
+        loupe.models.publish("shop", "garments", first.id)
+        loupe.inputs.edit("shop", "overwrite", [InputEdit(input_id=f"shirt-{i}", concepts=["t-shirt"]) for i in range(9)])
+        second = loupe.trainer.train("shop", "garments")
+        key = loupe.keys.create("shop")
+        with InProcessServer(create_app(loupe)) as server:
+            page.goto(server.base + "/")
+            page.click("#key-signin summary")
+            page.fill("#key", key)
+            page.click("#signin-form button")
+            page.wait_for_selector("#main:not([hidden])")
+            page.click("nav [data-view=models]")
+            row = "#models-table tr[data-model=garments]"
+            assert f"serves {first.id[:8]} (published)" in page.inner_text(row)
+            page.click(f"{row} button:has-text('Review & publish')")
+            page.wait_for_selector("#publish-review #change-summary")
+            summary = page.inner_text("#change-summary")
+            report = loupe.changes.report("shop", "garments", second.id)
+            assert f"{report.changed} of {report.compared} stored inputs" in summary and report.changed > 0
+            assert page.locator("#publish-review table.side-by-side tbody tr").count() == len(classes)
+            assert page.locator("#publish-review figure.change").count() == min(24, report.changed)
+            wait_until(page, "[...document.querySelectorAll('#publish-review img')].every(i => i.complete && i.naturalWidth > 0)")
+            shot(page, "12-review-before-publishing")
+            page.click("#publish-go")
+            page.wait_for_selector(f".notice:has-text('now serves version {second.id[:8]}')")
+            wait_until(page, f"document.querySelector('{row}').textContent.includes('serves {second.id[:8]} (published)')")
+            assert loupe.models.get("shop", "garments").published == second.id
+            shot(page, "13-published")
+            page.click(f"{row} button:has-text('Roll back')")
+            page.wait_for_selector(f".notice:has-text('rolled back: it serves {first.id[:8]} again')")
+            wait_until(page, f"document.querySelector('{row}').textContent.includes('serves {first.id[:8]} (published)')")
+            assert loupe.models.get("shop", "garments").published == first.id
+            shot(page, "14-rolled-back")
+            # Predictions are counted per day: the models table shows the out-of-scope share.
+            page.click("nav [data-view=predict]")
+            page.select_option("#predict-model", "garments")
+            page.set_input_files("#predict-file", str(sorted((CALTECH / "airplanes").glob("*.jpg"))[0]))
+            page.wait_for_selector("#out-of-scope")
+            page.click("nav [data-view=models]")
+            page.wait_for_selector(f"{row} .drift svg rect")
+            assert "out of scope: 100.0% of 1 today" in page.inner_text(f"{row} .drift")

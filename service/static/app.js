@@ -25,6 +25,13 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+function svgEl(tag, attrs = {}, ...children) {
+  const n = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+  for (const c of children) n.append(c instanceof Node ? c : String(c));
+  return n;
+}
+
 function scoped(path) {
   if (state.mode === "session" && path.startsWith("/v2/") && !ACCOUNT_PATHS.test(path)) {
     return `/v2/users/me/apps/${encodeURIComponent(state.appId)}/${path.slice(4)}`;
@@ -314,7 +321,8 @@ async function exportAudit() {
 function showView(name) {
   for (const tab of document.querySelectorAll("nav [role=tab]")) tab.setAttribute("aria-selected", tab.dataset.view === name);
   for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
-  const load = { keys: loadKeys, members: loadMembers, audit: loadAudit }[name];
+  // Models: drawn afresh, so the drift chart shows the predictions made since.
+  const load = { keys: loadKeys, members: loadMembers, audit: loadAudit, models: async () => state.app && renderModels() }[name];
   if (load) guarded(load);
 }
 
@@ -410,7 +418,8 @@ function renderModels() {
     history.addEventListener("toggle", () => { if (history.open) guarded(() => showVersions(m.id, history)); });
     tb.append(el("tr", { "data-model": m.id }, el("td", {}, m.id, el("br"), el("small", {}, m.concept_ids.join(", "))),
       el("td", { class: "version" }, `${v.id.slice(0, 8)} ${v.status}${v.status === "trained" ? ` in ${v.train_seconds} s` : ""}`,
-        v.status === "trained" ? el("br") : "", v.status === "trained" ? unlabeledNote(v.unlabeled) : "", history),
+        v.status === "trained" ? el("br") : "", v.status === "trained" ? unlabeledNote(v.unlabeled) : "", history,
+        driftBox(m.id)),
       el("td", {}, el("button", { type: "button", onclick: () => guarded(() => train(m.id)) }, `Train ${m.id}`), " ",
         ...publishControls(m),
         el("button", { type: "button", class: "danger", onclick: () => guarded(() => deleteModel(m.id)) }, "Delete"))));
@@ -431,6 +440,27 @@ function publishControls(m) {
     out.push(el("button", { type: "button", onclick: () => guarded(() => rollback(m.id)) }, "Roll back"), " ");
   }
   return out;
+}
+
+// Drift: per day, the share of predictions out of scope (nearest labeled example below the version's
+// scope similarity; ~5% while new images look like the labeled ones), as a small bar chart.
+function driftBox(modelId) {
+  const box = el("div", { class: "drift" });
+  api("GET", `/v2/models/${encodeURIComponent(modelId)}/drift?days=14`).then(({ drift }) => {
+    const days = drift.days.filter((d) => d.predictions);
+    if (!days.length) { box.append(el("small", {}, "no predictions yet")); return; }
+    const w = 8, h = 28, gap = 2;
+    const svg = svgEl("svg", { width: days.length * (w + gap), height: h, role: "img",
+      "aria-label": "share of predictions out of scope per day" });
+    days.forEach((d, i) => {
+      const share = d.out_of_scope / d.predictions;
+      svg.append(svgEl("rect", { x: i * (w + gap), y: h - Math.max(1, share * h), width: w, height: Math.max(1, share * h),
+        fill: share > 0.15 ? "#c0392b" : "#2f5d8a" }, svgEl("title", {}, `${d.day}: ${d.out_of_scope} of ${d.predictions} out of scope`)));
+    });
+    const last = days[days.length - 1];
+    box.append(svg, el("small", {}, ` out of scope: ${pct(last.out_of_scope / last.predictions)} of ${last.predictions} today`));
+  }).catch(() => {});
+  return box;
 }
 
 const fmt = (x) => (x == null ? "—" : Number(x).toFixed(2));
@@ -455,9 +485,11 @@ async function reviewPublish(m, versionId) {
       el("p", {}, "Nothing is published yet: predictions that name no version fail until one is."), publishButton, " ", cancel);
     return;
   }
+  // A threshold without held-out support (too few examples to measure) is shown as "—".
+  const cut = (t) => (t && t.precision != null ? fmt(t.threshold) : "—");
   const rows = report.concepts.map((c) => el("tr", {}, el("td", {}, c.concept_id),
-    el("td", {}, fmt(c.before && c.before.threshold)), el("td", {}, fmt(c.before && c.before.precision)),
-    el("td", {}, fmt(c.after && c.after.threshold)), el("td", {}, fmt(c.after && c.after.precision)),
+    el("td", {}, cut(c.before)), el("td", {}, fmt(c.before && c.before.precision)),
+    el("td", {}, cut(c.after)), el("td", {}, fmt(c.after && c.after.precision)),
     el("td", {}, fmt(c.after && c.after.recall))));
   const changes = report.changes.slice(0, 24).map((c) => el("figure", { class: "change" },
     thumbImg(c.input_id, c.input_id),
@@ -535,9 +567,9 @@ async function trainNow(modelId) {
     v = (await api("GET", `/v2/models/${encodeURIComponent(modelId)}/versions/${v.id}`)).model_version;
   }
   const secs = v.train_stats ? ` in ${v.train_stats.seconds} s` : "";
+  await refresh();  // the table first: the status line says it is done once the table shows it
   $("#train-status").textContent = v.status.code === 21100 ? `${modelId}: version ${v.id} trained${secs}`
     : `${modelId}: training failed — ${v.status.details || v.status.description}`;
-  await refresh();
 }
 
 // ---------------------------------------------------------------- predict and search
@@ -565,10 +597,21 @@ async function predictFile() {
       el("p", {}, el("strong", {}, file.name), el("br"), "Top concept: ",
         el("strong", { id: "top-concept" }, top ? top.name : "none"),
         el("br"), el("small", {}, `model ${out.model.name || out.model.id}, version ${out.model.model_version.id.slice(0, 18)}`)))];
-  if (model && model.closed_environment && (out.loupe || {}).neighbours && nearest < OUT_OF_SCOPE) {
+  const verdict = (out.loupe || {}).verdict;
+  // The version's own scope (measured at train time); older versions: the page's measured 0.4 for closed models.
+  const outOfScope = verdict ? verdict === "out_of_scope"
+    : (model && model.closed_environment && (out.loupe || {}).neighbours && nearest < OUT_OF_SCOPE);
+  if (outOfScope) {
+    const near = out.loupe.nearest_example != null ? out.loupe.nearest_example : nearest;
     parts.push(el("p", { class: "warning", id: "out-of-scope" }, `This image looks unlike every example labeled for ${modelId} `,
-      `(nearest similarity ${nearest.toFixed(2)}): the model only knows ${model.concept_ids.join(", ")}, `,
+      `(nearest similarity ${near.toFixed(2)}): the model only knows ${model ? model.concept_ids.join(", ") : "its concepts"}, `,
       "so its answer may not mean much here."));
+  } else if (verdict === "unsure") {
+    parts.push(el("p", { class: "warning", id: "unsure" }, "Unsure: no concept reaches its threshold (the confidence ",
+      "chosen, on held-out examples, for the model's target precision)."));
+  } else if (verdict === "confident" && out.loupe.met.length) {
+    parts.push(el("p", { class: "hint", id: "confident" }, `Confident: ${out.loupe.met.join(", ")} `,
+      "(above the threshold chosen for its target precision)."));
   }
   parts.push(bars(out.data.concepts));
   if ((out.loupe || {}).neighbours && (out.loupe || {}).neighbours.length) {
@@ -685,7 +728,40 @@ async function suggestNext() {
         }) }, "Label")));
     return card;
   });
-  $("#next-result").replaceChildren(...(cards.length ? cards : [el("p", {}, "Every input has a label for this model.")]));
+  $("#next-result").replaceChildren(...(cards.length ? cards : [el("p", {}, "Every input has a label for this model.")]),
+    ...(await outOfScopeCards(model)));
+}
+
+// Images predicted recently that looked unlike every labeled example: adding and labeling them widens
+// what the model knows (uploaded ones are kept an hour by the server, stored inputs for good).
+async function outOfScopeCards(model) {
+  const { drift } = await api("GET", `/v2/models/${encodeURIComponent(model.id)}/drift?days=7`);
+  const recent = drift.recent_out_of_scope.slice().reverse().slice(0, 12);
+  if (!recent.length) return [];
+  const cards = recent.map((r) => {
+    const img = el("img", { alt: r.input_id ? `input ${r.input_id}` : "a recently predicted image" });
+    const path = r.input_id ? `/v2/inputs/${encodeURIComponent(r.input_id)}/thumbnail` : `/v2/loupe/recent-images/${r.sha256}`;
+    let blob = null;
+    fetch(scoped(path), authInit("GET")).then((x) => (x.ok ? x.blob() : null)).then((b) => {
+      if (b) { blob = b; img.src = URL.createObjectURL(b); }
+    });
+    const pick = el("select", { "aria-label": "concept" }, model.concept_ids.map((c) => el("option", { value: c }, c)));
+    const card = el("figure", { class: "out-of-scope" }, img, el("figcaption", {},
+      `nearest labeled ${r.nearest == null ? "—" : r.nearest.toFixed(2)}`, el("br"), pick, " ",
+      el("button", { type: "button", onclick: () => guarded(async () => {
+        const concepts = [{ id: pick.value, value: 1 }];
+        if (r.input_id) {
+          await api("PATCH", "/v2/inputs", { action: "merge", inputs: [{ id: r.input_id, data: { concepts } }] });
+        } else {
+          if (!blob) throw new Error("this image is no longer kept by the server");
+          await api("POST", "/v2/inputs", { inputs: [{ data: { image: { base64: await fileBase64(blob) }, concepts } }] });
+        }
+        card.replaceChildren(img, el("figcaption", { class: "ok" }, `added as ${pick.value}`));
+        await refresh();
+      }) }, r.input_id ? "Label" : "Add & label")));
+    return card;
+  });
+  return [el("h3", { id: "out-of-scope-heading" }, "Seen in predictions, unlike anything labeled"), ...cards];
 }
 
 // ---------------------------------------------------------------- advice
