@@ -212,3 +212,31 @@ def test_drift_counters_move_when_out_of_scope_photos_are_predicted(shop):
         stored = list(tx.drift_days("shop", "th"))
     assert sum(d.predictions for d in stored) == counted + 4 + len(strangers)
     assert client.get("/v2/models/nope/drift", headers=key).status_code == 404
+
+
+def test_an_automatic_retrain_waits_for_a_publish(tmp_path, shared_backbones):
+    """With `published`, the debounced retrain after a label edit makes a candidate, not a new answer."""
+    import time
+
+    from loupe.store.records import VersionStatus
+
+    config = Config(data_dir=tmp_path / "data", auto_retrain=True, retrain_delay_seconds=0.2)
+    with Loupe(config, backbones=shared_backbones) as loupe:
+        loupe.apps.create("a")
+        loupe.inputs.add("a", [NewInput(image=p.read_bytes(), concepts=[c], id=f"{c}-{i}")
+                               for c in ("hat", "shoes") for i, p in enumerate(dataset_images(CLOTHING / "train" / c, 8))])
+        loupe.models.create("a", "m", concept_ids=["hat", "shoes"], mutually_exclusive=True, serving="published")
+        first = loupe.trainer.train("a", "m")
+        loupe.models.publish("a", "m")
+        loupe.inputs.edit("a", "overwrite", [InputEdit(input_id="hat-0", concepts=["shoes"])])
+        deadline = time.monotonic() + 60
+        while len([v for v in loupe.models.versions("a", "m") if v.status is VersionStatus.TRAINED]) < 2:
+            assert time.monotonic() < deadline, "the automatic retrain did not run"
+            time.sleep(0.1)
+        retrained = loupe.models.versions("a", "m")[0]
+        photo = dataset_images(CLOTHING / "test" / "hat", 1)[0].read_bytes()
+        assert loupe.predictions.predict("a", "m", [photo]).version.id == first.id
+        loupe.models.publish("a", "m")
+        assert loupe.predictions.predict("a", "m", [photo]).version.id == retrained.id
+        loupe.models.rollback("a", "m")
+        assert loupe.predictions.predict("a", "m", [photo]).version.id == first.id
