@@ -119,6 +119,10 @@ class TooLong(LoupeError):
     """A request ran past its deadline and was stopped (it changed nothing)."""
 
 
+class StoreTooNew(LoupeError):
+    """The data dir's store was written by a newer Loupe (a higher schema): refused, not migrated."""
+
+
 class StorageFull(LoupeError):
     """The disk (or the store's map) is full: the write was not made; reads still work."""
 

@@ -13,6 +13,7 @@ from loupe.allocator import keep_large_buffers_returnable
 from loupe.application import Loupe
 from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE
 from loupe.cli.models import register as register_models
+from loupe.cli.operations import register as register_operations
 from loupe.cli.output import as_json, positive_int, table, when
 from loupe.config import config_from_env, parse_hosts
 from loupe.errors import LoupeError, NotFound
@@ -367,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app", required=True, help="the app")
 
     register_models(sub, _open)
+    register_operations(sub)
 
     p = sub.add_parser("serve", help="run the HTTP API (Clarifai v2 compatible) and the web page",
                        description="Serve the API and the web page; --demo adds a ready-made app on first start.")

@@ -13,7 +13,7 @@ import lmdb
 import msgspec
 import numpy as np
 
-from loupe.errors import StorageFull
+from loupe.errors import StorageFull, StoreTooNew
 from loupe.store import geo
 from loupe.store import keys as K
 from loupe.store.accounts import ACCOUNT_DATABASES, AccountReads, AccountWrites, AuditRetention, labels_of, u64
@@ -21,7 +21,7 @@ from loupe.store.jobs import JOB_DATABASES, JobReads, JobWrites
 from loupe.store.provenance import ProvenanceReads, ProvenanceWrites
 from loupe.store.records import SYSTEM, Actor, App, Concept, Input, Model, ModelVersion, Resource, TrainLease
 from loupe.store.secondary import index_entries, url_key
-from loupe.store.telemetry import TelemetryReads, TelemetryWrites
+from loupe.store.telemetry import DismissalReads, DismissalWrites, TelemetryReads, TelemetryWrites
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -47,8 +47,12 @@ class Store:
     def _migrate(self) -> None:
         """Bring an older store's secondary indexes level with its records in one transaction (current: a read)."""
         with self.read() as tx:
-            if tx.schema() >= SCHEMA_VERSION:
-                return
+            found = tx.schema()
+        if found > SCHEMA_VERSION:  # never "migrate" what a newer Loupe wrote
+            raise StoreTooNew(f"this store has schema {found}, written by a newer Loupe; this one reads schema "
+                              f"{SCHEMA_VERSION} at most: upgrade Loupe (nothing was changed)")
+        if found == SCHEMA_VERSION:
+            return
         with self.write(audited=False) as tx:  # re-indexing changes nothing anyone made
             if tx.schema() >= SCHEMA_VERSION:  # another process migrated it meanwhile
                 return
@@ -95,7 +99,7 @@ def _decode(data: bytes | None, kind: type[T]) -> T | None:
     return None if data is None else msgspec.msgpack.decode(data, type=kind)
 
 
-class ReadTxn(AccountReads, JobReads, ProvenanceReads, TelemetryReads):
+class ReadTxn(AccountReads, JobReads, ProvenanceReads, TelemetryReads, DismissalReads):
     def __init__(self, store: Store, txn: lmdb.Transaction) -> None:
         self.store = store
         # Any: lmdb's stubs say bytes | memoryview, but transactions begun with buffers=False give bytes.
@@ -235,11 +239,6 @@ class ReadTxn(AccountReads, JobReads, ProvenanceReads, TelemetryReads):
     def get_thumbnail(self, sha256: str) -> bytes | None:
         return self._get("thumbnails", sha256.encode())
 
-    def dismissed(self, app_id: str, model_id: str) -> set[tuple[str, str]]:
-        """(input id, concept id) pairs a person said are labeled right, for this model's advice."""
-        pairs = (key.split(K.SEP)[-2:] for key, _ in self.iter_prefix("dismissals", K.prefix(app_id, model_id)))
-        return {(input_id.decode("utf-8"), concept_id.decode("utf-8")) for input_id, concept_id in pairs}
-
     def get_train_lease(self, app_id: str, model_id: str) -> TrainLease | None:
         return _decode(self._get("train_leases", K.join(app_id, model_id)), TrainLease)
 
@@ -276,7 +275,7 @@ class ReadTxn(AccountReads, JobReads, ProvenanceReads, TelemetryReads):
         return None
 
 
-class WriteTxn(ReadTxn, AccountWrites, JobWrites, ProvenanceWrites, TelemetryWrites):
+class WriteTxn(ReadTxn, AccountWrites, JobWrites, ProvenanceWrites, TelemetryWrites, DismissalWrites):
     def __init__(self, store: Store, txn: lmdb.Transaction, actor: Actor = SYSTEM) -> None:
         super().__init__(store, txn)
         self.actor = actor
@@ -345,15 +344,6 @@ class WriteTxn(ReadTxn, AccountWrites, JobWrites, ProvenanceWrites, TelemetryWri
 
     def delete_train_lease(self, app_id: str, model_id: str) -> None:
         self._delete("train_leases", K.join(app_id, model_id))
-
-    def put_dismissal(self, app_id: str, model_id: str, input_id: str, concept_id: str) -> None:
-        self._note_put(app_id, Resource.DISMISSAL, f"{model_id}/{input_id}/{concept_id}", False)
-        self._put("dismissals", K.join(app_id, model_id, input_id, concept_id), b"")
-
-    def delete_dismissals(self, app_id: str, model_id: str | None = None) -> None:
-        prefix = K.prefix(app_id, model_id) if model_id is not None else K.prefix(app_id)
-        for key in [key for key, _ in self.iter_prefix("dismissals", prefix)]:
-            self._delete("dismissals", key)
 
     def delete_feedback(self, app_id: str) -> None:
         keys = [key for key, _ in self.iter_prefix("feedback", K.prefix(app_id))]

@@ -1,6 +1,7 @@
-"""Per model and day: how many predictions it answered, how many were unsure or out of scope, and the
-images most recently out of scope. Counted in memory and added here in batches (loupe.models.drift).
-The reads and writes the transactions gain from this mixin."""
+"""What people and predictions say about a model, beside its versions: per day, how many predictions it
+answered, how many were unsure or out of scope, the images most recently out of scope (counted in
+memory, added here in batches: loupe.models.drift); and the suspected mislabels a person dismissed.
+The reads and writes the transactions gain from these mixins."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import msgspec
 
 from loupe.store import keys as K
-from loupe.store.records import DriftDay, OutOfScope
+from loupe.store.records import DriftDay, OutOfScope, Resource
 
 MAX_RECENT = 24  # out-of-scope images kept per model, newest last
 
@@ -52,3 +53,27 @@ class TelemetryWrites(TelemetryReads):
         for key in [k for k, _ in self.iter_prefix("counters", K.prefix(app_id, "drift", model_id))]:
             self._delete("counters", key)
         self._delete("counters", K.join(app_id, "out-of-scope", model_id))
+
+
+class DismissalReads:
+    iter_prefix: Any
+
+    def dismissed(self, app_id: str, model_id: str) -> set[tuple[str, str]]:
+        """(input id, concept id) pairs a person said are labeled right, for this model's advice."""
+        pairs = (key.split(K.SEP)[-2:] for key, _ in self.iter_prefix("dismissals", K.prefix(app_id, model_id)))
+        return {(input_id.decode("utf-8"), concept_id.decode("utf-8")) for input_id, concept_id in pairs}
+
+
+class DismissalWrites(DismissalReads):
+    _put: Any
+    _delete: Any
+    _note_put: Any
+
+    def put_dismissal(self, app_id: str, model_id: str, input_id: str, concept_id: str) -> None:
+        self._note_put(app_id, Resource.DISMISSAL, f"{model_id}/{input_id}/{concept_id}", False)
+        self._put("dismissals", K.join(app_id, model_id, input_id, concept_id), b"")
+
+    def delete_dismissals(self, app_id: str, model_id: str | None = None) -> None:
+        prefix = K.prefix(app_id, model_id) if model_id is not None else K.prefix(app_id)
+        for key in [key for key, _ in self.iter_prefix("dismissals", prefix)]:
+            self._delete("dismissals", key)

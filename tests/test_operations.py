@@ -1,0 +1,136 @@
+"""Operating Loupe (issue 26, the parts built): an online backup taken during concurrent writes restores
+every write acknowledged before it began and answers the same predictions; damaged, newer-format and
+misplaced restores are refused; a store of a newer schema is refused at open."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from conftest import CLOTHING, dataset_images
+from real_server import Server, new_app
+
+from loupe.application import Loupe
+from loupe.config import Config
+from loupe.errors import StoreTooNew
+from loupe.store import Store
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "loupe.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_an_online_backup_restores_every_write_acknowledged_before_it(tmp_path):
+    data = tmp_path / "data"
+    key = new_app(data, "shop")
+    headers = {"Authorization": f"Key {key}"}
+    photos = [base64.b64encode(p.read_bytes()).decode()
+              for c in ("hat", "shoes") for p in dataset_images(CLOTHING / "train" / c, 10)]
+    server = Server(data).start()
+    acked: list[tuple[float, str, str]] = []  # (when acknowledged, input id, concept)
+    stop = threading.Event()
+
+    def write() -> None:
+        with httpx.Client(base_url=server.base, headers=headers, timeout=60) as http:
+            i = 0
+            while not stop.is_set():
+                concept = "hat" if i % 2 == 0 else "shoes"
+                body = {"inputs": [{"id": f"in-{i}", "data": {"image": {"base64": photos[i % len(photos)]},
+                                                               "concepts": [{"id": concept, "value": 1}]}}]}
+                if http.post("/v2/inputs", json=body).status_code == 200:
+                    acked.append((time.time(), f"in-{i}", concept))
+                i += 1
+
+    writer = threading.Thread(target=write)
+    try:
+        writer.start()
+        while len(acked) < 8:
+            time.sleep(0.05)
+        began = time.time()
+        result = cli("--data-dir", str(data), "backup", str(tmp_path / "backup"))
+        assert result.returncode == 0, result.stderr
+        while len(acked) < len([a for a in acked if a[0] <= began]) + 3:  # writes went on meanwhile
+            time.sleep(0.05)
+        stop.set()
+        writer.join(timeout=60)
+        before = {input_id: concept for at, input_id, concept in acked if at <= began}
+        manifest = json.loads((tmp_path / "backup" / "manifest.json").read_text())
+        assert manifest["schema"] >= 2 and len(manifest["sha256"]) == 64
+        assert not (tmp_path / "backup" / "indexes").exists()  # caches are left out: they rebuild
+        restored = tmp_path / "restored"
+        result = cli("--data-dir", str(restored), "restore", str(tmp_path / "backup"))
+        assert result.returncode == 0, result.stderr
+        assert "restored" in result.stdout
+        with Loupe(Config(data_dir=restored)) as loupe:
+            ids = {r.id: r.concepts for r in loupe.inputs.list_page("shop", per_page=1000)}
+            assert set(before) <= set(ids), sorted(set(before) - set(ids))
+            assert all(ids[i] == [c] for i, c in before.items())
+            loupe.models.create("shop", "m", concept_ids=["hat", "shoes"], mutually_exclusive=True)
+        # The restored server answers predictions exactly as the original does (same data, same model).
+        with httpx.Client(base_url=server.base, headers=headers, timeout=60) as http:
+            assert http.post("/v2/models", json={"model": {"id": "m", "output_info": {
+                "data": {"concepts": [{"id": "hat"}, {"id": "shoes"}]},
+                "output_config": {"concepts_mutually_exclusive": True}}}}).status_code == 200
+        server.stop()
+        # Both train from identical stores: hold the original to the restore's inputs.
+        with Loupe(Config(data_dir=data)) as original:
+            for record in original.inputs.list_page("shop", per_page=1000):
+                if record.id not in ids:
+                    original.inputs.delete("shop", [record.id])
+        answers = []
+        for folder in (data, restored):
+            one = Server(folder).start()
+            try:
+                with httpx.Client(base_url=one.base, headers=headers, timeout=60) as http:
+                    assert http.post("/v2/models/m/versions").status_code == 200
+                    r = http.post("/v2/models/m/outputs", json={"inputs": [{"id": i} for i in sorted(before)[:6]]})
+                    answers.append([[(c["id"], round(c["value"], 5)) for c in o["data"]["concepts"]]
+                                    for o in r.json()["outputs"]])
+            finally:
+                one.stop()
+        assert answers[0] == answers[1]
+    finally:
+        stop.set()
+        if server.proc.poll() is None:
+            server.stop()
+
+
+def test_damaged_newer_and_misplaced_restores_are_refused(tmp_path):
+    data = tmp_path / "data"
+    new_app(data, "shop")
+    assert cli("--data-dir", str(data), "backup", str(tmp_path / "b")).returncode == 0
+    assert cli("--data-dir", str(data), "backup", str(tmp_path / "b")).returncode != 0  # not into a used folder
+    # Into a data dir that holds a store: refused, the store untouched.
+    result = cli("--data-dir", str(data), "restore", str(tmp_path / "b"))
+    assert result.returncode != 0 and "already holds a store" in result.stderr + result.stdout
+    # A newer format: refused before anything is written.
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    (tmp_path / "newer").mkdir()
+    (tmp_path / "newer" / "data.mdb").write_bytes((tmp_path / "b" / "data.mdb").read_bytes())
+    (tmp_path / "newer" / "manifest.json").write_text(json.dumps({**manifest, "schema": 99}))
+    result = cli("--data-dir", str(tmp_path / "n"), "restore", str(tmp_path / "newer"))
+    assert result.returncode != 0 and "newer format" in result.stderr + result.stdout
+    assert not (tmp_path / "n" / "store.lmdb" / "data.mdb").exists()
+    # A damaged copy (one byte changed): refused.
+    raw = bytearray((tmp_path / "b" / "data.mdb").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (tmp_path / "b" / "data.mdb").write_bytes(bytes(raw))
+    result = cli("--data-dir", str(tmp_path / "d"), "restore", str(tmp_path / "b"))
+    assert result.returncode != 0 and "damaged" in result.stderr + result.stdout
+    assert not (tmp_path / "d" / "store.lmdb" / "data.mdb").exists()
+
+
+def test_a_store_of_a_newer_schema_is_refused_at_open(tmp_path):
+    store = Store(tmp_path / "s", 1 << 28)
+    with store.write(audited=False) as tx:
+        tx._put("counters", b"schema", (99).to_bytes(8, "big"))
+    store.close()
+    with pytest.raises(StoreTooNew, match="newer Loupe"):
+        Store(tmp_path / "s", 1 << 28)
