@@ -59,7 +59,8 @@ def main() -> None:
         result = {"machine": machine(), "inputs": args.inputs, "labeled": args.labeled,
                   "max_compared": changes_module.MAX_COMPARED, "compared": report.compared,
                   "changed": report.changed, "changed_estimate": report.changed_estimate,
-                  "seconds": [round(s, 3) for s in seconds], "index": type(loupe.context.index(loupe.apps.get("big"))).__name__}
+                  "seconds": [round(s, 3) for s in seconds],
+                  "index": type(loupe.context.index(loupe.apps.get("big"))).__name__}
         print(result)
         if args.name:
             write_result(args.name, result)

@@ -134,3 +134,22 @@ def test_a_store_of_a_newer_schema_is_refused_at_open(tmp_path):
     store.close()
     with pytest.raises(StoreTooNew, match="newer Loupe"):
         Store(tmp_path / "s", 1 << 28)
+
+
+def test_the_documented_systemd_unit_verifies(tmp_path):
+    import re
+    import shutil
+
+    from conftest import REPO
+
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed here")
+    text = (REPO / "docs" / "operations.md").read_text()
+    unit = re.search(r"```ini\n(.*?)```", text, re.S).group(1)
+    loupe = shutil.which("loupe") or sys.executable
+    path = tmp_path / "loupe.service"
+    path.write_text(unit.replace("/usr/local/bin/loupe", loupe).replace("User=loupe\n", "").replace("Group=loupe\n", ""))
+    result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60)
+    # systemd-analyze answers 0 even for unknown keys or bad values; it names the file in each complaint.
+    problems = [line for line in (result.stdout + result.stderr).splitlines() if "loupe.service" in line]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr
