@@ -25,6 +25,7 @@ from loupe.service import (
 )
 from loupe.service.auth import DEPENDENCIES, PUBLIC, authorize, declared
 from loupe.service.errors import error_response
+from loupe.service.request_ids import RequestIdMiddleware
 from loupe.service.transport import add_security_headers
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024  # 128 inputs of base64 images fit; anything larger is refused (413)
@@ -100,6 +101,8 @@ def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         route_handlers=[*public, _api_router("/v2", [*APP_ROUTES, *accounts_routes.ROUTES]),
                         _api_router(USER_SCOPED_PREFIX, APP_ROUTES)],
         exception_handlers={Exception: error_response},
+        middleware=[RequestIdMiddleware],  # X-Request-Id, status.req_id, the access log
+        logging_config=None,  # `loupe serve` configures logging (text or JSON); Litestar's would replace it
         before_send=[add_security_headers],
         request_max_body_size=max_body_bytes,
         openapi_config=OpenAPIConfig(title="Loupe", version="0.1.0", path="/schema",

@@ -23,6 +23,7 @@ from loupe.learning.prediction import Prediction
 from loupe.models.predictions import InputAnswer
 from loupe.service.clarifai_json import OK, input_json, prediction_concepts
 from loupe.service.errors import ApiError
+from loupe.service.request_ids import with_request_id
 from loupe.service.wire import WConcept, WData, WImage, WInput, WOutputConfig, WRegion, WVideo
 from loupe.store.geo import check_point
 from loupe.store.records import BoundingBox, GeoPoint, Input, ModelVersion, Region, RegionConcept
@@ -31,7 +32,7 @@ DEFAULT_MAX_CONCEPTS = 20  # Clarifai's default
 
 
 def ok(**fields: Any) -> dict[str, Any]:
-    return {"status": OK, **fields}
+    return {"status": with_request_id(OK), **fields}
 
 
 # A request for advice or suggestions waits this long for the job computing them, then answers 202
@@ -45,7 +46,8 @@ async def computed(future: Future, answer: Callable[[Any], dict[str, Any]]) -> d
     try:
         result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), COMPUTE_WAIT_SECONDS)
     except TimeoutError:
-        return Response({"status": COMPUTING, "pending": True}, status_code=202, headers={"Retry-After": "2"})
+        return Response({"status": with_request_id(COMPUTING), "pending": True}, status_code=202,
+                        headers={"Retry-After": "2"})
     return answer(result)
 
 

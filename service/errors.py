@@ -24,6 +24,7 @@ from loupe.errors import (
     UrlFetchError,
     VideoError,
 )
+from loupe.service.request_ids import with_request_id
 
 log = logging.getLogger(__name__)
 
@@ -77,4 +78,6 @@ def error_response(request: Request, exc: Exception) -> Response:
     status = {"code": api.code, "description": api.description}
     if api.details:
         status["details"] = api.details
-    return Response({"status": status}, status_code=api.http_status, headers=api.headers)
+    if api.http_status < 500:  # the reason, with the request id; never the body, a key or a password
+        log.info("refused %d %s: %s", api.http_status, api.code, api.description)
+    return Response({"status": with_request_id(status)}, status_code=api.http_status, headers=api.headers)

@@ -21,6 +21,7 @@ from loupe.service.common import (
     stored_regions,
 )
 from loupe.service.errors import ApiError
+from loupe.service.request_ids import with_request_id
 from loupe.service.threads import in_thread
 from loupe.service.wire import DeleteMany, PatchInputs, PostInputs, decode
 from loupe.store.filters import ConceptFilter, SearchFilter
@@ -58,9 +59,10 @@ def add_inputs(loupe: Loupe, caller: Grant, request: Request, body: RawBody) -> 
                                 if i in failures
                                 else {"code": 30001, "description": "Not stored: another input failed"})}
                     for i, w in enumerate(req.inputs)]
-        return Response({"status": {"code": 30002, "description": "Download failed",
-                                    "details": "; ".join(f"input {i}: {m}" for i, m in failures.items())},
-                         "inputs": statuses}, status_code=400)
+        return Response({"status": with_request_id({
+            "code": 30002, "description": "Download failed",
+            "details": "; ".join(f"input {i}: {m}" for i, m in failures.items())}),
+            "inputs": statuses}, status_code=400)
     added = loupe.inputs.add(caller.app_id, items, by=caller.actor)
     return ok(inputs=inputs_json(request, loupe, caller.app_id, added.inputs))
 

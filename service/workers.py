@@ -18,6 +18,7 @@ from loupe.application import Loupe
 from loupe.backbones.registry import DEFAULT_BACKBONE
 from loupe.config import config_from_env
 from loupe.service.app import create_app
+from loupe.service.request_ids import configure_logging
 from loupe.service.transport import HeaderDeadline
 
 SETTINGS_ENV = "LOUPE_WORKER_SETTINGS"
@@ -52,6 +53,7 @@ class WorkerHeaderDeadline(HeaderDeadline):
 def worker_app() -> Litestar:
     """uvicorn's app factory, called once in each worker process."""
     settings = _settings()
+    configure_logging(os.environ.get("LOUPE_LOG_FORMAT", "text"), os.environ.get("LOUPE_LOG_LEVEL", "info"))
     loupe = Loupe(config_from_env(data_dir=settings.data_dir, torch_threads=settings.threads,
                                   runtime=settings.runtime, precision=settings.precision,
                                   url_allow_hosts=tuple(settings.url_allow_hosts)))

@@ -153,3 +153,47 @@ def test_the_documented_systemd_unit_verifies(tmp_path):
     # systemd-analyze answers 0 even for unknown keys or bad values; it names the file in each complaint.
     problems = [line for line in (result.stdout + result.stderr).splitlines() if "loupe.service" in line]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+def test_request_ids_round_trip_into_answers_headers_and_json_logs(tmp_path):
+    import os
+
+    from real_server import free_port
+
+    data = tmp_path / "data"
+    key = new_app(data, "shop")
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "loupe.cli", "serve", "--port", str(port), "--log-format", "json"],
+                            env={**os.environ, "LOUPE_DATA_DIR": str(data)}, stdout=log, stderr=log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            try:
+                httpx.get(base + "/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.time() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        headers = {"Authorization": f"Key {key}"}
+        r = httpx.get(base + "/v2/inputs", headers={**headers, "X-Request-Id": "client-trace-42"})
+        assert r.status_code == 200 and r.headers["x-request-id"] == "client-trace-42"
+        assert r.json()["status"]["req_id"] == "client-trace-42"
+        missing = httpx.get(base + "/v2/inputs/nope", headers=headers)
+        rid = missing.headers["x-request-id"]
+        assert missing.status_code == 404 and missing.json()["status"]["req_id"] == rid and len(rid) == 32
+        unsafe = httpx.get(base + "/v2/inputs", headers={**headers, "X-Request-Id": "bad id; drop table"})
+        assert unsafe.headers["x-request-id"] != "bad id; drop table"  # a fresh id instead
+        time.sleep(0.3)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+    lines = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines() if line.startswith("{")]
+    access = [entry for entry in lines if entry["logger"] == "loupe.access"]
+    assert {"req_id": "client-trace-42", "path": "/v2/inputs", "status": 200} in [
+        {k: e.get(k) for k in ("req_id", "path", "status")} for e in access]
+    refused = [e for e in lines if e.get("req_id") == rid and e["logger"] != "loupe.access"]
+    assert refused and "404" in refused[0]["message"]
+    assert key not in (tmp_path / "server.log").read_text()  # keys are never logged

@@ -193,7 +193,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from loupe.demo import ensure_demo
     from loupe.service.app import create_app
+    from loupe.service.request_ids import configure_logging
     from loupe.service.transport import protocol_with_header_timeout
+
+    # Workers are fresh interpreters: they read the same choice from the environment.
+    os.environ["LOUPE_LOG_FORMAT"], os.environ["LOUPE_LOG_LEVEL"] = args.log_format, args.log_level
+    configure_logging(args.log_format, args.log_level)
 
     def say(text: str) -> None:
         print(text, flush=True)
@@ -390,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, default=int(os.environ.get("LOUPE_WORKERS", "1")),
                    help="server processes over the one data dir, so predictions and searches use every core "
                         "(env LOUPE_WORKERS; default 1)")
+    p.add_argument("--log-format", choices=["text", "json"], default=os.environ.get("LOUPE_LOG_FORMAT", "text"),
+                   help="log lines as text or one JSON object each, with the request id (env LOUPE_LOG_FORMAT)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                   default=os.environ.get("LOUPE_LOG_LEVEL", "info"),
+                   help="info logs one access line per request (env LOUPE_LOG_LEVEL; default info)")
     p.set_defaults(func=cmd_serve)
     return parser
 
