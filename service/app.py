@@ -12,6 +12,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.response import File
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from loupe.application import Loupe
 from loupe.service import (
@@ -23,8 +24,9 @@ from loupe.service import (
     searches_routes,
     workflows_routes,
 )
-from loupe.service.auth import DEPENDENCIES, PUBLIC, authorize, declared
+from loupe.service.auth import DEPENDENCIES, PUBLIC, SERVER, authorize, declared
 from loupe.service.errors import error_response
+from loupe.service.metrics import Metrics, MetricsMiddleware
 from loupe.service.request_ids import RequestIdMiddleware
 from loupe.service.transport import add_security_headers
 
@@ -46,6 +48,13 @@ def healthz(request: Request) -> dict:
     behind a key (GET /v2/loupe/status)."""
     loupe: Loupe = request.app.state.loupe
     return {"status": {"code": 10000, "description": "Ok"}, "ready": loupe.ready().ready}
+
+
+@get("/metrics", sync_to_thread=False, guards=[authorize], opt=SERVER, include_in_schema=False)
+def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text. A server admin's credential (a personal access token, as Prometheus's
+    `authorization` setting sends it): the metrics name every app, so no app's key may read them."""
+    return Response(request.app.state.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
 
 @get("/readyz", sync_to_thread=False)
@@ -95,13 +104,13 @@ def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                public_url: str | None = None) -> Litestar:
     """The caller owns `loupe` and closes it (an ASGI lifespan may run more than once per app)."""
     # Every API route sits behind the guard; only the page, its files, liveness and the schema don't.
-    public: list[ControllerRouterHandler] = [healthz, readyz, index_page,
+    public: list[ControllerRouterHandler] = [healthz, readyz, index_page, metrics_endpoint,
                                              create_static_files_router(path="/static", directories=[STATIC])]
     app = Litestar(
         route_handlers=[*public, _api_router("/v2", [*APP_ROUTES, *accounts_routes.ROUTES]),
                         _api_router(USER_SCOPED_PREFIX, APP_ROUTES)],
         exception_handlers={Exception: error_response},
-        middleware=[RequestIdMiddleware],  # X-Request-Id, status.req_id, the access log
+        middleware=[RequestIdMiddleware, MetricsMiddleware],  # X-Request-Id, status.req_id, access log; metrics
         logging_config=None,  # `loupe serve` configures logging (text or JSON); Litestar's would replace it
         before_send=[add_security_headers],
         request_max_body_size=max_body_bytes,
@@ -110,6 +119,7 @@ def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         debug=False,
     )
     app.state.loupe = loupe
+    app.state.metrics = Metrics(loupe)
     # Image URLs in answers start with this, whatever Host header a request carried.
     app.state.public_url = (public_url or loupe.config.public_url or "http://127.0.0.1:8080").rstrip("/")
     return app

@@ -197,3 +197,52 @@ def test_request_ids_round_trip_into_answers_headers_and_json_logs(tmp_path):
     refused = [e for e in lines if e.get("req_id") == rid and e["logger"] != "loupe.access"]
     assert refused and "404" in refused[0]["message"]
     assert key not in (tmp_path / "server.log").read_text()  # keys are never logged
+
+
+@pytest.mark.slow
+def test_metrics_from_a_two_worker_server_after_real_traffic(tmp_path):
+    import re
+
+    data = tmp_path / "data"
+    with Loupe(Config(data_dir=data)) as loupe:
+        loupe.apps.create("shop")
+        key = loupe.keys.create("shop")
+        loupe.users.create("root", "root's password", admin=True)
+        token = loupe.keys.create_token("root", name="prometheus")[0]
+    server = Server(data, args=("--workers", "2")).start()
+    try:
+        app_key, admin = {"Authorization": f"Key {key}"}, {"Authorization": f"Key {token}"}
+        photos = [base64.b64encode(p.read_bytes()).decode()
+                  for c in ("hat", "shoes") for p in dataset_images(CLOTHING / "train" / c, 6)]
+        with httpx.Client(base_url=server.base, timeout=120) as http:
+            for i, b in enumerate(photos):  # one request each: the two workers share them
+                concept = "hat" if i < 6 else "shoes"
+                r = http.post("/v2/inputs", headers=app_key, json={"inputs": [{"id": f"photo-{i}", "data": {
+                    "image": {"base64": b}, "concepts": [{"id": concept, "value": 1}]}}]})
+                assert r.status_code == 200, r.text
+            assert http.post("/v2/models", headers=app_key, json={"model": {"id": "m", "output_info": {
+                "data": {"concepts": [{"id": "hat"}, {"id": "shoes"}]}}}}).status_code == 200
+            assert http.post("/v2/models/m/versions", headers=app_key).status_code == 200
+            for _ in range(5):
+                assert http.post("/v2/models/m/outputs", headers=app_key,
+                                 json={"inputs": [{"id": "photo-1"}]}).status_code == 200
+            assert http.get("/v2/inputs/photo-99", headers=app_key).status_code == 404
+            assert http.get("/metrics").status_code == 401
+            assert http.get("/metrics", headers=app_key).status_code in (401, 403)  # names every app
+            text = http.get("/metrics", headers=admin).text
+    finally:
+        server.stop()
+
+    def value(pattern: str) -> float:
+        found = [float(m.group(1)) for m in re.finditer(pattern + r" ([0-9.e+]+)\n", text)]
+        assert found, pattern
+        return sum(found)
+
+    assert value(r'loupe_http_requests_total\{method="POST",route="/v2/inputs",status="200"\}') == len(photos)
+    assert value(r'loupe_http_requests_total\{method="POST",route="/v2/models/\{model_id\}/outputs",status="200"\}') == 5
+    assert value(r'loupe_http_requests_total\{method="GET",route="/v2/inputs/\{input_id\}",status="404"\}') == 1
+    assert value(r'loupe_http_request_seconds_count\{method="POST",route="/v2/inputs"\}') == len(photos)
+    assert value(r'loupe_images_embedded_total\{backbone="effnet-lite2",embedder="[^"]+"\}') == len(photos)
+    assert value(r'loupe_trains_total\{status="trained"\}') == 1
+    assert value(r'loupe_app_inputs\{app="shop"\}') == len(photos)
+    assert "photo-1" not in text  # no per-input labels

@@ -37,6 +37,10 @@ class AppEvents:
         self.models_changed: list[Callable[[str], None]] = []  # models changed in LMDB (any process)
         self.labels_changed: list[Callable[[str, list[Input]], None]] = []  # these inputs' labels changed
         self.app_deleted: list[Callable[[str], None]] = []
+        # Work done, for whoever counts it (the service's metrics): (backbone, embedder, images, seconds)
+        # of each batch a backbone embedded, and (status, seconds) of each finished train.
+        self.embedded: list[Callable[[str, str, int, float], None]] = []
+        self.trained: list[Callable[[str, float], None]] = []
 
 
 class InputWrite:
@@ -108,6 +112,11 @@ class AppContext:
             return True
         self._resync(app_id, new)
         return False
+
+    def tell_embedded(self, backbone_id: str, embedder: str, images: int, seconds: float) -> None:
+        if images:
+            for tell in self.events.embedded:
+                tell(backbone_id, embedder, images, seconds)
 
     @contextlib.contextmanager
     def writing(self, app_id: str, by: Actor = SYSTEM) -> Iterator[InputWrite]:

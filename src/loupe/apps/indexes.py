@@ -62,6 +62,10 @@ class AppIndexes:
         # App ids may hold any printable character; the file name must not.
         return self._dir / f"{hashlib.sha256(app_id.encode()).hexdigest()[:32]}.faiss"
 
+    def loaded(self, app_id: str) -> VectorIndex | None:
+        """The app's index if this process has it in memory (never loads or builds one)."""
+        return self._loaded.get(app_id)
+
     def get(self, app: App, dim: int) -> VectorIndex:
         with self.lock(app.id):
             index = self._loaded.get(app.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -254,6 +255,11 @@ def _serve_workers(args: argparse.Namespace, loupe: Loupe, public_url: str, say:
                                    header_timeout=args.header_timeout,
                                    url_allow_hosts=list(config.url_allow_hosts)))
     loupe.close()  # the workers open the store themselves; this process only supervises
+    # Metrics shared by the workers (prometheus-client's multi-process mode): a fresh folder per start.
+    metrics_dir = Path(config.data_dir) / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     say(f"Loupe serving on {public_url}/ (web page), {public_url}/v2 (API) with {args.workers} worker "
         f"processes ({threads} network thread(s) each); Ctrl-C stops")
     uvicorn.run("loupe.service.workers:worker_app", factory=True, workers=args.workers, host=args.host,

@@ -54,7 +54,9 @@ class Embedder:
         """Vectors and feature norms of images (embedded, or looked up), within the embedding gate."""
         backbone = self._context.backbone(app)
         with self.gate:
-            return self.images.embed(backbone, self.images.prepare(backbone, images))
+            embedded = self.images.embed(backbone, self.images.prepare(backbone, images))
+        self._context.tell_embedded(backbone.id, embedded.embedder, len(embedded.new), embedded.seconds)
+        return embedded
 
     def rows(self, app: App, inputs: Sequence[Item]) -> EmbeddedRows:
         """Every input as rows of one matrix: a row per image or stored input, a row per video frame."""

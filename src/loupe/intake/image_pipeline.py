@@ -9,6 +9,7 @@ the import pipeline prepares the next batch while the current one is embedded.
 from __future__ import annotations
 
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
@@ -40,6 +41,7 @@ class Embedded(msgspec.Struct):
     new: dict[str, np.ndarray]
     new_norms: dict[str, float]
     embedder: str  # runtime/precision that made the new ones
+    seconds: float = 0.0  # spent in the backbone on the new ones
 
 
 def draft_size(backbone: Backbone) -> int:
@@ -93,6 +95,7 @@ class ImagePipeline:
     def embed(backbone: Backbone, prepared: Prepared) -> Embedded:
         new: dict[str, np.ndarray] = {}
         new_norms: dict[str, float] = {}
+        started = time.perf_counter()
         if prepared.arrays:
             features = backbone.features(list(prepared.arrays.values()))
             lengths = np.linalg.norm(features, axis=1)
@@ -105,4 +108,4 @@ class ImagePipeline:
                    else np.zeros((0, backbone.dim), np.float32))
         return Embedded(stacked.astype(np.float32, copy=False),
                         np.asarray([norms.get(d.sha256, np.nan) for d in prepared.decoded], np.float32),
-                        new, new_norms, backbone.embedder)
+                        new, new_norms, backbone.embedder, time.perf_counter() - started if new else 0.0)

@@ -105,7 +105,9 @@ class Inputs:
 
     def add_prepared(self, batch: PreparedInputs, *, by: Actor = SYSTEM) -> AddedInputs:
         """Embed what a prepared batch still needs, then store it (all or nothing)."""
-        embedded = self._images.embed(self._context.backbone(batch.app), batch.images)
+        backbone = self._context.backbone(batch.app)
+        embedded = self._images.embed(backbone, batch.images)
+        self._context.tell_embedded(backbone.id, embedded.embedder, len(embedded.new), embedded.seconds)
         return self._store_inputs(batch.app, batch.items, batch.ids, batch.images.decoded, embedded,
                                   batch.images.thumbnails, by)
 

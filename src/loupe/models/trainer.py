@@ -178,6 +178,8 @@ class Trainer:
         except TrainingFailed as exc:
             self._registry.set_status(app_id, version, status=VersionStatus.FAILED, failure=exc.failure,
                                       detail=exc.detail)
+            for tell in self._context.events.trained:
+                tell(VersionStatus.FAILED.value, 0.0)
             return
         except Exception as exc:  # noqa: BLE001 - a failed train must be visible, not lost in a thread
             self._registry.set_status(app_id, version, status=VersionStatus.FAILED, failure=TrainFailure.ERROR,
@@ -200,6 +202,8 @@ class Trainer:
             self_training_strength=fitted.self_training.strength, thresholds=fitted.thresholds,
             scope_similarity=fitted.scope_similarity)
         self._registry.write_version(app_id, done)
+        for tell in self._context.events.trained:
+            tell(VersionStatus.TRAINED.value, fitted.seconds)
         with contextlib.suppress(NotFound):  # deleted while training
             self._registry.prune(app_id, version.model_id)  # the retention rule: no growth per retrain
 
