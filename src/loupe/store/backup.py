@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import lmdb
 import msgspec
 
-from loupe import __version__
 from loupe.errors import Conflict, InvalidArgument
 from loupe.store.lmdb_store import MAX_DATABASES, SCHEMA_VERSION, Store
 
@@ -43,6 +43,13 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     apps: list[AppCounts]
     users: int
     keys: int
+
+
+def _loupe_version() -> str:
+    try:
+        return version("loupe")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _sha256(path: Path) -> str:
@@ -82,7 +89,7 @@ def backup(lmdb_path: Path, dest: Path, map_size: int) -> Manifest:
         copy.close()
     (dest / "lock.mdb").unlink(missing_ok=True)
     data = dest / DATA_FILE
-    manifest = Manifest(loupe_version=__version__, schema=schema, created_at=time.time(), sha256=_sha256(data),
+    manifest = Manifest(loupe_version=_loupe_version(), schema=schema, created_at=time.time(), sha256=_sha256(data),
                         bytes=data.stat().st_size, apps=apps, users=users, keys=keys)
     (dest / MANIFEST).write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
     return manifest
