@@ -246,3 +246,37 @@ def test_metrics_from_a_two_worker_server_after_real_traffic(tmp_path):
     assert value(r'loupe_trains_total\{status="trained"\}') == 1
     assert value(r'loupe_app_inputs\{app="shop"\}') == len(photos)
     assert "photo-1" not in text  # no per-input labels
+
+
+def test_config_precedence_flag_env_file_default_and_refusals(tmp_path):
+    from loupe.config import resolve_config
+    from loupe.errors import InvalidArgument
+
+    file = tmp_path / "loupe.toml"
+    file.write_text('retrain_delay_seconds = 5.0\nurl_allow_hosts = ["Images.Example"]\nkeep_versions = 7\n'
+                    '[images]\nmax_bytes = 1000\n')
+    env = {"LOUPE_RETRAIN_DELAY_SECONDS": "3", "LOUPE_KEEP_VERSIONS": "9"}
+    resolved = resolve_config(env, file, keep_versions=11)
+    config, source = resolved.config, {s.path: s.source for s in resolved.settings}
+    assert (config.retrain_delay_seconds, source["retrain_delay_seconds"]) == (3.0, "env")  # env over file
+    assert (config.keep_versions, source["keep_versions"]) == (11, "flag")  # flag over env over file
+    assert (config.images.max_bytes, source["images.max_bytes"]) == (1000, "file")
+    assert config.url_allow_hosts == ("images.example",) and source["url_allow_hosts"] == "file"
+    assert source["images.max_pixels"] == "default" and config.images.max_pixels == Config().images.max_pixels
+    # The file may also come from LOUPE_CONFIG.
+    assert resolve_config({"LOUPE_CONFIG": str(file)}).config.keep_versions == 7
+    for text, named in (("max_bitez = 1\n", "max_bitez"), ("[images]\nmax_bytes = 'lots'\n", "images.max_bytes"),
+                        ("[imagez]\nmax_bytes = 1\n", "imagez"), ("keep_versions = [", "not valid TOML")):
+        file.write_text(text)
+        with pytest.raises(InvalidArgument, match=named.replace(".", r"\.")):
+            resolve_config({}, file)
+    # At start: a bad file stops the command with the reason (exit 2), before anything opens.
+    result = cli("--config", str(file), "--data-dir", str(tmp_path / "d"), "apps", "list")
+    assert result.returncode == 2 and "not valid TOML" in result.stderr
+    assert not (tmp_path / "d").exists()
+    file.write_text("keep_versions = 4\n[accounts]\nsession_idle_seconds = 60\n")
+    result = cli("--config", str(file), "--data-dir", str(tmp_path / "d"), "config", "show", "--json")
+    shown = {s["setting"]: s for s in json.loads(result.stdout)}
+    assert shown["keep_versions"] == {"setting": "keep_versions", "value": 4, "source": "file"}
+    assert shown["accounts.session_idle_seconds"]["source"] == "file"
+    assert shown["data_dir"]["source"] == "flag"

@@ -144,32 +144,122 @@ def _from_text(text: str, kind: Any, name: str) -> Any:
         raise InvalidArgument(f"{name}={text!r} is not a valid {getattr(kind, '__name__', kind)} ({exc})") from None
 
 
-def _struct_from_env(cls: type[msgspec.Struct], env: Mapping[str, str], path: tuple[str, ...]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
+Path_ = tuple[str, ...]  # a field's path: ("images", "max_bytes")
+
+
+class Setting(msgspec.Struct, frozen=True):
+    path: str  # dotted: images.max_bytes
+    value: Any
+    source: str  # default | file | env | flag
+
+
+class ResolvedConfig(msgspec.Struct, frozen=True):
+    config: Config
+    settings: list[Setting]  # every field, with where its value came from
+
+
+def _fields(cls: type[msgspec.Struct], path: Path_ = ()) -> dict[Path_, Any]:
+    """Every leaf field of the Config definition, by path, with its type (nested limits included)."""
+    out: dict[Path_, Any] = {}
     hints = get_type_hints(cls)
     for field in msgspec.structs.fields(cls):
         kind = hints[field.name]
         if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
-            nested = _struct_from_env(kind, env, (*path, field.name))
-            if nested:
-                values[field.name] = msgspec.structs.replace(field.default, **nested)
-            continue
-        name = env_name(*path, field.name)
-        if name in env:
-            values[field.name] = _from_text(env[name], kind, name)
-    return values
+            out.update(_fields(kind, (*path, field.name)))
+        else:
+            out[(*path, field.name)] = kind
+    return out
+
+
+FIELDS = _fields(Config)
+
+
+def _from_env(env: Mapping[str, str]) -> dict[Path_, Any]:
+    found = {path: _from_text(env[env_name(*path)], kind, env_name(*path))
+             for path, kind in FIELDS.items() if env_name(*path) in env}
+    if CLIP_WEIGHTS_ENV in env:
+        found[("weights",)] = {**found.get(("weights",), {}), "clip-vit-b-32": env[CLIP_WEIGHTS_ENV]}
+    return found
+
+
+def _from_file(file: Path) -> dict[Path_, Any]:
+    """A TOML file whose keys are Config's fields (nested limits as tables: [images] max_bytes = ...).
+    Unknown keys and values that do not fit their field are refused, naming the key."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(file).read_text())
+    except FileNotFoundError:
+        raise InvalidArgument(f"config file {file} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgument(f"config file {file} is not valid TOML: {exc}") from None
+    found: dict[Path_, Any] = {}
+
+    def walk(table: dict[str, Any], path: Path_) -> None:
+        for key, value in table.items():
+            here = (*path, key)
+            if here in FIELDS:
+                kind = FIELDS[here]
+                try:
+                    found[here] = Path(value) if kind is Path else msgspec.convert(value, kind, strict=False)
+                except (msgspec.ValidationError, TypeError) as exc:
+                    raise InvalidArgument(f"{file}: {'.'.join(here)} = {value!r} is not valid ({exc})") from None
+            elif isinstance(value, dict) and any(p[:len(here)] == here for p in FIELDS):
+                walk(value, here)
+            else:
+                known = sorted({".".join(p) for p in FIELDS})
+                raise InvalidArgument(f"{file}: unknown setting {'.'.join(here)!r} (known: {', '.join(known)})")
+
+    walk(data, ())
+    return found
+
+
+def _build(values: dict[Path_, Any]) -> Config:
+    def make(cls: type[msgspec.Struct], path: Path_) -> Any:
+        hints = get_type_hints(cls)
+        kwargs = {}
+        for field in msgspec.structs.fields(cls):
+            here, kind = (*path, field.name), hints[field.name]
+            if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+                if any(p[:len(here)] == here for p in values):
+                    kwargs[field.name] = make(kind, here)
+            elif here in values:
+                kwargs[field.name] = values[here]
+        return cls(**kwargs)
+
+    return make(Config, ())
+
+
+def resolve_config(env: Mapping[str, str] | None = None, file: Path | str | None = None,
+                   **overrides: object) -> ResolvedConfig:
+    """Defaults, then the TOML file (`file`, else LOUPE_CONFIG), then LOUPE_* environment variables (every
+    field, by its name: see `env_name`), then explicit overrides (flags; None means unset). A value that
+    does not fit its field raises InvalidArgument naming it; so does an unknown key in the file."""
+    env = os.environ if env is None else env
+    file = file or env.get(ENV_PREFIX + "CONFIG") or None
+    layers: list[tuple[str, dict[Path_, Any]]] = [
+        ("file", _from_file(Path(file)) if file else {}), ("env", _from_env(env)),
+        ("flag", {(k,): v for k, v in overrides.items() if v is not None})]
+    values: dict[Path_, Any] = {}
+    source: dict[Path_, str] = {}
+    for name, layer in layers:
+        values.update(layer)
+        source.update(dict.fromkeys(layer, name))
+    if ("url_allow_hosts",) in values:
+        values[("url_allow_hosts",)] = parse_hosts(",".join(values[("url_allow_hosts",)]))
+    if ("data_dir",) in values:
+        values[("data_dir",)] = Path(str(values[("data_dir",)]))
+    config = _build(values)
+
+    def value_of(path: Path_) -> Any:
+        item: Any = config
+        for part in path:
+            item = getattr(item, part)
+        return item
+
+    return ResolvedConfig(config, [Setting(".".join(p), value_of(p), source.get(p, "default")) for p in FIELDS])
 
 
 def config_from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Config:
-    """Defaults, then LOUPE_* environment variables (every field, by its name: see `env_name`), then
-    explicit overrides (None means unset). A value that does not fit its field raises InvalidArgument naming it."""
-    env = os.environ if env is None else env
-    values = _struct_from_env(Config, env, ())
-    if "url_allow_hosts" in values:
-        values["url_allow_hosts"] = parse_hosts(",".join(values["url_allow_hosts"]))
-    if CLIP_WEIGHTS_ENV in env:
-        values["weights"] = {**values.get("weights", {}), "clip-vit-b-32": env[CLIP_WEIGHTS_ENV]}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if "data_dir" in values:
-        values["data_dir"] = Path(str(values["data_dir"]))
-    return Config(**values)
+    """The effective Config (see resolve_config)."""
+    return resolve_config(env, None, **overrides).config

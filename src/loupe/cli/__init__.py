@@ -16,15 +16,15 @@ from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE
 from loupe.cli.models import register as register_models
 from loupe.cli.operations import register as register_operations
 from loupe.cli.output import as_json, positive_int, table, when
-from loupe.config import config_from_env, parse_hosts
+from loupe.config import parse_hosts, resolve_config
 from loupe.errors import LoupeError, NotFound
 
 
 def _open(args: argparse.Namespace) -> Loupe:
     hosts = getattr(args, "url_allow_hosts", None)
-    return Loupe(config_from_env(data_dir=args.data_dir, torch_threads=args.threads, runtime=args.runtime,
-                                 precision=args.precision,
-                                 url_allow_hosts=parse_hosts(hosts) if hosts is not None else None))
+    return Loupe(resolve_config(None, getattr(args, "config", None), data_dir=args.data_dir,
+                                torch_threads=args.threads, runtime=args.runtime, precision=args.precision,
+                                url_allow_hosts=parse_hosts(hosts) if hosts is not None else None).config)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -199,6 +199,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # Workers are fresh interpreters: they read the same choice from the environment.
     os.environ["LOUPE_LOG_FORMAT"], os.environ["LOUPE_LOG_LEVEL"] = args.log_format, args.log_level
+    if args.config:
+        os.environ["LOUPE_CONFIG"] = str(Path(args.config).resolve())
     configure_logging(args.log_format, args.log_level)
 
     def say(text: str) -> None:
@@ -274,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train a model in seconds, predict and search, from here or over a Clarifai-v2-compatible API.",
         epilog="Start with `loupe serve --demo`, or `loupe import PHOTOS --app NAME` (one subfolder per concept), "
                "then `loupe models create`, `loupe models train` and `loupe predict`.")
+    parser.add_argument("--config", metavar="FILE",
+                        help="a TOML file of settings (Config's fields; env LOUPE_CONFIG): below env and flags")
     parser.add_argument("--data-dir",
                         help="where the store and indexes live (env LOUPE_DATA_DIR; default ./loupe-data)")
     parser.add_argument("--threads", type=positive_int, help="threads for the network (default: all cores)")
