@@ -1,4 +1,4 @@
-"""Configuration: one immutable struct, built from defaults, environment (LOUPE_*) and CLI flags."""
+"""Configuration: one immutable struct, built from defaults, a TOML file, environment (LOUPE_*) and CLI flags."""
 
 from __future__ import annotations
 
