@@ -280,3 +280,50 @@ def test_config_precedence_flag_env_file_default_and_refusals(tmp_path):
     assert shown["keep_versions"] == {"setting": "keep_versions", "value": 4, "source": "file"}
     assert shown["accounts.session_idle_seconds"]["source"] == "file"
     assert shown["data_dir"]["source"] == "flag"
+
+
+def test_export_and_import_round_trip_through_csv_jsonl_folder_and_coco(tmp_path, shared_backbones):
+    from loupe.intake.inputs import NewInput
+    from loupe.store.records import GeoPoint
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    with Loupe(Config(data_dir=tmp_path / "data", auto_retrain=False), backbones=shared_backbones) as loupe:
+        loupe.apps.create("shop")
+        photos = [p.read_bytes() for c in ("hat", "shoes") for p in dataset_images(CLOTHING / "train" / c, 3)]
+        loupe.inputs.add("shop", [
+            NewInput(image=photos[0], id="a:1", concepts=["hat"], metadata={"sku": "h-1", "n": 3},
+                     geo=GeoPoint(longitude=2.35, latitude=48.85)),
+            NewInput(image=photos[1], id="b", concepts=["hat", "red"], not_concepts=["shoes"]),
+            NewInput(image=photos[2], id="c"),  # unlabeled
+            *[NewInput(image=p, id=f"s{i}", concepts=["shoes"]) for i, p in enumerate(photos[3:])]])
+        original = {r.id: (r.sha256, r.concepts, r.not_concepts, r.metadata, r.geo)
+                    for r in loupe.inputs.list_page("shop", per_page=100)}
+    for fmt, listing in (("csv", "inputs.csv"), ("jsonl", "inputs.jsonl")):
+        out = tmp_path / f"out-{fmt}"
+        result = cli(*data, "export", str(out), "--app", "shop", "--format", fmt)
+        assert result.returncode == 0 and "exported 6 input(s)" in result.stdout, result.stderr
+        result = cli(*data, "import", f"--{fmt}", str(out / listing), "--app", f"copy-{fmt}")
+        assert result.returncode == 0 and "6 added" in result.stdout, result.stderr
+        again = cli(*data, "import", f"--{fmt}", str(out / listing), "--app", f"copy-{fmt}")
+        assert "0 added, 6 already there" in again.stdout, again.stdout + again.stderr  # idempotent
+    for fmt in ("folder", "coco"):
+        assert cli(*data, "export", str(tmp_path / f"out-{fmt}"), "--app", "shop", "--format", fmt).returncode == 0
+    with Loupe(Config(data_dir=tmp_path / "data", auto_retrain=False), backbones=shared_backbones) as loupe:
+        for fmt in ("csv", "jsonl"):
+            copy = {r.id: (r.sha256, r.concepts, r.not_concepts, r.metadata, r.geo)
+                    for r in loupe.inputs.list_page(f"copy-{fmt}", per_page=100)}
+            assert copy == original, fmt
+    assert sorted(p.name for p in (tmp_path / "out-folder").iterdir()) == ["_unlabeled", "hat", "labels.jsonl", "shoes"]
+    coco = json.loads((tmp_path / "out-coco" / "annotations.json").read_text())
+    assert len(coco["images"]) == 6 and {c["name"] for c in coco["categories"]} == {"hat", "red", "shoes"}
+    assert len(coco["annotations"]) == 6  # hat, hat+red, three shoes; the unlabeled one has none
+    # Bad rows are reported by line, and nothing is written.
+    bad = tmp_path / "bad.jsonl"
+    good = (tmp_path / "out-jsonl" / "inputs.jsonl").read_text().splitlines()
+    bad.write_text("\n".join([good[0].replace('"file":"', '"file":"../out-jsonl/'), '{"id": "x"}',
+                              '{"file": "a.jpg", "concepts": ["a/b"]}', "not json"]) + "\n")
+    result = cli(*data, "import", "--jsonl", str(bad), "--app", "bad")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "3 bad row(s), nothing imported" in result.stderr and "line 2" in result.stderr and "line 4" in result.stderr
+    with Loupe(Config(data_dir=tmp_path / "data"), backbones=shared_backbones) as loupe:
+        assert "bad" not in {s.app.id for s in loupe.apps.summaries()}

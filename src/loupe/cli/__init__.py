@@ -32,6 +32,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     from loupe.intake.folder_import import import_folder, scan_folder
 
+    if args.csv or args.jsonl:
+        from loupe.cli.operations import import_rows
+
+        return import_rows(_open, args)
+    if not args.folder:
+        raise LoupeError("give a folder to import, or --csv FILE / --jsonl FILE")
     root = Path(args.folder)
     if not root.is_dir():
         raise LoupeError(f"{root} is not a folder")
@@ -292,7 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Import a folder tree: a photo's concept is the folder that holds it (split "
                                    "folders such as train/ and test/ are fine). Running it again adds only what "
                                    "is new.")
-    p.add_argument("folder", help="the folder to import")
+    p.add_argument("folder", nargs="?", help="the folder to import")
+    p.add_argument("--csv", metavar="FILE", help="import the rows of a CSV file instead (columns id, file, url, "
+                   "concepts, not_concepts, metadata, latitude, longitude: what `loupe export --format csv` writes)")
+    p.add_argument("--jsonl", metavar="FILE", help="import the rows of a JSON Lines file instead (the same "
+                   "fields, one object a line)")
     p.add_argument("--app", required=True, help="the app to import into (created if it does not exist)")
     p.add_argument("--backbone", choices=BACKBONE_IDS, help=f"for a new app (default {DEFAULT_BACKBONE})")
     p.add_argument("--batch-size", type=positive_int, default=32, help="photos per batch (default 32)")
@@ -383,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app", required=True, help="the app")
 
     register_models(sub, _open)
-    register_operations(sub)
+    register_operations(sub, _open)
 
     p = sub.add_parser("serve", help="run the HTTP API (Clarifai v2 compatible) and the web page",
                        description="Serve the API and the web page; --demo adds a ready-made app on first start.")
