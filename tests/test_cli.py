@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import CLOTHING, dataset_images
@@ -101,6 +102,12 @@ def test_the_whole_loop_on_the_cli(shop_tree, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split() == ["image", "#1", "#2"] and len(lines) == 2 + 3
     assert sum("shoes" in line.split()[1] for line in lines[2:]) >= 2
+    # One bad file does not stop the batch: it is named with its reason, the others are answered.
+    (folder / "broken.jpg").write_bytes(b"not a picture")
+    assert main([*data, "predict", "--app", "shop", "--model", "garments", str(folder), "--json"]) == 1
+    answers = {Path(a["image"]).name: a for a in json.loads(capsys.readouterr().out)}
+    assert "not an image" in answers["broken.jpg"]["error"] and len(answers) == 4
+    assert all("concepts" in a and a["verdict"] for n, a in answers.items() if n != "broken.jpg")
 
     assert main([*data, "models", "evaluate", "--app", "shop", "garments"]) == 0
     out = capsys.readouterr().out
@@ -140,15 +147,19 @@ def test_user_mistakes_are_messages_not_tracebacks(tmp_path, capsys):
         ["models", "create", "--app", "nope", "m", "--concepts", "a,b"],
         ["keys", "revoke", "--app", "nope", "lk_abc"],
         ["import", str(tmp_path / "no-folder"), "--app", "x"],
+        ["import", str(tmp_path / "empty"), "--app", "never-made"],
     ]
+    (tmp_path / "empty").mkdir()
     for argv in cases:
         assert main([*data, *argv]) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("loupe: ") and "Traceback" not in err, (argv, err)
+    assert main([*data, "apps", "list", "--json"]) == 0
+    assert "never-made" not in capsys.readouterr().out  # an empty folder creates no app
     # Counts and sizes of 0 or less: a usage error naming the flag (argparse exits with 2).
     for argv in (["import", str(tmp_path), "--app", "x", "--batch-size", "0"], ["serve", "--workers", "-2"],
                  ["import", str(tmp_path), "--app", "x", "--ray", "auto", "--ray-workers", "0"],
-                 ["search", "--app", "a", "-k", "zero", str(tmp_path / "x.jpg")]):
+                 ["search", "--app", "a", "-k", "zero", str(tmp_path / "x.jpg")], ["serve", "--port", "99999"]):
         with pytest.raises(SystemExit) as exited:
             main([*data, *argv])
         err = capsys.readouterr().err

@@ -15,7 +15,7 @@ from loupe.application import Loupe
 from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE
 from loupe.cli.models import register as register_models
 from loupe.cli.operations import register as register_operations
-from loupe.cli.output import as_json, positive_int, table, when
+from loupe.cli.output import as_json, port_number, positive_int, table, when
 from loupe.config import parse_hosts, resolve_config
 from loupe.errors import LoupeError, NotFound
 
@@ -30,7 +30,7 @@ def _open(args: argparse.Namespace) -> Loupe:
 def cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from loupe.intake.folder_import import import_folder, scan_folder
+    from loupe.intake.folder_import import IMAGE_SUFFIXES, import_folder, scan_folder
 
     if args.csv or args.jsonl:
         from loupe.cli.operations import import_rows
@@ -41,6 +41,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     root = Path(args.folder)
     if not root.is_dir():
         raise LoupeError(f"{root} is not a folder")
+    total = len(scan_folder(root))
+    if not total:  # before anything opens: no app is created for nothing
+        raise LoupeError(f"no images in {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))} files; photos at "
+                         "its top level are imported unlabeled, in subfolders labeled by the subfolder's name)")
     with _open(args) as loupe:
         try:
             app = loupe.apps.get(args.app)
@@ -49,7 +53,6 @@ def cmd_import(args: argparse.Namespace) -> int:
         except NotFound:
             app = loupe.apps.create(args.app, args.backbone or DEFAULT_BACKBONE)
             print(f"created app {app.id!r} with backbone {app.backbone}")
-        total = len(scan_folder(root))
         with tqdm(total=total, unit="img", desc=f"import {app.id}", dynamic_ncols=True) as bar:
             if args.ray:
                 from loupe.scale.ray_import import ray_import_folder
@@ -296,8 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="import a folder of photos: one subfolder per concept",
                        description="Import a folder tree: a photo's concept is the folder that holds it (split "
-                                   "folders such as train/ and test/ are fine). Running it again adds only what "
-                                   "is new.")
+                                   "folders such as train/ and test/ are fine; photos at the top level are "
+                                   "imported unlabeled). Running it again adds only what is new.")
     p.add_argument("folder", nargs="?", help="the folder to import")
     p.add_argument("--csv", metavar="FILE", help="import the rows of a CSV file instead (columns id, file, url, "
                    "concepts, not_concepts, metadata, latitude, longitude: what `loupe export --format csv` writes)")
@@ -399,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Serve the API and the web page; --demo adds a ready-made app on first start.")
     p.add_argument("--host", default=os.environ.get("LOUPE_HOST", "127.0.0.1"),
                    help="address to bind (env LOUPE_HOST; default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("LOUPE_PORT", "8080")),
+    p.add_argument("--port", type=port_number, default=os.environ.get("LOUPE_PORT", "8080"),
                    help="port (env LOUPE_PORT; default 8080)")
     p.add_argument("--demo", action="store_true",
                    help="create (once) a demo app from the packaged Clothing-10 photos, with a trained model, and "

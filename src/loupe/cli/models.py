@@ -11,8 +11,9 @@ import msgspec
 
 from loupe.application import Loupe
 from loupe.cli.output import as_json, positive_int, table, when
-from loupe.errors import LoupeError
+from loupe.errors import ImageError, LoupeError
 from loupe.intake.folder_import import IMAGE_SUFFIXES
+from loupe.learning.prediction import Prediction
 from loupe.learning.training_set import UnlabeledRule, unlabeled_rule_of
 from loupe.learning.values import EvaluationStatus
 from loupe.store.records import CLI, Model, ModelVersion, Serving, VersionStatus
@@ -240,19 +241,35 @@ def _predict(loupe: Loupe, args: argparse.Namespace) -> int:
     if not images:
         raise LoupeError("no images found in " + ", ".join(args.images))
     rows: list[dict[str, Any]] = []
+    failed = 0
+
+    def answered(name: str, prediction: Prediction | None) -> None:
+        assert prediction is not None  # a custom model answers every image
+        rows.append({"image": name, "version": prediction.version_id, "verdict": prediction.verdict.value,
+                     "concepts": [{"id": c.concept_id, "value": round(c.value, 4)}
+                                  for c in prediction.concepts[:args.top]]})
+
     for start in range(0, len(images), 32):
-        answer = loupe.predictions.predict(args.app, args.model, images[start:start + 32])
-        for name, prediction in zip(names[start:start + 32], answer.predictions):
-            assert prediction is not None  # a custom model answers every image
-            rows.append({"image": name, "version": prediction.version_id,
-                         "concepts": [{"id": c.concept_id, "value": round(c.value, 4)}
-                                      for c in prediction.concepts[:args.top]]})
+        batch, batch_names = images[start:start + 32], names[start:start + 32]
+        try:
+            answer = loupe.predictions.predict(args.app, args.model, batch)
+        except ImageError:  # some file of the batch is not a usable image: go one by one, name each
+            for name, data in zip(batch_names, batch):
+                try:
+                    answered(name, loupe.predictions.predict(args.app, args.model, [data]).predictions[0])
+                except ImageError as exc:
+                    failed += 1
+                    rows.append({"image": name, "error": exc.message})
+            continue
+        for name, prediction in zip(batch_names, answer.predictions):
+            answered(name, prediction)
     if args.json:
         as_json(rows)
     else:
         table(["image", *[f"#{i + 1}" for i in range(args.top)]],
-              [[r["image"], *[f"{c['id']} {c['value']:.3f}" for c in r["concepts"]]] for r in rows])
-    return 0
+              [[r["image"], *([f"{c['id']} {c['value']:.3f}" for c in r["concepts"]] if "concepts" in r
+                              else [f"failed: {r['error']}", *[""] * (args.top - 1)])] for r in rows])
+    return 1 if failed else 0
 
 
 def _read_images(loupe: Loupe, source: str) -> list[tuple[str, bytes]]:

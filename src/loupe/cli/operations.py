@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction, open_loupe: Callable[[argparse.Nam
                        description="Write every input of the app (its image, concepts and not-concepts, "
                                    "metadata, geo, id, source URL) into a new folder DEST.")
     p.add_argument("dest", help="a new (or empty) folder")
-    p.add_argument("--app", required=True)
+    p.add_argument("--app", required=True, help="the app to export")
     p.add_argument("--format", choices=[f.value for f in Format], default="jsonl",
                    help="folder: a subfolder per concept (plus labels.jsonl); csv: inputs.csv; jsonl: "
                         "inputs.jsonl; coco: annotations.json (images under images/ for the last three)")

@@ -29,6 +29,14 @@ def when(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds)) if seconds else "-"
 
 
+def port_number(text: str) -> int:
+    """argparse type for --port: 1-65535 (uvicorn would print ":99999" and listen elsewhere)."""
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type for counts and sizes: 0 or less is refused with a usage message, not a traceback."""
     try:
