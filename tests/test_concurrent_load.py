@@ -20,10 +20,12 @@ CLIENTS = 16
 SECONDS = 10.0
 
 
-def test_sixteen_clients_mixed_traffic(tmp_path):
+def test_sixteen_clients_mixed_traffic(tmp_path, monkeypatch):
     data = tmp_path / "data"
     key = new_app(data, "load")
     images = base64_photos(CLASSES, 10)
+    # Every version is kept (no retention) so that each one a prediction used can be checked below.
+    monkeypatch.setenv("LOUPE_KEEP_VERSIONS", "0")
     server = Server(data)
     server.start()
     headers = {"Authorization": f"Key {key}"}
