@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_result  # noqa: E402
-from scale import write_inputs  # noqa: E402
+from synthetic import write_inputs  # noqa: E402
 
 import loupe.models.changes as changes_module  # noqa: E402
 from loupe.application import Loupe  # noqa: E402

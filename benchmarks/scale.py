@@ -25,19 +25,17 @@ import time
 from pathlib import Path
 
 import faiss
-import msgspec
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATASETS, write_result  # noqa: E402
 from embedded_datasets import embedded  # noqa: E402
+from synthetic import write_inputs  # noqa: E402
 
 from loupe.application import Loupe  # noqa: E402
 from loupe.config import Config  # noqa: E402
-from loupe.store.records import Concept, Input  # noqa: E402
 
 SIGMA = 0.6  # noise norm relative to a unit vector: mean cosine 0.86 to the source vector
-BATCH = 10_000
 QUERIES = 200
 
 
@@ -58,32 +56,6 @@ def jittered(base: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np
     x = base[rows] + rng.standard_normal((len(rows), d), dtype=np.float32) * np.float32(SIGMA / np.sqrt(d))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x.astype(np.float32)
-
-
-def write_inputs(loupe: Loupe, app_id: str, x: np.ndarray, concepts: list[str | None]) -> float:
-    """Inputs, their concepts (None: unlabeled) and vectors through the store's write transactions;
-    returns seconds."""
-    backbone = loupe.apps.get(app_id).backbone
-    started = time.perf_counter()
-    now = time.time()
-    for start in range(0, len(x), BATCH):
-        with loupe.store.write() as tx:
-            app = tx.get_app(app_id)
-            assert app is not None
-            for offset in range(min(BATCH, len(x) - start)):
-                i = start + offset
-                sha = f"{i:064x}"  # synthetic content: one distinct "image" per input
-                label = concepts[i]
-                tx.put_input(app_id, Input(id=f"s{i}", seq=app.next_seq + offset, sha256=sha,
-                                           concepts=[label] if label is not None else [],
-                                           created_at=now))
-                tx.put_embedding(backbone, sha, x[i])
-            for concept in set(concepts[start:start + BATCH]) - {None}:
-                if tx.get_concept(app_id, concept) is None:
-                    tx.put_concept(app_id, Concept(id=concept, name=concept, created_at=now))
-            tx.put_app(msgspec.structs.replace(app, next_seq=app.next_seq + min(BATCH, len(x) - start),
-                                               generation=app.generation + 1))
-    return time.perf_counter() - started
 
 
 def measure_size(n: int, base: np.ndarray, labels: np.ndarray, classes: list[str], root: Path,

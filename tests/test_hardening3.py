@@ -31,7 +31,7 @@ from loupe.service import common as service_common
 from loupe.service.app import create_app
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from scale import write_inputs  # noqa: E402
+from synthetic import write_inputs  # noqa: E402
 
 N_INPUTS, N_LABELED, N_CONCEPTS = 20_000, 3_000, 10
 CLASSES = ["hat", "shoes", "dress"]
