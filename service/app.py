@@ -26,7 +26,7 @@ from loupe.service import (
 )
 from loupe.service.auth import DEPENDENCIES, PUBLIC, SERVER, authorize, declared
 from loupe.service.errors import error_response
-from loupe.service.metrics import Metrics, MetricsMiddleware
+from loupe.service.metrics import Metrics
 from loupe.service.request_ids import RequestIdMiddleware
 from loupe.service.transport import add_security_headers
 
@@ -110,7 +110,7 @@ def create_app(loupe: Loupe, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         route_handlers=[*public, _api_router("/v2", [*APP_ROUTES, *accounts_routes.ROUTES]),
                         _api_router(USER_SCOPED_PREFIX, APP_ROUTES)],
         exception_handlers={Exception: error_response},
-        middleware=[RequestIdMiddleware, MetricsMiddleware],  # X-Request-Id, status.req_id, access log; metrics
+        middleware=[RequestIdMiddleware],  # X-Request-Id, status.req_id, the access log, request metrics
         logging_config=None,  # `loupe serve` configures logging (text or JSON); Litestar's would replace it
         before_send=[add_security_headers],
         request_max_body_size=max_body_bytes,

@@ -12,10 +12,8 @@ for all of them.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -77,33 +75,10 @@ class Metrics:
         if seconds:
             self.train_seconds.observe(seconds)
 
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One finished request (service.request_ids' middleware tells every one)."""
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
     def text(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class MetricsMiddleware:
-    """Counts every request by its route template (after routing; "unmatched" for none) and status."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started, status = time.perf_counter(), [500]
-
-        async def counted(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, counted)
-        finally:
-            metrics: Metrics | None = getattr(scope["app"].state, "metrics", None)
-            if metrics is not None:
-                route = str(scope.get("path_template") or "unmatched")
-                method = str(scope.get("method", ""))
-                metrics.requests.labels(route, method, str(status[0])).inc()
-                metrics.latency.labels(route, method).observe(time.perf_counter() - started)

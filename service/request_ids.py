@@ -1,4 +1,4 @@
-"""Request ids and the access log.
+"""Request ids, the access log and the request metrics: one middleware sees every request finish.
 
 Every HTTP request gets an id: the client's `X-Request-Id` when it is a short token of safe characters,
 else a new one. It is in Clarifai's `status.req_id` of every JSON answer built by the routes and the
@@ -59,8 +59,13 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            metrics = getattr(scope["app"].state, "metrics", None)  # service.metrics, by route template
+            if metrics is not None:
+                metrics.observe(str(scope.get("path_template") or "unmatched"), str(scope.get("method", "")),
+                                status[0], seconds)
             access.info("%s %s %d", scope.get("method", ""), scope.get("path", ""), status[0], extra={
-                "req_id": request_id, "status": status[0], "ms": round((time.perf_counter() - started) * 1000, 1),
+                "req_id": request_id, "status": status[0], "ms": round(seconds * 1000, 1),
                 "method": scope.get("method", ""), "path": scope.get("path", "")})
             REQUEST_ID.reset(token)
 
