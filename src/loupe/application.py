@@ -27,6 +27,7 @@ from loupe.intake.url_fetch import UrlFetcher, UrlPolicy
 from loupe.models.cache import ModelCache
 from loupe.models.changes import Changes
 from loupe.models.drift import Drift
+from loupe.models.export import ModelExport
 from loupe.models.feedback import Feedback
 from loupe.models.predictions import Predictions
 from loupe.models.predictor import CustomPredictor
@@ -72,6 +73,7 @@ class Loupe:
         self.models = ModelRegistry(self.context, cache)
         self.predictor = CustomPredictor(self.context, cache, self.models)
         self.trainer = Trainer(self.context, self.models, self.predictor)
+        self.exports = ModelExport(self.context, self.predictor)
         self.changes = Changes(self.context, self.models, self.predictor)
         self.quality = Quality(self.context, self.models, self.predictor, cache, self.trainer.jobs)
         self.drift = Drift(self.store)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
 from loupe.backbones.preprocess import Preprocessing, center_crop_resize
 from loupe.backbones.runtimes.base import Session, run_in_chunks
+
+if TYPE_CHECKING:
+    import torch
 
 
 @runtime_checkable
@@ -45,6 +48,14 @@ class Backbone(Protocol):
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         """Strings -> float32[n, dim] L2-normalised (only when supports_text)."""
+        ...
+
+
+class TorchBackbone(Backbone, Protocol):
+    """A backbone loaded in torch: its image tower can be converted (OpenVINO) or exported (ONNX)."""
+
+    def image_tower(self) -> torch.nn.Module:
+        """The network from a preprocessed image batch to pooled features, as one module."""
         ...
 
 

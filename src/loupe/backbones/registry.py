@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 
-from loupe.backbones.base import Backbone
+from loupe.backbones.base import Backbone, TorchBackbone
 from loupe.backbones.runtimes.cpu import resolve_precision
 from loupe.config import Config
 from loupe.errors import BackboneUnavailable
@@ -36,7 +36,7 @@ def load_backbone(backbone_id: str, config: Config) -> Backbone:
     return load_torch(backbone_id, config)
 
 
-def load_torch(backbone_id: str, config: Config) -> Backbone:
+def load_torch(backbone_id: str, config: Config) -> TorchBackbone:
     import torch
 
     torch.set_num_threads(config.torch_threads)

@@ -16,6 +16,7 @@ from loupe.intake.folder_import import IMAGE_SUFFIXES
 from loupe.learning.prediction import Prediction
 from loupe.learning.training_set import UnlabeledRule, unlabeled_rule_of
 from loupe.learning.values import EvaluationStatus
+from loupe.models.export import ExportFormat
 from loupe.store.records import CLI, Model, ModelVersion, Serving, VersionStatus
 
 Opener = Callable[[argparse.Namespace], Loupe]
@@ -71,6 +72,15 @@ def register(sub: argparse._SubParsersAction, open_loupe: Opener) -> None:
                         "app unless --model is given", _prune, model=False)
     p.add_argument("--model", help="only this model")
     p.add_argument("--keep", type=positive_int, help="versions to keep per model (default: keep_versions, 20)")
+    p = action("export", "write a trained version as a folder a device runs without Loupe: one ONNX (or OpenVINO) "
+                         "graph from image to confidences (backbone, head and the labeled neighbours' vote), "
+                         "preprocess.json, concepts.json, requirements.txt and predict.py", _export)
+    p.add_argument("dest", help="the folder to write (must not exist, or be empty)")
+    p.add_argument("--format", choices=[f.value for f in ExportFormat], default=ExportFormat.ONNX.value,
+                   help="onnx (run with onnxruntime, default) or openvino")
+    p.add_argument("--version", help="the version's id (default: the one predictions use)")
+    p.add_argument("--head-only", action="store_true",
+                   help="leave the labeled vectors out: a smaller file whose answers ignore the neighbours' vote")
 
     p = sub.add_parser("predict", help="predict images (files, folders or URLs) with a custom model",
                        description="Predict every concept of a model for each image, best first.")
@@ -80,6 +90,21 @@ def register(sub: argparse._SubParsersAction, open_loupe: Opener) -> None:
     p.add_argument("--top", type=positive_int, default=3, help="concepts to show per image (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=lambda args: _run(open_loupe, _predict, args))
+
+
+def _export(loupe: Loupe, args: argparse.Namespace) -> int:
+    done = loupe.exports.export(args.app, args.model, Path(args.dest), ExportFormat(args.format),
+                                version_id=args.version, neighbours=not args.head_only)
+    if args.json:
+        as_json(done)
+    else:
+        print(f"exported version {done.version_id} of {done.model_id!r} ({done.concepts} concepts, {done.voters:,} "
+              f"labeled vectors, {done.size_bytes / 1e6:.1f} MB) to {done.path} in {done.seconds:.1f} s")
+        print(f"run it: pip install -r {done.path}/requirements.txt && python {done.path}/predict.py IMAGE...")
+        if done.server_precision == "bf16" and done.format is ExportFormat.ONNX:
+            print("note: this server embeds in bf16 and onnxruntime runs fp32: confidences may differ from the "
+                  "server's by a few hundredths (the top concept rarely); --format openvino runs bf16 as it does")
+    return 0
 
 
 def _run(open_loupe: Opener, fn: Callable[[Loupe, argparse.Namespace], int], args: argparse.Namespace) -> int:
