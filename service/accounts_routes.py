@@ -95,6 +95,7 @@ class CreateKey(msgspec.Struct, forbid_unknown_fields=True):
 
 class CreateToken(msgspec.Struct, forbid_unknown_fields=True):
     name: str = ""
+    scope: str = "all"  # or "metrics": reads /metrics only (a scraper's credential)
 
 
 class CreateApp(msgspec.Struct, forbid_unknown_fields=True):
@@ -309,7 +310,8 @@ def list_tokens(loupe: Loupe, caller: Grant) -> KeysAnswer:
 def create_token(loupe: Loupe, caller: Grant, body: RawBody) -> NewKeyAnswer:
     req = decode(body, CreateToken)
     assert caller.user is not None
-    token, record = loupe.keys.create_token(caller.user.name, name=req.name, by=caller.actor)
+    token, record = loupe.keys.create_token(caller.user.name, name=req.name, by=caller.actor,
+                                            scope=req.scope)
     return NewKeyAnswer(token, _key_view(record))
 
 

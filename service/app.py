@@ -24,7 +24,7 @@ from loupe.service import (
     searches_routes,
     workflows_routes,
 )
-from loupe.service.auth import DEPENDENCIES, PUBLIC, SERVER, authorize, declared
+from loupe.service.auth import DEPENDENCIES, METRICS, PUBLIC, authorize, declared
 from loupe.service.errors import error_response
 from loupe.service.metrics import Metrics
 from loupe.service.request_ids import RequestIdMiddleware
@@ -50,10 +50,11 @@ def healthz(request: Request) -> dict:
     return {"status": {"code": 10000, "description": "Ok"}, "ready": loupe.ready().ready}
 
 
-@get("/metrics", sync_to_thread=False, guards=[authorize], opt=SERVER, include_in_schema=False)
+@get("/metrics", sync_to_thread=False, guards=[authorize], opt=METRICS, include_in_schema=False)
 def metrics_endpoint(request: Request) -> Response:
-    """Prometheus text. A server admin's credential (a personal access token, as Prometheus's
-    `authorization` setting sends it): the metrics name every app, so no app's key may read them."""
+    """Prometheus text. A server admin's personal access token (as Prometheus's `authorization` setting
+    sends it), best one of scope `metrics`, which reads nothing else: the metrics name every app, so no
+    app's key may read them (`--metrics-bind` serves them without a credential on a private address)."""
     return Response(request.app.state.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
 

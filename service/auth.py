@@ -26,6 +26,7 @@ MANAGE = {"permission": Permission.MANAGE}
 OWN = {"permission": Permission.OWN}
 ACCOUNT = {"target": Target.ACCOUNT}  # any signed-in user (session or personal access token)
 SERVER = {"target": Target.SERVER}  # a server admin
+METRICS = {"target": Target.METRICS}  # a server admin, or a token of scope metrics
 
 
 def declared(handler: BaseRouteHandler) -> bool:

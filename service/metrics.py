@@ -1,5 +1,6 @@
 """Prometheus metrics (prometheus-client): requests by route template and status with their latency,
 images embedded by backbone and runtime with the backbone's time, trains by outcome with their time,
+URL fetches by outcome (loupe.errors.FetchOutcome),
 and, read at scrape time from LMDB, each app's inputs and index vectors and the jobs queued or running
 in every process. Labels are route templates, app ids, backbones and statuses, never input ids, so
 their number stays bounded (429, 503 and 507 answers are `loupe_http_requests_total{status=...}`).
@@ -11,16 +12,19 @@ for all of them.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from loupe.application import Loupe
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -60,11 +64,13 @@ class Metrics:
         self.trains = Counter("loupe_trains", "finished trains", ["status"], registry=target)
         self.train_seconds = Histogram("loupe_train_seconds", "train durations", buckets=LATENCY_BUCKETS,
                                        registry=target)
+        self.url_fetches = Counter("loupe_url_fetches", "URL fetches by how they ended", ["outcome"], registry=target)
         if multi:
             multiprocess.MultiProcessCollector(self.registry)
         self.registry.register(_Store(loupe))
         loupe.context.events.embedded.append(self._embedded)
         loupe.context.events.trained.append(self._trained)
+        loupe.urls.observers.append(lambda outcome: self.url_fetches.labels(outcome.value).inc())
 
     def _embedded(self, backbone: str, embedder: str, images: int, seconds: float) -> None:
         self.embedded.labels(backbone, embedder).inc(images)
@@ -82,3 +88,16 @@ class Metrics:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
+
+    def serve(self, host: str, port: int) -> bool:
+        """Also answer the metrics, without a credential, on HOST:PORT (`--metrics-bind`, a private address
+        checked by the command). False when another worker of this server already serves them there: with
+        --workers each tries, the first to bind answers for all (the multi-process files)."""
+        try:
+            start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            return False
+        log.info("metrics served without a credential on http://%s:%d/metrics", host, port)
+        return True

@@ -33,6 +33,7 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     public_url: str
     header_timeout: float
     url_allow_hosts: list[str] = []
+    metrics_bind: list = []  # [host, port] of --metrics-bind; [] without it
 
 
 def export_settings(settings: WorkerSettings) -> None:
@@ -59,5 +60,7 @@ def worker_app() -> Litestar:
                                   url_allow_hosts=tuple(settings.url_allow_hosts)))
     loupe.backbones.get(DEFAULT_BACKBONE)  # loaded before the first request, as in one-process serving
     app = create_app(loupe, max_body_bytes=settings.max_body_bytes, public_url=settings.public_url)
+    if settings.metrics_bind:  # every worker tries; the first to bind answers for all of them
+        app.state.metrics.serve(str(settings.metrics_bind[0]), int(settings.metrics_bind[1]))
     app.on_shutdown.append(lambda: loupe.close())  # indexes saved, LMDB closed on a clean stop
     return app

@@ -14,11 +14,11 @@ import time
 import httpx
 import pytest
 from conftest import CLOTHING, dataset_images
-from real_server import Server, new_app
+from real_server import Server, free_port, new_app
 
 from loupe.application import Loupe
 from loupe.config import Config
-from loupe.errors import StoreTooNew
+from loupe.errors import InvalidArgument, StoreTooNew
 from loupe.store import Store
 
 
@@ -208,8 +208,12 @@ def test_metrics_from_a_two_worker_server_after_real_traffic(tmp_path):
         loupe.apps.create("shop")
         key = loupe.keys.create("shop")
         loupe.users.create("root", "root's password", admin=True)
-        token = loupe.keys.create_token("root", name="prometheus")[0]
-    server = Server(data, args=("--workers", "2")).start()
+        token = loupe.keys.create_token("root", name="admin")[0]
+        scraper = loupe.keys.create_token("root", name="prometheus", scope="metrics")[0]
+        with pytest.raises(InvalidArgument):
+            loupe.keys.create("shop", "metrics")  # an app key never reads the metrics
+    bind = free_port()
+    server = Server(data, args=("--workers", "2", "--metrics-bind", f"127.0.0.1:{bind}")).start()
     try:
         app_key, admin = {"Authorization": f"Key {key}"}, {"Authorization": f"Key {token}"}
         photos = [base64.b64encode(p.read_bytes()).decode()
@@ -229,7 +233,27 @@ def test_metrics_from_a_two_worker_server_after_real_traffic(tmp_path):
             assert http.get("/v2/inputs/photo-99", headers=app_key).status_code == 404
             assert http.get("/metrics").status_code == 401
             assert http.get("/metrics", headers=app_key).status_code in (401, 403)  # names every app
+            # A URL inside the network is refused (and counted by outcome, not by URL).
+            r = http.post("/v2/models/m/outputs", headers=app_key,
+                          json={"inputs": [{"data": {"image": {"url": "http://10.0.0.1/cat.jpg"}}}]})
+            assert r.status_code == 400, r.text
+            # The scraper's token reads the metrics and nothing else.
+            metrics_only = {"Authorization": f"Key {scraper}"}
+            assert http.get("/metrics", headers=metrics_only).status_code == 200
+            assert http.get("/v2/loupe/tokens", headers=metrics_only).status_code == 403
+            assert http.get("/v2/users/me/apps/shop/inputs", headers=metrics_only).status_code == 403
             text = http.get("/metrics", headers=admin).text
+        # --metrics-bind: the same numbers without a credential, on the private address only.
+        deadline = time.time() + 30
+        while True:
+            try:
+                unauthenticated = httpx.get(f"http://127.0.0.1:{bind}/metrics", timeout=5).text
+                break
+            except httpx.TransportError:
+                assert time.time() < deadline, "nothing answers on --metrics-bind"
+                time.sleep(0.2)
+        assert 'loupe_app_inputs{app="shop"}' in unauthenticated
+        assert 'loupe_url_fetches_total{outcome="refused"}' in unauthenticated
     finally:
         server.stop()
 
@@ -246,6 +270,20 @@ def test_metrics_from_a_two_worker_server_after_real_traffic(tmp_path):
     assert value(r'loupe_trains_total\{status="trained"\}') == 1
     assert value(r'loupe_app_inputs\{app="shop"\}') == len(photos)
     assert "photo-1" not in text  # no per-input labels
+    assert value(r'loupe_url_fetches_total\{outcome="refused"\}') == 1 and "10.0.0.1" not in text
+
+
+def test_metrics_bind_takes_only_a_loopback_or_private_address():
+    import argparse
+
+    from loupe.cli.output import private_address
+
+    assert private_address("127.0.0.1:9464") == ("127.0.0.1", 9464)
+    assert private_address("10.1.2.3:9464") == ("10.1.2.3", 9464)
+    assert private_address("[::1]:9464") == ("::1", 9464)
+    for bad in ("0.0.0.0:9464", "8.8.8.8:9464", "127.0.0.1:99999", "example.com:9464", "9464"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            private_address(bad)
 
 
 def test_config_precedence_flag_env_file_default_and_refusals(tmp_path):

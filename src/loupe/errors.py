@@ -66,8 +66,26 @@ class VideoError(InvalidArgument):
     """The bytes given as a video cannot be used (not a video, damaged, over a limit); says why."""
 
 
+class FetchOutcome(StrEnum):
+    """How a URL fetch ended (what `loupe_url_fetches_total` counts); a UrlFetchError carries one."""
+
+    FETCHED = "fetched"
+    REFUSED = "refused"  # malformed, not http(s), or resolving to a non-public address
+    UNRESOLVED = "unresolved"
+    TIMEOUT = "timeout"
+    HTTP_ERROR = "http_error"  # an answer other than 200 (after redirects), or too many redirects
+    NOT_MEDIA = "not_media"  # the answer is not an image (or video)
+    TOO_LARGE = "too_large"
+    FAILED = "failed"  # the connection failed
+    BUSY = "busy"  # too many fetches in flight: not attempted
+
+
 class UrlFetchError(InvalidArgument):
     """An image URL could not be fetched (refused address, timeout, HTTP error, not an image)."""
+
+    def __init__(self, message: str, outcome: FetchOutcome = FetchOutcome.FAILED) -> None:
+        super().__init__(message, reason=outcome)
+        self.outcome = outcome
 
 
 class ModelNotTrained(InvalidArgument):

@@ -19,7 +19,7 @@ from loupe.accounts.roles import SCOPE_ROLE, Permission, allows
 from loupe.accounts.sessions import LoginThrottle, OpenedSession, Sessions
 from loupe.accounts.users import Users
 from loupe.errors import Forbidden, InvalidArgument, NotFound, Unauthenticated
-from loupe.store.records import Actor, ActorKind, KeyRecord, Role, Session, User
+from loupe.store.records import Actor, ActorKind, KeyRecord, Role, Scope, Session, User
 
 
 class Via(StrEnum):
@@ -32,6 +32,7 @@ class Target(StrEnum):
     APP = "app"  # an app's data: the app named in the path, or an app key's own
     ACCOUNT = "account"  # the signed-in user's own things (apps list, tokens, sign-out)
     SERVER = "server"  # users of the server: server admins only
+    METRICS = "metrics"  # the server's metrics: a server admin (a token of scope metrics reads only these)
 
 
 class AccessRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,12 +70,17 @@ class Access:
 
     def authorize(self, request: AccessRequest) -> Grant:
         grant = self._identify(request)
+        metrics_only = grant.key is not None and grant.key.scope is Scope.METRICS
+        if metrics_only and request.target is not Target.METRICS:
+            raise Forbidden("a token of scope 'metrics' reads /metrics and nothing else")
         if request.target is Target.APP:
             return self._in_app(grant, request)
         if grant.user is None:
             raise Forbidden("an app key acts only on its app: sign in, or use a personal access token")
         if request.target is Target.SERVER and not grant.user.admin:
             raise Forbidden("only a server admin may manage users")
+        if request.target is Target.METRICS and not grant.user.admin:
+            raise Forbidden("only a server admin's credential reads the metrics (they name every app)")
         return grant
 
     def _identify(self, request: AccessRequest) -> Grant:

@@ -33,6 +33,20 @@ def actor_label(actor: Actor) -> str:
     return actor.kind.value if not actor.id else f"{actor.kind.value}:{actor.id}"
 
 
+APP_KEY_SCOPES = (Scope.ALL, Scope.LABEL, Scope.PREDICT)
+TOKEN_SCOPES = (Scope.ALL, Scope.METRICS)
+
+
+def _scope(asked: Scope | str, allowed: tuple[Scope, ...]) -> Scope:
+    try:
+        scope = Scope(asked)
+    except ValueError:
+        scope = None
+    if scope not in allowed:
+        raise InvalidArgument(f"scope must be one of {', '.join(s.value for s in allowed)}, got {asked!r}")
+    return scope
+
+
 def _checked_name(name: str) -> str:
     name = name.strip()
     if len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
@@ -51,15 +65,14 @@ class ApiKeys:
     def issue(self, app_id: str, scope: Scope | str = Scope.ALL, *, name: str = "",
               by: Actor = CLI) -> tuple[str, KeyRecord]:
         """A new key for the app and its record."""
-        try:
-            scope = Scope(scope)
-        except ValueError:
-            raise InvalidArgument(f"scope must be one of {', '.join(s.value for s in Scope)}, got {scope!r}") from None
+        scope = _scope(scope, APP_KEY_SCOPES)
         return self._store_new(APP_KEY_PREFIX, by, name, app_id=app_id, scope=scope)
 
-    def create_token(self, user: str, *, name: str = "", by: Actor = CLI) -> tuple[str, KeyRecord]:
-        """A personal access token of the user (it acts with the user's roles)."""
-        return self._store_new(TOKEN_PREFIX, by, name, user=user)
+    def create_token(self, user: str, *, name: str = "", by: Actor = CLI,
+                     scope: Scope | str = Scope.ALL) -> tuple[str, KeyRecord]:
+        """A personal access token of the user: it acts with the user's roles (scope all), or reads only
+        the server's metrics (scope metrics; the user must be a server admin when it is used)."""
+        return self._store_new(TOKEN_PREFIX, by, name, user=user, scope=_scope(scope, TOKEN_SCOPES))
 
     def _store_new(self, prefix: str, by: Actor, name: str, *, app_id: str = "", user: str = "",
                    scope: Scope = Scope.ALL) -> tuple[str, KeyRecord]:

@@ -15,9 +15,10 @@ from loupe.application import Loupe
 from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE
 from loupe.cli.models import register as register_models
 from loupe.cli.operations import register as register_operations
-from loupe.cli.output import as_json, port_number, positive_int, table, when
+from loupe.cli.output import as_json, port_number, positive_int, private_address, table, when
 from loupe.config import parse_hosts, resolve_config
 from loupe.errors import LoupeError, NotFound
+from loupe.store.records import Scope
 
 
 def _open(args: argparse.Namespace) -> Loupe:
@@ -113,6 +114,12 @@ def cmd_apps(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     with _open(args) as loupe:
+        if args.action == "create" and args.user:
+            token, _ = loupe.keys.create_token(args.user, name=args.name or "", scope=args.scope)
+            print(token)
+            print(f"(a new {args.scope}-scope token of user {args.user!r}; it is shown only this once)",
+                  file=sys.stderr)
+            return 0
         if args.action == "create":
             key = loupe.keys.create(args.app, args.scope, name=args.name or "")
             print(key)
@@ -242,9 +249,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return _serve_workers(args, loupe, public_url, say)
     say(f"Loupe serving on {public_url}/ (web page), {public_url}/v2 (API); Ctrl-C stops")
+    app = create_app(loupe, max_body_bytes=args.max_body_mb * 1024 * 1024, public_url=public_url)
+    if args.metrics_bind:
+        app.state.metrics.serve(*args.metrics_bind)
+        say(f"  metrics (no credential): http://{args.metrics_bind[0]}:{args.metrics_bind[1]}/metrics")
     try:
-        uvicorn.run(create_app(loupe, max_body_bytes=args.max_body_mb * 1024 * 1024, public_url=public_url),
-                    host=args.host,
+        uvicorn.run(app, host=args.host,
                     port=args.port, log_level="warning", access_log=False,
                     http=protocol_with_header_timeout(args.header_timeout))
     finally:
@@ -264,7 +274,8 @@ def _serve_workers(args: argparse.Namespace, loupe: Loupe, public_url: str, say:
                                    runtime=args.runtime, precision=args.precision,
                                    max_body_bytes=args.max_body_mb * 1024 * 1024, public_url=public_url,
                                    header_timeout=args.header_timeout,
-                                   url_allow_hosts=list(config.url_allow_hosts)))
+                                   url_allow_hosts=list(config.url_allow_hosts),
+                                   metrics_bind=list(args.metrics_bind) if args.metrics_bind else []))
     loupe.close()  # the workers open the store themselves; this process only supervises
     # Metrics shared by the workers (prometheus-client's multi-process mode): a fresh folder per start.
     metrics_dir = Path(config.data_dir) / "metrics"
@@ -344,11 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
                                       "shows each key's first characters; revoke takes the key or those characters.")
     keys.set_defaults(func=cmd_keys)
     keys_sub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = keys_sub.add_parser("create", help="a new key, printed once", description="Create a key for an app.")
-    p.add_argument("--app", required=True, help="the app the key opens")
-    p.add_argument("--scope", choices=["all", "label", "predict"], default="all",
-                   help="all (as an admin of the app), label (as a labeler: add and label, no deletes) or "
-                        "predict (read, predict and search only)")
+    p = keys_sub.add_parser("create", help="a new key, printed once",
+                            description="Create a key for an app, or (--user) a personal access token.")
+    whose = p.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--app", help="the app the key opens")
+    whose.add_argument("--user", help="a personal access token of this user instead: acts as the user (scope all) "
+                                      "or, with --scope metrics, reads only /metrics (a Prometheus credential)")
+    p.add_argument("--scope", choices=[s.value for s in Scope], default="all",
+                   help="an app key: all (as an admin of the app), label (as a labeler: add and label, no deletes) "
+                        "or predict (read, predict and search only); a token: all or metrics")
     p.add_argument("--name", help="what the key is for, shown in listings")
     p = keys_sub.add_parser("list", help="the app's keys (first characters, scope, created)",
                             description="List an app's keys.")
@@ -415,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url-allow-hosts", metavar="HOST[,HOST...]",
                    help="hosts whose URL inputs may resolve to private or loopback addresses, e.g. an intranet "
                         "image server (env LOUPE_URL_ALLOW_HOSTS; default none). Every other limit still applies")
+    p.add_argument("--metrics-bind", type=private_address, metavar="HOST:PORT",
+                   help="also serve /metrics without a credential on this loopback or private address, for a "
+                        "Prometheus scraper (on the API port /metrics needs a server admin's token)")
     p.add_argument("--workers", type=positive_int, default=int(os.environ.get("LOUPE_WORKERS", "1")),
                    help="server processes over the one data dir, so predictions and searches use every core "
                         "(env LOUPE_WORKERS; default 1)")

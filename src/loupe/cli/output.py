@@ -37,6 +37,23 @@ def port_number(text: str) -> int:
     return value
 
 
+def private_address(text: str) -> tuple[str, int]:
+    """argparse type for --metrics-bind HOST:PORT: what is served there has no credential, so HOST must be a
+    loopback or private IP address (not 0.0.0.0, not a public one)."""
+    import ipaddress
+
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        address = ipaddress.ip_address("127.0.0.1" if host == "localhost" else host)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT with an IP address as HOST") from None
+    if not sep or address.is_unspecified or address.is_global or not (address.is_private or address.is_loopback):
+        raise argparse.ArgumentTypeError(f"{host} is not a loopback or private address: metrics served there "
+                                         "need no credential (use /metrics on the API port with a token instead)")
+    return str(address), port_number(port)
+
+
 def positive_int(text: str) -> int:
     """argparse type for counts and sizes: 0 or less is refused with a usage message, not a traceback."""
     try:

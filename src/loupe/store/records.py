@@ -255,6 +255,8 @@ class Scope(StrEnum):
     ALL = "all"  # as an admin of the app
     LABEL = "label"  # as a labeler
     PREDICT = "predict"  # as a viewer: predict, search and read
+    # A server admin's personal access token that reads /metrics and nothing else: a scraper's credential.
+    METRICS = "metrics"
 
 
 class KeyRecord(msgspec.Struct, kw_only=True):
