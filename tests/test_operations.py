@@ -13,7 +13,7 @@ import time
 
 import httpx
 import pytest
-from conftest import CLOTHING, dataset_images
+from conftest import CLOTHING, REPO, dataset_images
 from real_server import Server, free_port, new_app
 
 from loupe.application import Loupe
@@ -134,6 +134,34 @@ def test_a_store_of_a_newer_schema_is_refused_at_open(tmp_path):
     store.close()
     with pytest.raises(StoreTooNew, match="newer Loupe"):
         Store(tmp_path / "s", 1 << 28)
+
+
+def test_a_store_written_by_an_earlier_loupe_restores_and_opens(tmp_path, shared_backbones):
+    """tests/fixtures/store-schema-*: backups of stores as each schema's Loupe wrote them (made by
+    tests/fixtures/make_store_fixture.py). Each must restore and open in this Loupe, migrated where older,
+    with its inputs, labels, trained model, users and keys working."""
+    from loupe.store.lmdb_store import SCHEMA_VERSION
+
+    fixtures = sorted((REPO / "tests" / "fixtures").glob("store-schema-*"))
+    assert fixtures and max(int(f.name.rsplit("-", 1)[1]) for f in fixtures) == SCHEMA_VERSION, \
+        "the schema changed: run tests/fixtures/make_store_fixture.py and keep the older fixtures"
+    for fixture in fixtures:
+        expected = json.loads((fixture / "expected.json").read_text())
+        data = tmp_path / fixture.name
+        result = cli("--data-dir", str(data), "restore", str(fixture))
+        assert result.returncode == 0, result.stderr
+        with Loupe(Config(data_dir=data, auto_retrain=False), backbones=shared_backbones) as loupe:
+            inputs = {r.id: r for r in loupe.inputs.list_page("shop", per_page=100)}
+            assert len(inputs) == 7 and inputs["hat-1"].concepts == ["hat"] and inputs["hat-1"].metadata == {"n": 1}
+            assert inputs["query"].geo is not None and inputs["query"].concepts == []
+            answer = loupe.predictions.predict("shop", "m", ["query"])
+            assert answer.version.id == expected["version"]
+            scores = {c.concept_id: c.value for c in answer.predictions[0].concepts}  # as when it was written
+            assert scores.keys() == expected["scores"].keys()
+            assert all(abs(scores[c] - expected["scores"][c]) < 1e-4 for c in scores), (scores, expected)
+            assert loupe.users.authenticate("owner", "the owner's password") is not None
+            record = loupe.keys.verify(expected["key"])
+            assert record is not None and record.app_id == "shop"
 
 
 def test_the_documented_systemd_unit_verifies(tmp_path):
@@ -322,7 +350,7 @@ def test_config_precedence_flag_env_file_default_and_refusals(tmp_path):
 
 def test_export_and_import_round_trip_through_csv_jsonl_folder_and_coco(tmp_path, shared_backbones):
     from loupe.intake.inputs import NewInput
-    from loupe.store.records import GeoPoint
+    from loupe.store.records import BoundingBox, GeoPoint, Region, RegionConcept
 
     data = ["--data-dir", str(tmp_path / "data")]
     with Loupe(Config(data_dir=tmp_path / "data", auto_retrain=False), backbones=shared_backbones) as loupe:
@@ -331,7 +359,9 @@ def test_export_and_import_round_trip_through_csv_jsonl_folder_and_coco(tmp_path
         loupe.inputs.add("shop", [
             NewInput(image=photos[0], id="a:1", concepts=["hat"], metadata={"sku": "h-1", "n": 3},
                      geo=GeoPoint(longitude=2.35, latitude=48.85)),
-            NewInput(image=photos[1], id="b", concepts=["hat", "red"], not_concepts=["shoes"]),
+            NewInput(image=photos[1], id="b", concepts=["hat", "red"], not_concepts=["shoes"],
+                     regions=[Region(id="r1", box=BoundingBox(top_row=0.1, left_col=0.2, bottom_row=0.6, right_col=0.9),
+                                     concepts=[RegionConcept("red")])]),
             NewInput(image=photos[2], id="c"),  # unlabeled
             *[NewInput(image=p, id=f"s{i}", concepts=["shoes"]) for i, p in enumerate(photos[3:])]])
         original = {r.id: (r.sha256, r.concepts, r.not_concepts, r.metadata, r.geo)
@@ -346,11 +376,21 @@ def test_export_and_import_round_trip_through_csv_jsonl_folder_and_coco(tmp_path
         assert "0 added, 6 already there" in again.stdout, again.stdout + again.stderr  # idempotent
     for fmt in ("folder", "coco"):
         assert cli(*data, "export", str(tmp_path / f"out-{fmt}"), "--app", "shop", "--format", fmt).returncode == 0
+    # COCO back in: ids (Loupe's own field), images, concepts and boxes (COCO has no not-concepts or metadata).
+    result = cli(*data, "import", "--coco", str(tmp_path / "out-coco" / "annotations.json"), "--app", "copy-coco")
+    assert result.returncode == 0 and "6 added" in result.stdout, result.stderr
     with Loupe(Config(data_dir=tmp_path / "data", auto_retrain=False), backbones=shared_backbones) as loupe:
         for fmt in ("csv", "jsonl"):
             copy = {r.id: (r.sha256, r.concepts, r.not_concepts, r.metadata, r.geo)
                     for r in loupe.inputs.list_page(f"copy-{fmt}", per_page=100)}
             assert copy == original, fmt
+        from_coco = {r.id: r for r in loupe.inputs.list_page("copy-coco", per_page=100)}
+        assert {i: (r.sha256, sorted(r.concepts)) for i, r in from_coco.items()} == {
+            i: (sha, sorted(concepts)) for i, (sha, concepts, *_) in original.items()}
+        (region,) = from_coco["b"].regions
+        assert [c.id for c in region.concepts] == ["red"]
+        box = region.box
+        assert [round(v, 3) for v in (box.top_row, box.left_col, box.bottom_row, box.right_col)] == [0.1, 0.2, 0.6, 0.9]
     assert sorted(p.name for p in (tmp_path / "out-folder").iterdir()) == ["_unlabeled", "hat", "labels.jsonl", "shoes"]
     coco = json.loads((tmp_path / "out-coco" / "annotations.json").read_text())
     assert len(coco["images"]) == 6 and {c["name"] for c in coco["categories"]} == {"hat", "red", "shoes"}
@@ -363,5 +403,13 @@ def test_export_and_import_round_trip_through_csv_jsonl_folder_and_coco(tmp_path
     result = cli(*data, "import", "--jsonl", str(bad), "--app", "bad")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "3 bad row(s), nothing imported" in result.stderr and "line 2" in result.stderr and "line 4" in result.stderr
+    # A COCO file: bad images are named by id, nothing is written.
+    coco["annotations"][0]["category_id"] = 99
+    coco["annotations"][1]["bbox"] = [0, 0, 10_000, 10]
+    bad_coco = tmp_path / "out-coco" / "bad.json"
+    bad_coco.write_text(json.dumps(coco))
+    result = cli(*data, "import", "--coco", str(bad_coco), "--app", "bad")
+    assert result.returncode == 2 and "2 bad row(s), nothing imported" in result.stderr, result.stderr
+    assert "category 99" in result.stderr and "not inside" in result.stderr
     with Loupe(Config(data_dir=tmp_path / "data"), backbones=shared_backbones) as loupe:
         assert "bad" not in {s.app.id for s in loupe.apps.summaries()}

@@ -33,12 +33,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     from loupe.intake.folder_import import IMAGE_SUFFIXES, import_folder, scan_folder
 
-    if args.csv or args.jsonl:
+    if args.csv or args.jsonl or args.coco:
         from loupe.cli.operations import import_rows
 
         return import_rows(_open, args)
     if not args.folder:
-        raise LoupeError("give a folder to import, or --csv FILE / --jsonl FILE")
+        raise LoupeError("give a folder to import, or --csv FILE / --jsonl FILE / --coco FILE")
     root = Path(args.folder)
     if not root.is_dir():
         raise LoupeError(f"{root} is not a folder")
@@ -317,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "concepts, not_concepts, metadata, latitude, longitude: what `loupe export --format csv` writes)")
     p.add_argument("--jsonl", metavar="FILE", help="import the rows of a JSON Lines file instead (the same "
                    "fields, one object a line)")
+    p.add_argument("--coco", metavar="FILE", help="import a COCO annotations.json instead: each image (file_name "
+                   "relative to the file) with its categories as concepts and its boxes as regions")
     p.add_argument("--app", required=True, help="the app to import into (created if it does not exist)")
     p.add_argument("--backbone", choices=BACKBONE_IDS, help=f"for a new app (default {DEFAULT_BACKBONE})")
     p.add_argument("--batch-size", type=positive_int, default=32, help="photos per batch (default 32)")

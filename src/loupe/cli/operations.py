@@ -58,8 +58,10 @@ def cmd_export(open_loupe: Callable[[argparse.Namespace], Loupe], args: argparse
 
 
 def import_rows(open_loupe: Callable[[argparse.Namespace], Loupe], args: argparse.Namespace) -> int:
-    """`loupe import --csv|--jsonl FILE --app A`: every row checked before anything is written."""
-    path = Path(args.csv or args.jsonl)
+    """`loupe import --csv|--jsonl|--coco FILE --app A`: every row checked before anything is written."""
+    path = Path(args.csv or args.jsonl or args.coco)
+    if args.coco and path.suffix.lower() != ".json":
+        raise LoupeError(f"{path}: a COCO annotations file ends in .json")
     if not path.is_file():
         raise LoupeError(f"{path}: no such file")
     rows = read_rows(path)  # bad rows: InvalidArgument naming their lines, before the store opens

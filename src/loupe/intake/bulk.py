@@ -3,7 +3,8 @@
 Export writes every input's original image under `images/` (named by input id) and its record: id,
 file, concepts, not_concepts, metadata, geo and source URL (CSV: lists joined by `;`, metadata as JSON).
 Import reads CSV or JSON Lines rows of the same shape (Clarifai's and Nyckel's bulk files map onto it:
-an image `file` path relative to the list, or a `url`, its concepts, metadata): every row is checked
+an image `file` path relative to the list, or a `url`, its concepts, metadata), or a COCO
+annotations.json (an image's categories become its concepts, its boxes regions): every row is checked
 first and bad rows are reported with their line numbers, nothing written; then rows go in batches,
 each one transaction. Rows whose id is already stored with the same image are skipped, so a run that
 stopped is resumed by running it again, and a second run adds nothing.
@@ -23,12 +24,12 @@ from typing import Any
 import msgspec
 
 from loupe.errors import InvalidArgument
-from loupe.ids import check_id
+from loupe.ids import check_id, new_id
 from loupe.intake.imaging import content_hash
 from loupe.intake.inputs import Inputs, NewInput, Presence
 from loupe.intake.labels import check_metadata
 from loupe.store.geo import check_point
-from loupe.store.records import GeoPoint, Input
+from loupe.store.records import BoundingBox, GeoPoint, Input, Region, RegionConcept
 
 CSV_COLUMNS = ["id", "file", "url", "concepts", "not_concepts", "metadata", "latitude", "longitude"]
 BATCH = 32
@@ -42,6 +43,16 @@ class Format(StrEnum):
     COCO = "coco"
 
 
+class RowRegion(msgspec.Struct, frozen=True):
+    """A box (fractions of the image's height and width, as Clarifai's regions) around one concept."""
+
+    concept: str
+    top_row: float
+    left_col: float
+    bottom_row: float
+    right_col: float
+
+
 class Row(msgspec.Struct, kw_only=True):
     """One input of an export or import file."""
 
@@ -53,6 +64,7 @@ class Row(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] = {}
     latitude: float | None = None
     longitude: float | None = None
+    regions: list[RowRegion] = []  # COCO's boxes
 
 
 class ExportReport(msgspec.Struct):
@@ -150,19 +162,22 @@ def _all(inputs: Inputs, app_id: str) -> Iterator[Input]:
 
 
 def read_rows(path: Path) -> list[Row]:
-    """Rows of a CSV (header row, CSV_COLUMNS) or JSON Lines file, every one checked; InvalidArgument
-    lists the bad ones by line number."""
+    """Rows of a CSV (header row, CSV_COLUMNS), JSON Lines or COCO (.json) file, every one checked;
+    InvalidArgument lists the bad ones by line number (COCO: by image id)."""
     text = path.read_text()
     bad: list[str] = []
     rows: list[Row] = []
-    if path.suffix.lower() == ".csv":
+    if path.suffix.lower() == ".json":
+        numbered: Iterator[tuple[Any, Any]] = _coco_images(path, text)
+        parse: Callable[[Any], Row] = _coco_row
+    elif path.suffix.lower() == ".csv":
         reader = csv.DictReader(io.StringIO(text))
         unknown = set(reader.fieldnames or []) - set(CSV_COLUMNS)
         if unknown:
             raise InvalidArgument(f"{path}: unknown column(s) {', '.join(sorted(unknown))} "
                                   f"(known: {', '.join(CSV_COLUMNS)})")
-        numbered: Iterator[tuple[int, Any]] = ((reader.line_num, r) for r in reader)
-        parse: Callable[[Any], Row] = _csv_row
+        numbered = ((reader.line_num, r) for r in reader)
+        parse = _csv_row
     else:
         numbered = ((n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip())
         parse = _jsonl_row
@@ -170,11 +185,81 @@ def read_rows(path: Path) -> list[Row]:
         try:
             rows.append(_checked(parse(raw)))
         except (InvalidArgument, msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
-            bad.append(f"line {line}: {exc}")
+            bad.append(f"{'line ' if isinstance(line, int) else ''}{line}: {exc}")
     if bad:
         shown = "; ".join(bad[:20]) + (f"; ... {len(bad) - 20} more" if len(bad) > 20 else "")
         raise InvalidArgument(f"{path}: {len(bad)} bad row(s), nothing imported: {shown}")
     return rows
+
+
+class _CocoImage(msgspec.Struct):
+    id: int | str
+    file_name: str
+    width: int = 0
+    height: int = 0
+    loupe_input_id: str = ""  # what `loupe export --format coco` writes: the input's id comes back
+
+
+class _CocoAnnotation(msgspec.Struct):
+    image_id: int | str
+    category_id: int | str
+    bbox: list[float] = []  # pixels: x, y, width, height
+
+
+class _CocoCategory(msgspec.Struct):
+    id: int | str
+    name: str
+
+
+class _Coco(msgspec.Struct):
+    images: list[_CocoImage]
+    categories: list[_CocoCategory] = []
+    annotations: list[_CocoAnnotation] = []
+
+
+def _coco_images(path: Path, text: str) -> Iterator[tuple[str, Row | InvalidArgument]]:
+    """Each COCO image as a Row: its categories (by name) as concepts, its boxes as regions in fractions.
+    A file that is not COCO at all is refused whole; a bad image or annotation is reported by image id."""
+    try:
+        coco = msgspec.json.decode(text, type=_Coco)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidArgument(f"{path}: not a COCO annotations file: {exc}") from None
+    names = {c.id: c.name for c in coco.categories}
+    by_image: dict[int | str, list[_CocoAnnotation]] = {}
+    for a in coco.annotations:
+        by_image.setdefault(a.image_id, []).append(a)
+    for image in coco.images:
+        where = f"image {image.id} ({image.file_name})"
+        row = Row(id=image.loupe_input_id, file=image.file_name)
+        try:
+            for a in by_image.get(image.id, []):
+                if a.category_id not in names:
+                    raise InvalidArgument(f"annotation names category {a.category_id}, which is not in categories")
+                concept = names[a.category_id]
+                if concept not in row.concepts:
+                    row.concepts.append(concept)
+                if a.bbox:
+                    row.regions.append(_fraction_box(concept, a.bbox, image))
+        except InvalidArgument as exc:
+            yield where, exc  # reported with the others by read_rows
+            continue
+        yield where, row
+
+
+def _coco_row(found: Row | InvalidArgument) -> Row:
+    if isinstance(found, InvalidArgument):
+        raise found
+    return found
+
+
+def _fraction_box(concept: str, bbox: list[float], image: _CocoImage) -> RowRegion:
+    if len(bbox) != 4 or image.width <= 0 or image.height <= 0:
+        raise InvalidArgument("a bbox needs [x, y, width, height] and the image's width and height")
+    x, y, w, h = bbox
+    box = RowRegion(concept, y / image.height, x / image.width, (y + h) / image.height, (x + w) / image.width)
+    if not (0 <= box.top_row < box.bottom_row <= 1.0001 and 0 <= box.left_col < box.right_col <= 1.0001):
+        raise InvalidArgument(f"bbox {bbox} is not inside the {image.width}x{image.height} image")
+    return box
 
 
 def _csv_row(raw: dict[str, str]) -> Row:
@@ -221,8 +306,11 @@ def import_rows(inputs: Inputs, app_id: str, path: Path, fetch: Callable[[str], 
             continue
         geo = (GeoPoint(longitude=row.longitude, latitude=row.latitude)
                if row.latitude is not None and row.longitude is not None else None)
+        regions = [Region(id=new_id(), box=BoundingBox(top_row=r.top_row, left_col=r.left_col, bottom_row=r.bottom_row,
+                                                       right_col=r.right_col), concepts=[RegionConcept(r.concept)])
+                   for r in row.regions]
         items.append(NewInput(image=data, id=row.id or None, concepts=row.concepts, not_concepts=row.not_concepts,
-                              metadata=row.metadata, geo=geo, source=row.url))
+                              metadata=row.metadata, geo=geo, source=row.url, regions=regions))
         if len(items) == BATCH:
             report.added += len(inputs.add(app_id, items).inputs)
             items = []
