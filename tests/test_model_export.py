@@ -131,20 +131,19 @@ def test_an_onnx_export_runs_in_a_fresh_venv_with_only_its_requirements_and_answ
 
 @pytest.mark.slow
 def test_an_openvino_export_answers_as_the_default_server(default_shop):
-    """OpenVINO runs the graph in the precision the server embeds with (bf16 on CPUs with bf16 units). In
-    bf16 the two runtimes' graphs round differently (the server's tower converted from torch, the export's
-    from ONNX): on an AVX512-BF16 EPYC confidences were up to 0.062 apart (the server's own bf16 answers are
-    0.085 from its fp32 ones), the top concept the same on 100/100. In fp32 they agree within 1e-4."""
+    """The OpenVINO export's tower is converted as the server's is and runs in the server's precision
+    (bf16 on CPUs with bf16 units), the head in fp32 as the server's scoring: answers within 1e-4 of the
+    server's, bf16 included. (A single graph converted from ONNX rounded differently in bf16: up to 0.062.)"""
     loupe, data = default_shop
     folder = data / "garments-openvino"
     done = loupe.exports.export("shop", "garments", folder, ExportFormat.OPENVINO)
-    assert {"model.xml", "model.bin", "predict.py"} <= set(done.files) and "model.onnx" not in done.files
+    assert {"tower", "head.xml", "head.bin", "predict.py"} <= set(done.files) and "model.onnx" not in done.files
+    assert (folder / "tower" / "model.xml").exists() and done.size_bytes > 10_000_000
     assert "openvino" in (folder / "requirements.txt").read_text()
     code, exported = run_export(sys.executable, folder, CLOTHING / "test")
     assert code == 0
     top, worst, verdicts = agreement(server_answers(loupe, "garments", HELD_OUT), exported, HELD_OUT)
-    bf16 = json.loads((folder / "concepts.json").read_text())["server_embedder"].endswith("/bf16")
-    assert top >= 0.99 and verdicts >= 0.97 and worst <= (0.1 if bf16 else 0.02), (top, worst, verdicts)
+    assert top >= 0.99 and verdicts >= 0.99 and worst <= 0.02, (top, worst, verdicts)
 
 
 def test_export_refuses_a_used_folder_leaves_nothing_half_written_and_caps_its_voters(default_shop, monkeypatch):

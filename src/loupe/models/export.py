@@ -1,7 +1,8 @@
 """Model export: a trained version as a folder a device runs without Loupe (ONNX or OpenVINO).
 
 The folder holds one graph from image to confidences (loupe.models.export_graph: backbone, head and the
-neighbour vote over the inputs that vote for the model, as the server has them at export time),
+neighbour vote over the inputs that vote for the model, as the server has them at export time; an
+OpenVINO export splits it into the tower, converted as the server converts it, and the head),
 preprocess.json, concepts.json, requirements.txt and predict.py (loupe.models.standalone_predict).
 Label edits after the export do not reach it: export again. It is written beside DEST and renamed into
 place, so an interrupted export leaves no half folder.
@@ -16,17 +17,20 @@ import time
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
 
 from loupe.apps.context import AppContext
+from loupe.backbones.compiled import convert
 from loupe.backbones.registry import load_torch
+from loupe.backbones.specs import SPECS
 from loupe.errors import CapabilityMissing, InvalidArgument, QuotaExceeded
 from loupe.intake.image_pipeline import draft_size
 from loupe.learning.neighbours import vote_targets
 from loupe.learning.training_set import LabelRule
-from loupe.models.export_graph import GraphSpec, ScoringGraph, Voters, run_torch, write_onnx, write_openvino
+from loupe.models.export_spec import GraphSpec, Voters
 from loupe.models.predictor import EXACT_SUBSET_MAX, CustomPredictor
 from loupe.store.records import App, ModelVersion
 
@@ -80,6 +84,10 @@ class ModelExport:
                                   f"the app uses {app.backbone}")
         assert version.blend is not None  # every trained version has one
         voters = self._voters(app, version, loaded.rule) if neighbours else None
+        import torch  # here: the rest of Loupe serves without importing torch
+
+        from loupe.models.export_graph import ScoringGraph, write_onnx, write_openvino
+
         # The fp32 torch tower is the reference every runtime is checked against (loupe.backbones).
         config = msgspec.structs.replace(self._context.config, runtime="torch", precision="fp32")
         backbone = load_torch(version.backbone, config)
@@ -87,16 +95,24 @@ class ModelExport:
                          mutually_exclusive=version.mutually_exclusive, temperature=version.blend.temperature,
                          head_weight=version.blend.head_weight,
                          k=version.blend.k, sharpness=version.blend.sharpness, voters=voters)
-        graph = ScoringGraph(backbone.image_tower(), spec)
+        tower = backbone.image_tower()
+        graph = ScoringGraph(tower, spec)
         embedder = self._context.backbone(app).embedder  # runtime/precision of the server's queries
         p = backbone.preprocessing
         dest.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
         try:
-            write_onnx(graph, p.size, work / "model.onnx")
             if fmt is ExportFormat.OPENVINO:
-                write_openvino(work / "model.onnx", work / "model.xml")
-                (work / "model.onnx").unlink()
+                # The tower converted as the server converts it (loupe.backbones.compiled), so that run
+                # in the server's precision it rounds as the server does; the head graph runs in fp32,
+                # as the server's numpy scoring.
+                convert(backbone, "image", SPECS[version.backbone], work / "tower")
+                (work / "tower" / "classifier.npz").unlink(missing_ok=True)
+                write_onnx(ScoringGraph(torch.nn.Identity(), spec), (2, version.dim), work / "head.onnx")
+                write_openvino(work / "head.onnx", work / "head.xml")
+                (work / "head.onnx").unlink()
+            else:
+                write_onnx(graph, (2, 3, p.size, p.size), work / "model.onnx")
             difference = _self_check(graph, work, fmt, p.size)
             _write_json(work / "preprocess.json", {
                 "size": p.size, "crop_pct": p.crop_pct, "mean": list(p.mean), "std": list(p.std),
@@ -115,7 +131,7 @@ class ModelExport:
         return ExportedModel(app_id=app_id, model_id=model_id, version_id=version.id, format=fmt, path=str(dest),
                              backbone=version.backbone, concepts=len(version.concept_ids),
                              voters=0 if voters is None else len(voters.vectors), files=files,
-                             size_bytes=sum((dest / f).stat().st_size for f in files),
+                             size_bytes=sum(f.stat().st_size for f in dest.rglob("*") if f.is_file()),
                              seconds=time.monotonic() - started, self_check_difference=difference,
                              server_precision=embedder.rpartition("/")[2])
 
@@ -154,16 +170,19 @@ def _write_json(path: Path, value: dict) -> None:
     path.write_text(json.dumps(value, indent=2) + "\n")
 
 
-def _self_check(graph: ScoringGraph, folder: Path, fmt: ExportFormat, size: int) -> float:
+def _self_check(graph: Any, folder: Path, fmt: ExportFormat, size: int) -> float:
     """Run the written graph on the runtime the device will use and compare it with torch: a converter
     that mistranslated an operator fails the export here, not on the device."""
+    from loupe.models.export_graph import run_torch
+
     arrays = np.random.default_rng(0).standard_normal((SELF_CHECK_IMAGES, 3, size, size)).astype(np.float32)
     expected, _ = run_torch(graph, arrays)
     if fmt is ExportFormat.OPENVINO:
         import openvino as ov
 
-        compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        got = np.asarray(compiled(arrays)[0])
+        core, fp32 = ov.Core(), {"INFERENCE_PRECISION_HINT": "f32"}
+        features = np.asarray(core.compile_model(str(folder / "tower" / "model.xml"), "CPU", fp32)(arrays)[0])
+        got = np.asarray(core.compile_model(str(folder / "head.xml"), "CPU", fp32)(features)[0])
     else:
         import onnxruntime as ort
 

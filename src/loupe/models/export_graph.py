@@ -8,35 +8,12 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import msgspec
 import numpy as np
 import torch
 
-# A device's "nearest labeled example" output when no example was among the neighbours (similarities are
-# in [-1, 1]): the standalone script reads it as "none", as the server's None.
-NO_EXAMPLE = -2.0
+from loupe.models.export_spec import NO_EXAMPLE, GraphSpec
+
 OPSET = 17
-
-
-class Voters(msgspec.Struct, frozen=True):
-    """The inputs that vote for the model and what each says: the same rows the server searches."""
-
-    vectors: np.ndarray  # float32 [m, d], L2-normalised
-    votes: np.ndarray  # float32 [m, c]: vote value per concept (loupe.learning.neighbours.vote_targets)
-    voting: np.ndarray  # bool [m, c]: whether it votes on the concept
-    examples: np.ndarray  # bool [m]: labeled with one of the model's concepts (background rows only vote)
-
-
-class GraphSpec(msgspec.Struct, frozen=True):
-    weights: np.ndarray  # float32 [c, d]
-    bias: np.ndarray  # float32 [c]
-    mutually_exclusive: bool
-    temperature: float
-    head_weight: float
-    k: int
-    sharpness: float
-    voters: Voters | None  # None: the head alone (a head-only export)
-
 
 class ScoringGraph(torch.nn.Module):
     """images [n, 3, H, W] -> (confidences [n, c], nearest example similarity [n], embedding [n, d])."""
@@ -84,10 +61,11 @@ class ScoringGraph(torch.nn.Module):
         return scores.clamp(0.0, 1.0), nearest, e
 
 
-def write_onnx(graph: ScoringGraph, size: int, path: Path) -> None:
-    """The graph as ONNX with a dynamic batch dimension (TorchScript exporter: no onnxscript needed)."""
+def write_onnx(graph: ScoringGraph, example_shape: tuple[int, ...], path: Path) -> None:
+    """The graph as ONNX with a dynamic batch dimension (TorchScript exporter: no onnxscript needed).
+    Its input is `images` [n, 3, size, size], or `features` [n, dim] for a head graph (tower = Identity)."""
     graph.eval()
-    example = torch.zeros((2, 3, size, size), dtype=torch.float32)
+    example = torch.zeros((2, *example_shape[1:]), dtype=torch.float32)
     fastpath = torch.backends.mha.get_fastpath_enabled()
     # CLIP's attention would take torch's fused fast path, an operator ONNX has no translation for.
     torch.backends.mha.set_fastpath_enabled(False)
@@ -100,9 +78,10 @@ def write_onnx(graph: ScoringGraph, size: int, path: Path) -> None:
 def _export(graph: ScoringGraph, example: torch.Tensor, path: Path) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's
+        name = "images" if example.dim() == 4 else "features"
         torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=OPSET,
-                          input_names=["images"], output_names=["scores", "nearest_example", "embedding"],
-                          dynamic_axes={"images": {0: "n"}, "scores": {0: "n"}, "nearest_example": {0: "n"},
+                          input_names=[name], output_names=["scores", "nearest_example", "embedding"],
+                          dynamic_axes={name: {0: "n"}, "scores": {0: "n"}, "nearest_example": {0: "n"},
                                         "embedding": {0: "n"}})
 
 

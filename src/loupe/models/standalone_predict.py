@@ -62,19 +62,23 @@ def preprocess(path: Path, p: dict) -> np.ndarray:
 
 
 class Runner:
-    """The exported graph on onnxruntime (model.onnx, fp32) or OpenVINO (model.xml, fp32 or bf16)."""
+    """An ONNX export on onnxruntime (model.onnx: image to confidences, fp32), or an OpenVINO export
+    (tower/model.xml: image to features, in the server's precision; head.xml: features to confidences, fp32)."""
 
     def __init__(self, runtime: str, precision: str) -> None:
         if runtime == "auto":
-            runtime = "openvino" if (HERE / "model.xml").exists() else "onnxruntime"
+            runtime = "openvino" if (HERE / "head.xml").exists() else "onnxruntime"
         self.runtime = runtime
         if runtime == "openvino":
             import openvino as ov
 
-            # As the server embedded (concepts.json "server_embedder"): its vectors are what the graph's
-            # neighbours were made with. bf16 runs on CPUs with bf16 units; OpenVINO uses f32 elsewhere.
-            hint = "bf16" if precision == "bf16" else "f32"
-            self._model = ov.Core().compile_model(str(HERE / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+            # As the server embeds (concepts.json "server_embedder"): the tower is converted as the
+            # server's, so in bf16 it rounds as the server does (bf16 needs a CPU with bf16 units;
+            # elsewhere OpenVINO runs f32). The head stays fp32, as the server's scoring.
+            core = ov.Core()
+            hint = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+            self._tower = core.compile_model(str(HERE / "tower" / "model.xml"), "CPU", hint)
+            self._head = core.compile_model(str(HERE / "head.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         else:
             import onnxruntime as ort
 
@@ -82,7 +86,7 @@ class Runner:
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.runtime == "openvino":
-            out = self._model(batch)
+            out = self._head(np.asarray(self._tower(batch)[0], np.float32))
             return np.asarray(out[0]), np.asarray(out[1])
         scores, nearest, _ = self._session.run(None, {"images": batch})
         return scores, nearest
