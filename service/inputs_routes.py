@@ -64,7 +64,13 @@ def add_inputs(loupe: Loupe, caller: Grant, request: Request, body: RawBody) -> 
             "details": "; ".join(f"input {i}: {m}" for i, m in failures.items())}),
             "inputs": statuses}, status_code=400)
     added = loupe.inputs.add(caller.app_id, items, by=caller.actor)
-    return ok(inputs=inputs_json(request, loupe, caller.app_id, added.inputs))
+    answers = inputs_json(request, loupe, caller.app_id, added.inputs)
+    for item, answer, earlier in zip(items, answers, added.duplicate_of):
+        if earlier:  # said in the status's details: clients read its code, which stays "complete"
+            answer["status"]["details"] = (
+                f"the same image as input {earlier!r}: linked to it (labels merged), not added again"
+                if item.id is None else f"the same image as input {earlier!r} (added under its own id, as asked)")
+    return ok(inputs=answers)
 
 
 @get("/inputs", opt=READ)

@@ -178,3 +178,25 @@ def test_apps_are_isolated(loupe, app):
     assert summaries["shop"].input_count == 2 and summaries["other"].input_count == 0
     loupe.apps.delete("other")
     assert [s.app.id for s in loupe.apps.summaries()] == ["shop"]
+
+
+def test_the_same_image_uploaded_again_is_linked_not_doubled(loupe, app):
+    """Issue 25: identical content in one app. Without an id the stored input answers (labels merged onto
+    it); with an id of its own it is added as asked, and the answer names the input it repeats."""
+    photo, other = (p.read_bytes() for p in dataset_images(CLOTHING / "train" / "hat", 2))
+    first = loupe.inputs.add("shop", [NewInput(image=photo, concepts=["hat"])]).inputs[0]
+    again = loupe.inputs.add("shop", [NewInput(image=photo, concepts=["red"], metadata={"k": 1}),
+                                      NewInput(image=other), NewInput(image=other, not_concepts=["shoes"])])
+    assert again.duplicate_of == [first.id, "", again.inputs[1].id] and again.linked == 2
+    assert [r.id for r in again.inputs] == [first.id, again.inputs[1].id, again.inputs[1].id]
+    assert loupe.inputs.count("shop") == 2
+    stored = loupe.inputs.get("shop", first.id)
+    assert stored.concepts == ["hat", "red"] and stored.metadata == {"k": 1}
+    assert loupe.inputs.get("shop", again.inputs[1].id).not_concepts == ["shoes"]
+    assert loupe.concepts.counts("shop", "red") == (1, 0)  # the label mirror saw the merge
+    named = loupe.inputs.add("shop", [NewInput(image=photo, id="second-copy")])
+    assert named.duplicate_of == [first.id] and named.linked == 0 and loupe.inputs.count("shop") == 3
+    # Deleting the first holder: the named copy now stands for the content.
+    loupe.inputs.delete("shop", [first.id])
+    assert loupe.inputs.add("shop", [NewInput(image=photo)]).duplicate_of == ["second-copy"]
+    assert loupe.inputs.count("shop") == 2

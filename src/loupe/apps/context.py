@@ -50,6 +50,7 @@ class InputWrite:
         self.tx = tx
         self.app = app  # as read under the app's lock (fresh next_seq); a writer may replace it
         self.put: list[Input] = []  # inputs written (new or edited)
+        self.edited: list[Input] = []  # beside new ones in `put` (whose vectors follow): existing ones edited
         self.removed: list[Input] = []  # inputs deleted
         self.touched: list[Input] = []  # records whose labels matter to models (before and after an edit)
         self.vectors: np.ndarray | None = None  # the new inputs' unit vectors, in `put` order
@@ -143,7 +144,7 @@ class AppContext:
                     seqs = [r.seq for r in write.removed]
                     self.indexes.remove(app, np.asarray(seqs, np.int64))
                     self.labels.remove(app_id, seqs)
-                self.labels.put(app_id, write.put)
+                self.labels.put(app_id, write.put + write.edited)
         if write.touched:
             for tell in self.events.labels_changed:
                 tell(app_id, write.touched)

@@ -26,7 +26,7 @@ import msgspec
 from loupe.errors import InvalidArgument
 from loupe.ids import check_id, new_id
 from loupe.intake.imaging import content_hash
-from loupe.intake.inputs import Inputs, NewInput, Presence
+from loupe.intake.inputs import AddedInputs, Inputs, NewInput, Presence
 from loupe.intake.labels import check_metadata
 from loupe.store.geo import check_point
 from loupe.store.records import BoundingBox, GeoPoint, Input, Region, RegionConcept
@@ -292,6 +292,10 @@ def _checked(row: Row) -> Row:
     return row
 
 
+def _added(done: AddedInputs) -> int:
+    return len(done.inputs) - done.linked  # a row without an id whose image is stored is linked, not added
+
+
 def import_rows(inputs: Inputs, app_id: str, path: Path, fetch: Callable[[str], bytes],
                 rows: list[Row] | None = None) -> BulkReport:
     """Add the rows of a CSV or JSON Lines file (checked first, all of them; `rows` if read already);
@@ -312,8 +316,8 @@ def import_rows(inputs: Inputs, app_id: str, path: Path, fetch: Callable[[str], 
         items.append(NewInput(image=data, id=row.id or None, concepts=row.concepts, not_concepts=row.not_concepts,
                               metadata=row.metadata, geo=geo, source=row.url, regions=regions))
         if len(items) == BATCH:
-            report.added += len(inputs.add(app_id, items).inputs)
+            report.added += _added(inputs.add(app_id, items))
             items = []
     if items:
-        report.added += len(inputs.add(app_id, items).inputs)
+        report.added += _added(inputs.add(app_id, items))
     return report

@@ -59,8 +59,22 @@ class PreparedInputs(msgspec.Struct):
 
 
 class AddedInputs(msgspec.Struct):
-    inputs: list[Input]
+    inputs: list[Input]  # one per item, in order: the new input, or the stored one a copy was linked to
     embedded: int  # how many images had to go through the backbone (the rest were cached)
+    # Per item: the id of an input of the app that already holds the same image ("" if none). An item
+    # without an id is then linked to it (not added again; its labels and metadata merged onto it); an
+    # item with its own id is added as asked, and the answer says which input it repeats.
+    duplicate_of: list[str] = []
+    linked: int = 0  # items linked to a stored copy instead of added
+
+
+def _replace(records: list[Input], record: Input) -> bool:
+    """Put `record` in place of the entry with its id, if there is one."""
+    for i, r in enumerate(records):
+        if r.id == record.id:
+            records[i] = record
+            return True
+    return False
 
 
 def checked_ids(items: list[NewInput]) -> list[str]:
@@ -127,13 +141,34 @@ class Inputs:
                       embedded: Embedded, thumbnails: dict[str, bytes], by: Actor) -> AddedInputs:
         backbone = self._context.backbone(app)
         now = time.time()
+        labels = self._context.labels.get(app.id)
+        answer: list[Input] = []
+        duplicate_of: list[str] = []
+        new_rows: list[int] = []
         with self._context.writing(app.id, by) as write:
             tx, app = write.tx, write.app
             for input_id in ids:
                 if tx.get_input(app.id, input_id) is not None:
                     raise Conflict(f"input id {input_id!r} already exists")
-            for offset, (item, input_id, image) in enumerate(zip(items, ids, decoded)):
-                record = Input(id=input_id, seq=app.next_seq + offset, sha256=image.sha256,
+            in_batch: dict[str, Input] = {}
+            for row, (item, input_id, image) in enumerate(zip(items, ids, decoded)):
+                held = labels.holding(image.sha256)
+                copy = in_batch.get(image.sha256) or (tx.get_input(app.id, held.input_id) if held else None)
+                duplicate_of.append(copy.id if copy is not None else "")
+                if copy is not None and item.id is None:  # linked: the stored input answers, with the labels
+                    linked = apply_edit(copy, EditAction.MERGE, InputEdit(
+                        input_id=copy.id, concepts=list(item.concepts), not_concepts=list(item.not_concepts),
+                        metadata=dict(item.metadata) or None, geo=item.geo))
+                    if linked != copy:
+                        self._context.ensure_concepts(tx, app.id, linked.concepts + linked.not_concepts, now)
+                        tx.put_input(app.id, linked, previous=copy)
+                        if not (_replace(write.put, linked) or _replace(write.edited, linked)):
+                            write.edited.append(linked)
+                        write.touched += [copy, linked]
+                    in_batch[image.sha256] = linked
+                    answer.append(linked)
+                    continue
+                record = Input(id=input_id, seq=app.next_seq + len(write.put), sha256=image.sha256,
                                source=item.source, metadata=dict(item.metadata),
                                concepts=list(dict.fromkeys(item.concepts)),
                                not_concepts=list(dict.fromkeys(item.not_concepts)),
@@ -143,6 +178,9 @@ class Inputs:
                 tx.put_input(app.id, record)
                 tx.retain_blob(image.sha256, item.image)
                 write.put.append(record)
+                new_rows.append(row)
+                answer.append(record)
+                in_batch.setdefault(image.sha256, record)
             for sha, vector in embedded.new.items():
                 tx.put_embedding(backbone.id, sha, vector, embedded.new_norms.get(sha))
             for sha, small in thumbnails.items():
@@ -156,9 +194,11 @@ class Inputs:
                 made += tx.backbone_embedders(backbone.id)
             embedders = list(dict.fromkeys([*app.embedders, *made]))
             write.app = msgspec.structs.replace(app, next_seq=app.next_seq + len(write.put), embedders=embedders)
-            write.vectors = embedded.vectors
-            write.touched = write.put
-        return AddedInputs(write.put, len(embedded.new))
+            write.vectors = embedded.vectors[new_rows]
+            write.touched += write.put
+        latest = {r.id: r for r in write.put + write.edited}  # a record linked to later in the batch, as edited
+        answer = [latest.get(a.id, a) for a in answer]
+        return AddedInputs(answer, len(embedded.new), duplicate_of, len(items) - len(new_rows))
 
     # ----------------------------------------------------------------- read
     def get(self, app_id: str, input_id: str) -> Input:
