@@ -184,14 +184,14 @@ def test_the_same_image_uploaded_again_is_linked_not_doubled(loupe, app):
     """Issue 25: identical content in one app. Without an id the stored input answers (labels merged onto
     it); with an id of its own it is added as asked, and the answer names the input it repeats."""
     photo, other = (p.read_bytes() for p in dataset_images(CLOTHING / "train" / "hat", 2))
-    first = loupe.inputs.add("shop", [NewInput(image=photo, concepts=["hat"])]).inputs[0]
-    again = loupe.inputs.add("shop", [NewInput(image=photo, concepts=["red"], metadata={"k": 1}),
+    first = loupe.inputs.add("shop", [NewInput(image=photo, concepts=["hat"], metadata={"keep": 1})]).inputs[0]
+    again = loupe.inputs.add("shop", [NewInput(image=photo, concepts=["red"], metadata={"k": 1, "keep": 2}),
                                       NewInput(image=other), NewInput(image=other, not_concepts=["shoes"])])
     assert again.duplicate_of == [first.id, "", again.inputs[1].id] and again.linked == 2
     assert [r.id for r in again.inputs] == [first.id, again.inputs[1].id, again.inputs[1].id]
     assert loupe.inputs.count("shop") == 2
     stored = loupe.inputs.get("shop", first.id)
-    assert stored.concepts == ["hat", "red"] and stored.metadata == {"k": 1}
+    assert stored.concepts == ["hat", "red"] and stored.metadata == {"keep": 1, "k": 1}  # stored values stay
     assert loupe.inputs.get("shop", again.inputs[1].id).not_concepts == ["shoes"]
     assert loupe.concepts.counts("shop", "red") == (1, 0)  # the label mirror saw the merge
     named = loupe.inputs.add("shop", [NewInput(image=photo, id="second-copy")])

@@ -98,9 +98,10 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     # Label a selection at once, then browse by that concept.
     page.check("#grid figure:nth-child(1) input[type=checkbox]")
     page.check("#grid figure:nth-child(2) input[type=checkbox]")
+    page.click("details.typed-label summary")  # the palette is the quick way; typing a name still works
     page.fill("#label-concept", "favourite")
     page.click("#apply-label")
-    wait_until(page, "document.querySelector('#label-status').textContent.includes('2 input(s) labeled favourite')")
+    wait_until(page, "document.querySelector('#label-status').textContent.includes('Labeled 2 as favourite')")
     page.select_option("#filter", "favourite")
     wait_until(page, "document.querySelectorAll('#grid figure').length === 2")
     shot(page, "1-inputs")
@@ -186,9 +187,14 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     page.click("#advice-go")
     fix.wait_for(timeout=60_000)
     assert page.locator(f".finding[data-inputs='{also_wrong_id}']").count() == 0
-    fix.click()  # one click fixes the label
-    page.wait_for_selector(".relabel-status, #error:not([hidden])")
-    assert page.locator("#error:not([hidden])").count() == 0, page.inner_text("#error")
+    fix.click()  # the photo beside an example of the suggested concept, asked once
+    confirm = page.locator(f".finding[data-inputs='{wrong_id}'] .confirm")
+    confirm.locator("figure").nth(1).wait_for()
+    assert confirm.locator("figure").count() == 2 and "rather than" in confirm.inner_text()
+    shot(page, "6-advice-confirm")
+    confirm.locator("button.confirm-relabel").click()
+    page.wait_for_selector(".relabel-status, .error:not([hidden])")
+    assert page.locator(".error:not([hidden])").count() == 0, page.inner_text("body")
     status = page.inner_text(".relabel-status")
     before, after = (float(s) for s in status.split("hat ")[1].split(", shoes")[0].split(" → "))
     assert after > before + 0.1, status  # the answer moved at once, same version
@@ -214,8 +220,15 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     assert page.locator("#next-result figure.out-of-scope").count() >= 1
     wait_until(page, "[...document.querySelectorAll('#next-result figure.out-of-scope img')].every(i => i.naturalWidth > 0)")
     shot(page, "9-label-next")
-    page.click("#next-result figure:nth-child(1) button.label-it")
+    first = page.locator("#next-result figure:not(.out-of-scope)").first
+    first.locator("button.label-it").click()  # nothing chosen: it says so beside the button
+    assert "choose a concept first" in first.locator(".error.inline").inner_text()
+    first.locator("select").select_option("shoes")
+    first.locator("button.label-it").click()
     page.wait_for_selector("#next-result figcaption.ok")
+    second = page.locator("#next-result figure:not(.out-of-scope)").nth(1)
+    second.locator("button.none-of-these").click()  # not a hat nor a shoe: a negative of each
+    page.wait_for_selector("#next-result figcaption.ok:has-text('none of')")
 
     assert page.request.get(base + "/static/favicon.svg").status == 200
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
@@ -246,8 +259,8 @@ def test_console_sign_in_create_app_key_member_label_and_audit(tmp_path, page):
         page.fill("#username", "maria")
         page.fill("#password", "wrong password")
         page.click("#login-form button")
-        page.wait_for_selector("#error:not([hidden])")
-        assert "wrong user name or password" in page.inner_text("#error")
+        page.wait_for_selector("#login-form .error.inline")  # beside the button that caused it
+        assert "wrong user name or password" in page.inner_text("#login-form .error.inline")
         page.fill("#password", "maria's password")
         page.click("#login-form button")
         page.wait_for_selector("#console:not([hidden])")
@@ -281,10 +294,10 @@ def test_console_sign_in_create_app_key_member_label_and_audit(tmp_path, page):
         page.click("nav [data-view=inputs]")
         upload(page, "shoes", dataset_images(CLOTHING / "train" / "shoes", 3), 0)
         wait_until(page, "document.querySelectorAll('#grid figure').length === 3")
-        page.check("#grid figure:nth-child(1) input[type=checkbox]")
-        page.fill("#label-concept", "boots")
-        page.click("#apply-label")
-        wait_until(page, "document.querySelector('#label-status').textContent.includes('1 input(s) labeled boots')")
+        page.click("#grid figure:nth-child(1) img")  # a click selects it; a new concept from the palette
+        page.fill("#bench-new", "boots")
+        page.press("#bench-new", "Enter")
+        wait_until(page, "document.querySelector('#label-status').textContent.includes('Labeled 1 as boots')")
 
         page.click("nav [data-view=audit]")
         wait_until(page, "document.querySelectorAll('#audit-table tbody tr').length >= 6")
@@ -383,3 +396,122 @@ def test_review_publish_and_roll_back_in_the_browser(tmp_path, page, shared_back
             page.click("nav [data-view=models]")
             page.wait_for_selector(f"{row} .drift svg rect")
             assert "out of scope: 100.0% of 1 today" in page.inner_text(f"{row} .drift")
+
+
+def test_labeling_workbench_by_keyboard_guesses_undo_empty_states_and_duplicates(tmp_path, page, shared_backbones):
+    """Issue 25: a new app's empty states each say what to do next (with the button); a grid labeled by
+    keyboard only (arrows, space, shift+arrows, 1-9, n, u); the model's guesses accepted as a group with
+    one left out; the same photo uploaded twice reported, not doubled; every view at desktop and phone
+    width without sideways scrolling."""
+    from real_server import InProcessServer
+
+    from loupe.application import Loupe
+    from loupe.config import Config
+    from loupe.service.app import create_app
+
+    with Loupe(Config(data_dir=tmp_path / "data", auto_retrain=False), backbones=shared_backbones) as loupe:
+        loupe.apps.create("pets")
+        key = loupe.keys.create("pets")
+        with InProcessServer(create_app(loupe)) as server:
+            page.goto(server.base + "/")
+            page.click("#key-signin summary")
+            page.fill("#key", key)
+            page.click("#signin-form button")
+            page.wait_for_selector("#main:not([hidden])")
+            # Empty app: a checklist, and views that say what to do instead of failing.
+            assert "Getting started (0 of 5)" in page.inner_text("#checklist")
+            assert page.locator("#checklist li.todo button").count() == 5
+            shot(page, "20-empty-overview")
+            for view, says in (("evaluate", "create one"), ("advice", "create one"), ("next", "create one")):
+                page.click(f"nav [data-view={view}]")
+                box = page.locator(f"#view-{view} .empty-state .empty")
+                assert says in box.inner_text() and box.locator("button").count() == 1, view
+                assert page.locator(f"#view-{view} .needs-model").is_hidden()
+                shot(page, f"20-empty-{view}")
+            page.click("nav [data-view=models]")
+            assert "label some photos first" in page.inner_text("#models-empty")
+            page.click("nav [data-view=inputs]")
+            assert "No photos yet" in page.inner_text("#grid .empty")
+            shot(page, "20-empty-inputs")
+            # Upload 12 photos (hats and shoes, unlabeled), then the first hat again: reported, not doubled.
+            photos = [*dataset_images(CLOTHING / "train" / "hat", 6), *dataset_images(CLOTHING / "train" / "shoes", 6)]
+            upload(page, "", photos, 0)
+            again = tmp_path / "again.jpg"
+            again.write_bytes(photos[0].read_bytes())
+            page.set_input_files("#files", [str(again)])
+            page.wait_for_selector("#upload-list li[data-file='again.jpg'] .state.duplicate")
+            assert "already in the app" in page.inner_text("#upload-list li[data-file='again.jpg']")
+            assert loupe.inputs.count("pets") == 12
+            wait_until(page, "document.querySelectorAll('#grid figure').length === 12")
+            # Newest first: the grid shows shoes 5..0 then hats 5..0. Label by keyboard only.
+            page.click("details.typed-label summary")  # make the first concepts: hat (1), shoes (2)
+            page.check("#grid figure:nth-child(12) input[type=checkbox]")
+            page.fill("#label-concept", "hat")
+            page.click("#apply-label")
+            wait_until(page, "document.querySelector('#label-status').textContent.includes('Labeled 1 as hat')")
+            page.check("#grid figure:nth-child(1) input[type=checkbox]")
+            page.fill("#label-concept", "shoes")
+            page.click("#apply-label")
+            wait_until(page, "document.querySelector('#label-status').textContent.includes('Labeled 1 as shoes')")
+            wait_until(page, "document.querySelectorAll('#palette .concept-key').length === 2")
+            page.focus("#grid figure:nth-child(1)")
+            page.keyboard.press("ArrowRight")  # shoes 4
+            page.keyboard.press("Space")
+            page.keyboard.press("Shift+ArrowRight")  # + shoes 3
+            assert page.inner_text("#bench-selection") == "2 selected"
+            shot(page, "21-workbench-selection")
+            page.keyboard.press("2")  # the palette's second concept
+            wait_until(page, "document.querySelector('#label-status').textContent.includes('Labeled 2 as shoes')")
+            assert {loupe.inputs.get("pets", i).concepts[0] for i in _grid_ids(page)[1:3]} == {"shoes"}
+            # n: "is not"; label the last hat photo's neighbour as not shoes, then undo it.
+            page.focus("#grid figure:nth-child(1)")
+            page.keyboard.press("End")
+            page.keyboard.press("ArrowLeft")
+            page.keyboard.press("Space")
+            page.keyboard.press("n")
+            assert page.get_attribute("#bench-not", "aria-pressed") == "true"
+            page.keyboard.press("2")
+            wait_until(page, "document.querySelector('#label-status').textContent.includes('Labeled 1 as not shoes')")
+            target = _grid_ids(page)[10]
+            assert loupe.inputs.get("pets", target).not_concepts == ["shoes"]
+            page.focus("#grid figure:nth-child(1)")
+            page.keyboard.press("u")
+            wait_until(page, "document.querySelector('#label-status').textContent.includes('Undone')")
+            assert loupe.inputs.get("pets", target).not_concepts == []
+            page.keyboard.press("n")  # back to "is": the grid kept the keyboard focus through the reload
+            assert page.get_attribute("#bench-not", "aria-pressed") == "false"
+            # A model, trained; its guesses for the 8 unlabeled photos, accepted by group, one left out.
+            loupe.models.create("pets", "kind", concept_ids=["hat", "shoes"], mutually_exclusive=True)
+            loupe.trainer.train("pets", "kind")
+            page.click("nav [data-view=overview]")
+            page.click("nav [data-view=inputs]")
+            wait_until(page, "document.querySelector('#review-model').options.length >= 1")
+            page.select_option("#review-model", "kind")
+            page.click("#review-go")
+            page.wait_for_selector(".review-group")
+            unlabeled = {i.id for i in loupe.inputs.list_page("pets", per_page=100) if not i.concepts}
+            shown = page.locator(".review-group figure").count()
+            assert shown == len(unlabeled) == 8
+            group = page.locator(".review-group").first
+            concept = group.get_attribute("data-concept")
+            members = group.locator("figure").count()
+            left_out = group.locator("figure").first.get_attribute("data-input")
+            group.locator("figure").first.click()
+            assert f"Accept {members - 1} as" in group.locator("button.accept").inner_text()
+            shot(page, "22-review-guesses")
+            group.locator("button.accept").click()
+            page.wait_for_selector(f".review-group[data-concept='{concept}'] .ok")
+            labeled = [i for i in loupe.inputs.list_page("pets", per_page=100) if i.id in unlabeled and i.concepts]
+            assert len(labeled) == members - 1 and {i.concepts[0] for i in labeled} == {concept}
+            assert loupe.inputs.get("pets", left_out).concepts == []
+            # Every view at desktop and phone width: nothing runs off the side.
+            for width, height, tag in ((1280, 900, "desktop"), (390, 844, "phone")):
+                page.set_viewport_size({"width": width, "height": height})
+                for view in ("overview", "inputs", "models", "predict", "search", "evaluate", "advice", "next", "keys", "audit"):
+                    page.click(f"nav [data-view={view}]")
+                    assert page.evaluate(PAGE_SCROLLS_SIDEWAYS) == 0, (tag, view, page.evaluate(WIDE_ELEMENTS))
+                    shot(page, f"23-{tag}-{view}")
+
+
+def _grid_ids(page) -> list[str]:
+    return page.eval_on_selector_all("#grid figure[data-input]", "fs => fs.map(f => f.dataset.input)")

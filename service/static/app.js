@@ -65,8 +65,29 @@ async function computedGet(path) {
   }
 }
 
-function showError(err) { const e = $("#error"); e.textContent = err ? String(err.message || err) : ""; e.hidden = !err; }
-async function guarded(fn) { showError(null); try { await fn(); } catch (err) { showError(err); } }
+// An error shows beside the control that caused it (the one given, else the last one used); only errors
+// of no control (a reload's sign-in) use the banner at the top.
+function showError(err, anchor = null) {
+  for (const old of document.querySelectorAll(".error.inline")) old.remove();
+  const e = $("#error");
+  e.hidden = true;
+  if (!err) return;
+  const text = String(err.message || err);
+  if (anchor && anchor.isConnected) {
+    anchor.insertAdjacentElement("afterend", el("span", { class: "error inline", role: "alert" }, text));
+  } else { e.textContent = text; e.hidden = false; }
+}
+async function guarded(fn, anchor = null) {
+  const at = anchor || state.lastControl;
+  showError(null);
+  try { await fn(); } catch (err) { showError(err, at); }
+}
+// A friendly "what to do next" where a view has nothing to show, with the button that does it.
+function emptyState(text, view, label = null) {
+  const labels = { models: "Go to Models", inputs: "Add photos", predict: "Predict" };
+  return el("div", { class: "empty" }, el("p", {}, text),
+    view ? el("button", { type: "button", class: "primary", onclick: () => showView(view) }, label || labels[view] || "Go") : "");
+}
 
 async function thumb(inputId) {
   if (!state.thumbs.has(inputId)) {
@@ -149,7 +170,7 @@ async function refresh(force = true) {
   const ticked = new Set([...document.querySelectorAll("#model-concepts input:checked")].map((b) => b.value));
   $("#model-concepts").replaceChildren(el("legend", {}, "Concepts"), ...app.concepts.map((c) =>
     el("label", {}, el("input", { type: "checkbox", value: c.id, name: "concept", checked: ticked.has(c.id) }), ` ${c.name}`)));
-  for (const sel of ["#predict-model", "#eval-model", "#advice-model", "#next-model"]) {
+  for (const sel of ["#predict-model", "#eval-model", "#advice-model", "#next-model", "#review-model"]) {
     const s = $(sel), was = s.value;
     s.replaceChildren(...app.models.map((m) => el("option", { value: m.id }, m.id)));
     if (sel === "#predict-model") s.append(el("option", { value: GENERAL_MODEL }, app.supports_text ?
@@ -158,6 +179,45 @@ async function refresh(force = true) {
   }
   renderModels();
   $("#search-text").disabled = $("#search-text-go").disabled = !app.supports_text;
+  renderChecklist(app);
+  emptyStates();
+  renderPalette();
+}
+
+// The overview's first-run checklist: each step done or the button to do it.
+function renderChecklist(app) {
+  const trained = app.models.some((m) => m.latest_version && m.latest_version.status === "trained");
+  const steps = [
+    ["Add photos", app.input_count > 0, "inputs", "Add photos"],
+    ["Label a few per concept", app.concepts.some((c) => c.positives > 0), "inputs", "Label photos"],
+    ["Create a model over your concepts", app.models.length > 0, "models", "Create a model"],
+    ["Train it", trained, "models", "Train"],
+    ["Predict a new photo", state.predicted || !!localStorage.getItem(`loupe-predicted-${app.id}`), "predict", "Predict"],
+  ];
+  const list = $("#checklist");
+  const done = steps.filter((s) => s[1]).length;
+  list.hidden = done === steps.length;
+  list.replaceChildren(el("h2", {}, `Getting started (${done} of ${steps.length})`), el("ol", {}, steps.map(([text, ok, view, label]) =>
+    el("li", { class: ok ? "done" : "todo" }, el("span", { class: "mark", "aria-hidden": "true" }, ok ? "✓" : "○"), ` ${text} `,
+      ok ? el("span", { class: "sr-only" }, "(done)") : el("button", { type: "button", onclick: () => showView(view) }, label)))));
+}
+
+// Views that need a (trained) model say so, with the way there, instead of failing.
+function emptyStates() {
+  const app = state.app, trained = app.models.filter((m) => m.latest_version && m.latest_version.status === "trained");
+  const say = (view, text, to, label) => {
+    const box = $(`#view-${view} .empty-state`);
+    box.replaceChildren(...(text ? [emptyState(text, to, label)] : []));
+    for (const c of $(`#view-${view}`).querySelectorAll(".needs-model")) c.hidden = !!text;
+  };
+  const none = !app.models.length ? "No model yet: create one over your concepts first." : "";
+  const untrained = !none && !trained.length ? "No model is trained yet: train one first." : "";
+  for (const view of ["evaluate", "advice", "next"]) say(view, none || untrained, "models", none ? "Create a model" : "Train a model");
+  const noConcepts = !app.concepts.length ? "No concepts yet: label some photos first (a model is made over concepts)." : "";
+  const box = $("#models-empty");
+  box.replaceChildren(...(noConcepts ? [emptyState(noConcepts, "inputs", "Label photos")]
+    : !app.models.length ? [el("p", { class: "empty" }, "No model yet: tick its concepts below and create it.")] : []));
+  if (!app.input_count) $("#search-results").replaceChildren(emptyState("No photos to search yet: add some first.", "inputs"));
 }
 
 async function signIn(key) {
@@ -339,15 +399,22 @@ async function uploadFiles(files) {
   });
   const work = async ({ file, li, status }) => {
     status.textContent = "uploading";
+    if (!file.type.startsWith("image/") && !/\.(jpe?g|png|webp|gif|bmp|tiff?)$/i.test(file.name)) {
+      status.textContent = "failed: not an image file"; status.className = "state failed";
+      li.querySelector("progress").value = 1;
+      return;
+    }
     try {
       const data = await fileBase64(file);
       const res = await api("POST", "/v2/inputs", { inputs: [{ data: { image: { base64: data }, concepts,
         metadata: { filename: file.name } } }] });
-      state.names.set(res.inputs[0].id, Promise.resolve(file.name));
+      const duplicate = res.inputs[0].status.details;  // the same image is already in the app
+      if (!duplicate) state.names.set(res.inputs[0].id, Promise.resolve(file.name));
       li.dataset.input = res.inputs[0].id;
-      status.textContent = "stored"; status.className = "state ok";
-    } catch (err) {
-      status.textContent = `failed: ${err.message}`; status.className = "state failed";
+      status.textContent = duplicate ? `already in the app (${duplicate.replace(/input '[^']*'/, "an earlier upload")})` : "stored";
+      status.className = duplicate ? "state duplicate" : "state ok";
+    } catch (err) {  // the file's name is on the line already: not the server's "input 0 (id): " prefix
+      status.textContent = `failed: ${err.message.replace(/^input \d+ \([^)]*\): /, "")}`; status.className = "state failed";
     }
     li.querySelector("progress").value = 1;
   };
@@ -382,6 +449,11 @@ async function loadGrid() {
   $("#prev").disabled = state.page <= 1;
   $("#next").disabled = state.page >= pages;
   const grid = $("#grid"); grid.replaceChildren();
+  if (!inputs.length) {
+    grid.append(concept ? el("p", { class: "empty" }, "No photo is labeled with this concept yet.")
+      : emptyState("No photos yet: drop images above, or choose files; then label them here.", null));
+    if (!concept) grid.lastChild.append(el("button", { type: "button", class: "primary", onclick: () => $("#files").click() }, "Choose files"));
+  }
   for (const input of inputs) {
     const labels = input.data.concepts.map((c) => (c.value ? c.name : `not ${c.name}`)).join(", ") || "unlabeled";
     const name = inputName(input);
@@ -391,6 +463,7 @@ async function loadGrid() {
       el("figcaption", {}, box, " ", el("span", { class: "name", title: input.id }, name), el("br"),
         el("span", { class: "labels" }, labels))));
   }
+  benchGridLoaded(inputs);
 }
 
 function totalFor(concept) {
@@ -403,9 +476,8 @@ async function applyLabel() {
   const ids = [...document.querySelectorAll("#grid input:checked")].map((b) => b.value);
   const concept = $("#label-concept").value.trim();
   if (!ids.length || !concept) throw new Error("select images and type a concept first");
-  const value = Number($("#label-kind").value);
-  await api("PATCH", "/v2/inputs", { action: "merge", inputs: ids.map((id) => ({ id, data: { concepts: [{ id: concept, value }] } })) });
-  $("#label-status").textContent = `${ids.length} input(s) labeled ${value ? "" : "not "}${concept}`;
+  await labelInputs(ids, concept, Number($("#label-kind").value) === 1);  // undoable, as the palette's
+  clearSelection();
   await refresh(); await loadGrid();
 }
 
@@ -588,7 +660,14 @@ async function predictWith(modelId, input) {
 async function predictFile() {
   const file = $("#predict-file").files[0], modelId = $("#predict-model").value;
   if (!file || !modelId) return;
-  const out = await predictWith(modelId, { data: { image: { base64: await fileBase64(file) } } });
+  $("#predict-result").replaceChildren(el("p", { class: "hint" }, `Predicting ${file.name}…`));  // never the last photo's bars
+  let out;
+  try {
+    out = await predictWith(modelId, { data: { image: { base64: await fileBase64(file) } } });
+  } catch (err) { $("#predict-result").replaceChildren(); throw err; }
+  state.predicted = true;
+  localStorage.setItem(`loupe-predicted-${state.appId}`, "1");
+  renderChecklist(state.app);
   const top = out.data.concepts[0];
   const model = state.app.models.find((m) => m.id === modelId);
   const nearest = Math.max(0, ...((out.loupe || {}).neighbours || []).map((n) => n.similarity));
@@ -628,9 +707,11 @@ async function search(query) {
 }
 
 // ---------------------------------------------------------------- evaluation
-// A small line chart in SVG: axes with ticks and titles, an optional diagonal, one line per series.
+// A line chart in SVG: axes with ticks and titles, an optional diagonal, one line per series. The plot
+// area is inset from the axes (a perfect curve along x = 0 or y = 1 stays visible), and points carry
+// tooltips with their values.
 function lineChart({ label, xTitle, yTitle, series, diagonal }) {
-  const ns = "http://www.w3.org/2000/svg", W = 300, H = 260, L = 44, B = 38, T = 8, R = 10;
+  const ns = "http://www.w3.org/2000/svg", W = 440, H = 360, L = 48, B = 40, T = 10, R = 12;
   const w = W - L - R, h = H - T - B;
   const node = (tag, attrs, text) => {
     const n = document.createElementNS(ns, tag);
@@ -638,9 +719,10 @@ function lineChart({ label, xTitle, yTitle, series, diagonal }) {
     if (text != null) n.textContent = text;
     return n;
   };
-  const x = (v) => L + v * w, y = (v) => T + (1 - v) * h;
+  const INSET = 0.035;
+  const x = (v) => L + (INSET + (1 - 2 * INSET) * v) * w, y = (v) => T + (1 - INSET - (1 - 2 * INSET) * v) * h;
   const svg = node("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": label, class: "chart" });
-  svg.append(node("rect", { x: L, y: T, width: w, height: h, fill: "#fff", stroke: "#999" }));
+  svg.append(node("rect", { x: L, y: T, width: w, height: h, fill: "#fff", stroke: "#c4c9d0" }));
   for (const t of [0, 0.25, 0.5, 0.75, 1]) {
     svg.append(node("line", { x1: x(t), x2: x(t), y1: y(0), y2: y(0) + 4, stroke: "#555" }),
       node("text", { x: x(t), y: y(0) + 16, "text-anchor": "middle", "font-size": 10 }, t),
@@ -651,8 +733,18 @@ function lineChart({ label, xTitle, yTitle, series, diagonal }) {
   svg.append(node("text", { x: L + w / 2, y: H - 4, "text-anchor": "middle", "font-size": 11 }, xTitle),
     node("text", { x: 11, y: T + h / 2, "text-anchor": "middle", "font-size": 11, transform: `rotate(-90 11 ${T + h / 2})` }, yTitle));
   if (diagonal) svg.append(node("line", { x1: x(0), y1: y(0), x2: x(1), y2: y(1), stroke: "#888", "stroke-dasharray": "4 3" }));
-  series.forEach((s, i) => svg.append(node("polyline", { points: s.x.map((v, j) => `${x(v)},${y(s.y[j])}`).join(" "),
-    fill: "none", stroke: COLOURS[i % COLOURS.length], "stroke-width": 2 })));
+  series.forEach((s, i) => {
+    const colour = COLOURS[i % COLOURS.length];
+    svg.append(node("polyline", { points: s.x.map((v, j) => `${x(v)},${y(s.y[j])}`).join(" "),
+      fill: "none", stroke: colour, "stroke-width": 2.2, "stroke-linejoin": "round" }));
+    const every = Math.max(1, Math.ceil(s.x.length / 24));  // hover a point for its values
+    s.x.forEach((v, j) => {
+      if (j % every && j !== s.x.length - 1) return;
+      const dot = node("circle", { cx: x(v), cy: y(s.y[j]), r: 3.2, fill: colour, class: "point" });
+      dot.append(node("title", {}, `${s.name}: ${xTitle} ${Number(v).toFixed(3)}, ${yTitle} ${Number(s.y[j]).toFixed(3)}`));
+      svg.append(dot);
+    });
+  });
   const legend = el("ul", { class: "legend" }, series.map((s, i) => el("li", {},
     el("span", { class: "swatch", style: `background:${COLOURS[i % COLOURS.length]}` }), s.name)));
   return el("figure", { class: "chart-box" }, svg, legend);
@@ -695,7 +787,15 @@ async function evaluate() {
     for (const c of metrics.confusion_matrix.matrix) cell[`${c.actual}|${c.predicted}`] = c.value;
     parts.push(el("h3", {}, "Confusion matrix (rows: actual, columns: predicted)"), el("div", { class: "scroll" }, el("table", { id: "confusion" },
       el("thead", {}, el("tr", {}, el("th", {}, ""), ids.map((p) => el("th", {}, p)))),
-      el("tbody", {}, ids.map((a) => el("tr", {}, el("th", {}, a), ids.map((p) => el("td", {}, cell[`${a}|${p}`] || 0))))))));
+      el("tbody", {}, ids.map((a) => {
+        const total = ids.reduce((n, p) => n + (cell[`${a}|${p}`] || 0), 0) || 1;
+        return el("tr", {}, el("th", {}, a), ids.map((p) => {  // shaded by the share of the row: a heat map
+          const v = cell[`${a}|${p}`] || 0, share = v / total;
+          const hue = a === p ? "26, 127, 55" : "179, 38, 30";
+          return el("td", { class: "heat", title: `${a} predicted as ${p}: ${v} (${pct(share)})`,
+            style: `background: rgba(${hue}, ${(0.08 + 0.8 * share).toFixed(2)}); color: ${share > 0.55 ? "#fff" : "inherit"}` }, v);
+        }));
+      })))));
   }
   const shown = metrics.test_set.slice(0, 40);
   parts.push(el("h3", {}, metrics.test_set.length > shown.length
@@ -716,19 +816,33 @@ async function suggestNext() {
   $("#next-result").replaceChildren(el("p", { class: "hint" }, "Choosing…"));
   const { suggestions } = await computedGet(`/v2/models/${encodeURIComponent(modelId)}/suggestions?count=12`);
   const cards = suggestions.map((s) => {
-    const pick = el("select", { "aria-label": "concept" }, model.concept_ids.map((c) => el("option", { value: c }, c)));
-    if (s.concept_id) pick.value = s.concept_id;
+    // No concept is chosen for the person: the guess is shown, and "Label" needs a deliberate pick.
+    const pick = el("select", { "aria-label": "concept" }, el("option", { value: "" }, "choose…"),
+      model.concept_ids.map((c) => el("option", { value: c }, c === s.concept_id ? `${c} (the guess)` : c)),
+      el("option", { value: "__new" }, "new concept…"));
+    const fresh = el("input", { "aria-label": "new concept", placeholder: "new concept", hidden: true, class: "new-concept" });
+    pick.addEventListener("change", () => { fresh.hidden = pick.value !== "__new"; if (!fresh.hidden) fresh.focus(); });
+    const done = (text) => card.replaceChildren(thumbImg(s.input_id), el("figcaption", { class: "ok" }, text));
+    const patch = (concepts) => api("PATCH", "/v2/inputs", { action: "merge", inputs: [{ id: s.input_id, data: { concepts } }] });
     const card = el("figure", { "data-input": s.input_id }, thumbImg(s.input_id),
       el("figcaption", {}, nameSpan(s.input_id), el("br"),
         s.concept_id ? `model's guess: ${s.concept_id} (${s.value.toFixed(2)})` : "not trained yet", el("br"),
-        pick, " ", el("button", { type: "button", class: "label-it", onclick: () => guarded(async () => {
-          await api("PATCH", "/v2/inputs", { action: "merge", inputs: [{ id: s.input_id, data: { concepts: [{ id: pick.value, value: 1 }] } }] });
-          card.replaceChildren(thumbImg(s.input_id), el("figcaption", { class: "ok" }, `labeled ${pick.value}`));
+        pick, fresh, " ", el("button", { type: "button", class: "label-it", onclick: (ev) => guarded(async () => {
+          const concept = pick.value === "__new" ? fresh.value.trim() : pick.value;
+          if (!concept) throw new Error(pick.value === "__new" ? "type the new concept" : "choose a concept first");
+          await patch([{ id: concept, value: 1 }]);
+          done(`labeled ${concept}`);
           await refresh();
-        }) }, "Label")));
+        }, ev.currentTarget) }, "Label"), el("br"),
+        el("button", { type: "button", class: "none-of-these", onclick: (ev) => guarded(async () => {
+          await patch(model.concept_ids.map((c) => ({ id: c, value: 0 })));  // a negative of each: it teaches too
+          done(`none of ${model.concept_ids.join(", ")}`);
+          await refresh();
+        }, ev.currentTarget) }, "None of these"), " ",
+        el("button", { type: "button", class: "skip", onclick: () => card.remove() }, "Skip")));
     return card;
   });
-  $("#next-result").replaceChildren(...(cards.length ? cards : [el("p", {}, "Every input has a label for this model.")]),
+  $("#next-result").replaceChildren(...(cards.length ? cards : [emptyState("Every photo has a label for this model: add more photos to go on.", "inputs")]),
     ...(await outOfScopeCards(model)));
 }
 
@@ -798,8 +912,8 @@ async function advice() {
           el("figure", {}, thumbImg(id), el("figcaption", {}, nameSpan(id))))));
       if (f.kind === "suspected_mislabel" && f.suggested_concept) {
         const inputId = f.input_ids[0];
-        item.append(el("button", { type: "button", class: "fix", onclick: () => guarded(() => relabel(modelId, inputId, f.concept_ids[0], f.suggested_concept, item)) },
-          `Relabel as ${f.suggested_concept}`), " ");
+        item.append(el("button", { type: "button", class: "fix", onclick: (ev) => guarded(() => confirmRelabel(modelId, inputId, f.concept_ids[0], f.suggested_concept, item), ev.currentTarget) },
+          `Relabel as ${f.suggested_concept}…`), " ");
       }
       item.append(el("button", { type: "button", class: "dismiss-finding", onclick: () => guarded(async () => {
         if (f.kind === "suspected_mislabel") {  // kept by the server: it stays dismissed for everyone
@@ -814,6 +928,23 @@ async function advice() {
     }
     box.append(details);
   }
+}
+
+// A relabel changes what the model learns: the photo is shown beside an example of the suggested concept,
+// and the person says once which is right.
+async function confirmRelabel(modelId, inputId, wrong, right, item) {
+  const { inputs } = await api("GET", `/v2/inputs?per_page=2&concept=${encodeURIComponent(right)}`);
+  const example = inputs.find((i) => i.id !== inputId);
+  const panel = el("div", { class: "confirm", role: "group", "aria-label": "confirm the relabel" },
+    el("div", { class: "pair" },
+      el("figure", {}, thumbImg(inputId), el("figcaption", {}, nameSpan(inputId), el("br"), `labeled ${wrong}`)),
+      example ? el("figure", {}, thumbImg(example.id), el("figcaption", {}, `an example of ${right}`)) : el("p", { class: "hint" }, `no example of ${right} yet`)),
+    el("p", {}, `Is this photo ${right} rather than ${wrong}?`),
+    el("button", { type: "button", class: "primary confirm-relabel", onclick: (ev) => guarded(() => relabel(modelId, inputId, wrong, right, item), ev.currentTarget) },
+      `Yes, relabel as ${right}`), " ",
+    el("button", { type: "button", class: "keep-label", onclick: () => panel.remove() }, `No, it is ${wrong}`));
+  for (const old of item.querySelectorAll(".confirm")) old.remove();
+  item.append(panel);
 }
 
 async function relabel(modelId, inputId, wrong, right, item) {
@@ -846,6 +977,13 @@ async function relabel(modelId, inputId, wrong, right, item) {
 
 // ---------------------------------------------------------------- wiring
 document.addEventListener("DOMContentLoaded", () => {
+  // The control a person used last: where its error will show.
+  for (const type of ["click", "change", "keydown"]) {
+    document.addEventListener(type, (ev) => {
+      const c = ev.target.closest && ev.target.closest("button, select, input, textarea, figure[data-input], #drop");
+      if (c) state.lastControl = c;
+    }, true);
+  }
   $("#signin-form").addEventListener("submit", (ev) => { ev.preventDefault(); guarded(() => signIn($("#key").value)); });
   $("#login-form").addEventListener("submit", (ev) => { ev.preventDefault(); guarded(() => logIn($("#username").value.trim(), $("#password").value)); });
   $("#signout").addEventListener("click", () => guarded(signOut));

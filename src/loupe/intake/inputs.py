@@ -63,7 +63,8 @@ class AddedInputs(msgspec.Struct):
     embedded: int  # how many images had to go through the backbone (the rest were cached)
     # Per item: the id of an input of the app that already holds the same image ("" if none). An item
     # without an id is then linked to it (not added again; its labels and metadata merged onto it); an
-    # item with its own id is added as asked, and the answer says which input it repeats.
+    # item with its own id is added as asked, and the answer says which input it repeats. (Linked: labels
+    # merged onto it; metadata keys and geo only where it has none.)
     duplicate_of: list[str] = []
     linked: int = 0  # items linked to a stored copy instead of added
 
@@ -158,7 +159,9 @@ class Inputs:
                 if copy is not None and item.id is None:  # linked: the stored input answers, with the labels
                     linked = apply_edit(copy, EditAction.MERGE, InputEdit(
                         input_id=copy.id, concepts=list(item.concepts), not_concepts=list(item.not_concepts),
-                        metadata=dict(item.metadata) or None, geo=item.geo))
+                        # Metadata only where the stored input has none for the key: it stays as it was.
+                        metadata={k: v for k, v in item.metadata.items() if k not in copy.metadata} or None,
+                        geo=copy.geo or item.geo))
                     if linked != copy:
                         self._context.ensure_concepts(tx, app.id, linked.concepts + linked.not_concepts, now)
                         tx.put_input(app.id, linked, previous=copy)
