@@ -250,3 +250,54 @@ def test_first_start_says_how_to_make_the_first_admin(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_labeling_from_the_cli_by_id_file_pattern_and_csv(tree, tmp_path, capsys):
+    """Issue 25: `loupe inputs list|label|unlabel|delete`, end to end on a folder import."""
+    data = ["--data-dir", str(tmp_path / "data")]
+    # A reading command on a data dir that does not exist says so and creates nothing.
+    assert main(["--data-dir", str(tmp_path / "nowhere" / "x"), "apps", "list"]) == 0
+    assert "no apps yet" in capsys.readouterr().out and not (tmp_path / "nowhere").exists()
+    assert main(["--data-dir", str(tmp_path / "nowhere" / "x"), "inputs", "list", "--app", "a"]) == 2
+    assert "no Loupe data" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
+    assert main([*data, "import", str(tree / "test"), "--app", "shop"]) == 0  # 1 shoes + 1 hat, labeled
+    photos = tmp_path / "loose"
+    photos.mkdir()
+    for i, path in enumerate(dataset_images(CLOTHING / "train" / "shirt", 3)):
+        shutil.copy(path, photos / f"shirt-{i}.jpg")
+    assert main([*data, "import", str(photos), "--app", "shop"]) == 0  # top-level photos: unlabeled
+    capsys.readouterr()
+    assert main([*data, "inputs", "list", "--app", "shop", "--unlabeled", "--json"]) == 0
+    unlabeled = json.loads(capsys.readouterr().out)
+    assert len(unlabeled) == 3 and all(not r["concepts"] for r in unlabeled)
+    # By pattern over import paths, by file (its content), and by id.
+    assert main([*data, "inputs", "label", "--app", "shop", "--concept", "shirt", "shirt-[01].jpg"]) == 0
+    assert "labeled 2 input(s) as shirt" in capsys.readouterr().out
+    assert main([*data, "inputs", "label", "--app", "shop", "--concept", "shirt", str(photos / "shirt-2.jpg")]) == 0
+    assert main([*data, "inputs", "label", "--app", "shop", "--concept", "hat", "--not", unlabeled[0]["id"]]) == 0
+    capsys.readouterr()
+    assert main([*data, "inputs", "list", "--app", "shop", "--concept", "shirt", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert main([*data, "inputs", "list", "--app", "shop", "--concept", "hat", "--not", "--json"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [unlabeled[0]["id"]]
+    # From a CSV: every row resolved first; a row naming nothing stops it before anything is written.
+    sheet = tmp_path / "labels.csv"
+    sheet.write_text("input,concept,value\nshirt-0.jpg,top,1\nno-such-input,top,1\n")
+    assert main([*data, "inputs", "label", "--app", "shop", "--csv", str(sheet)]) == 2
+    assert "no-such-input" in capsys.readouterr().err
+    sheet.write_text("input,concept,value\nshirt-0.jpg,top,1\nshirt-1.jpg,top,0\n")
+    assert main([*data, "inputs", "label", "--app", "shop", "--csv", str(sheet)]) == 0
+    out = capsys.readouterr().out
+    assert "labeled 1 input(s) as top" in out and "labeled 1 input(s) as not top" in out
+    # Unlabel one concept, then everything; delete needs --yes.
+    assert main([*data, "inputs", "unlabel", "--app", "shop", "--concept", "shirt", "shirt-*.jpg"]) == 0
+    assert main([*data, "inputs", "unlabel", "--app", "shop", "shirt-0.jpg"]) == 0
+    capsys.readouterr()
+    assert main([*data, "inputs", "list", "--app", "shop", "--json"]) == 0
+    by_source = {r["file"]: r for r in json.loads(capsys.readouterr().out)}
+    assert by_source["shirt-0.jpg"]["concepts"] == [] and by_source["shirt-0.jpg"]["not_concepts"] == []
+    assert by_source["shirt-1.jpg"]["not_concepts"] == ["top"] and by_source["shirt-1.jpg"]["concepts"] == []
+    assert main([*data, "inputs", "delete", "--app", "shop", "shirt-*.jpg"]) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert main([*data, "inputs", "delete", "--app", "shop", "shirt-*.jpg", "--yes"]) == 0
+    assert "deleted 3 input(s)" in capsys.readouterr().out

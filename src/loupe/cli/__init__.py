@@ -13,19 +13,37 @@ from pathlib import Path
 from loupe.allocator import keep_large_buffers_returnable
 from loupe.application import Loupe
 from loupe.backbones.registry import BACKBONE_IDS, DEFAULT_BACKBONE
+from loupe.cli.inputs import register as register_inputs
 from loupe.cli.models import register as register_models
 from loupe.cli.operations import register as register_operations
 from loupe.cli.output import as_json, port_number, positive_int, private_address, table, when
-from loupe.config import parse_hosts, resolve_config
+from loupe.config import Config, parse_hosts, resolve_config
 from loupe.errors import LoupeError, NotFound
 from loupe.store.records import Scope
 
 
-def _open(args: argparse.Namespace) -> Loupe:
+def _config(args: argparse.Namespace) -> Config:
     hosts = getattr(args, "url_allow_hosts", None)
-    return Loupe(resolve_config(None, getattr(args, "config", None), data_dir=args.data_dir,
-                                torch_threads=args.threads, runtime=args.runtime, precision=args.precision,
-                                url_allow_hosts=parse_hosts(hosts) if hosts is not None else None).config)
+    return resolve_config(None, getattr(args, "config", None), data_dir=args.data_dir,
+                          torch_threads=args.threads, runtime=args.runtime, precision=args.precision,
+                          url_allow_hosts=parse_hosts(hosts) if hosts is not None else None).config
+
+
+def _open(args: argparse.Namespace) -> Loupe:
+    return Loupe(_config(args))
+
+
+def _open_existing(args: argparse.Namespace) -> Loupe:
+    """For commands that only read: a data dir without a store is reported, never created."""
+    config = _config(args)
+    if not (config.lmdb_path / "data.mdb").exists():
+        raise NoStore(f"no Loupe data in {config.data_dir} (nothing to show): `loupe import DIR --app NAME` "
+                      "or `loupe serve` starts one there")
+    return Loupe(config)
+
+
+class NoStore(LoupeError):
+    """A reading command was pointed at a data dir that holds no store."""
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -85,7 +103,15 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_apps(args: argparse.Namespace) -> int:
-    with _open(args) as loupe:
+    if args.action == "list":
+        try:
+            loupe = _open_existing(args)
+        except NoStore:
+            print(f"no apps yet (no Loupe data in {_config(args).data_dir}): `loupe import DIR --app NAME` creates one")
+            return 0
+    else:
+        loupe = _open(args)
+    with loupe:
         if args.action == "create":
             app = loupe.apps.create(args.name, args.backbone, owner=args.owner or "")
             owned = f", owned by {args.owner!r}" if args.owner else ""
@@ -113,7 +139,7 @@ def cmd_apps(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    with _open(args) as loupe:
+    with (_open_existing if args.action == "list" else _open)(args) as loupe:
         if args.action == "create" and args.user:
             token, _ = loupe.keys.create_token(args.user, name=args.name or "", scope=args.scope)
             print(token)
@@ -155,7 +181,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    with _open(args) as loupe:
+    with (_open_existing if args.action == "list" else _open)(args) as loupe:
         if args.action == "create":
             user = loupe.users.create(args.name, _password(args), admin=args.admin)
             print(f"created {'server admin' if user.admin else 'user'} {user.name!r}")
@@ -180,7 +206,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 
 def cmd_members(args: argparse.Namespace) -> int:
-    with _open(args) as loupe:
+    with (_open_existing if args.action == "list" else _open)(args) as loupe:
         if args.action == "add":
             member = loupe.members.add(args.app, args.user, args.role)
             print(f"{member.user!r} is now {member.role.value} of app {args.app!r}")
@@ -413,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app", required=True, help="the app")
 
     register_models(sub, _open)
+    register_inputs(sub, _open, _open_existing)
     register_operations(sub, _open)
 
     p = sub.add_parser("serve", help="run the HTTP API (Clarifai v2 compatible) and the web page",

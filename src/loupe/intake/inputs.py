@@ -6,6 +6,7 @@ one LMDB transaction through `AppContext.writing`, after which the index and lab
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import time
 from enum import StrEnum
@@ -241,6 +242,38 @@ class Inputs:
         self._context.sync(app_id)
         with self._store.read() as tx:
             return tx.count_inputs(app_id)
+
+    def matching(self, app_id: str, targets: list[str], hashes: dict[str, str] | None = None) -> list[str]:
+        """The ids of the app's inputs that `targets` name, in order, each once: an image file (`hashes`
+        gives its content hash: every input holding that image), an input id, or a glob (`*`, `?`,
+        `[...]`) over ids and import sources (e.g. 'hat/*.jpg' for a folder import's hat/ photos).
+        NotFound names a target that matches nothing (nothing is chosen then)."""
+        self._context.sync(app_id)
+        found: dict[str, None] = {}
+        records: list[Input] | None = None
+        for target in targets:
+            hits: list[str] = []
+            sha = (hashes or {}).get(target)
+            if sha:
+                records = records if records is not None else self._all(app_id)
+                hits = [r.id for r in records if r.sha256 == sha]
+            if not hits:
+                with self._store.read() as tx:
+                    if tx.get_input(app_id, target) is not None:
+                        hits = [target]
+            if not hits and any(c in target for c in "*?["):
+                records = records if records is not None else self._all(app_id)
+                hits = [r.id for r in records if fnmatch.fnmatchcase(r.id, target)
+                        or (r.source and fnmatch.fnmatchcase(r.source, target))]
+            if not hits:
+                raise NotFound("input", target, f"no input of app {app_id!r} is {target!r} (an id, an image file "
+                                                "stored in the app, or a pattern over ids and import paths)")
+            found.update(dict.fromkeys(hits))
+        return list(found)
+
+    def _all(self, app_id: str) -> list[Input]:
+        with self._store.read() as tx:
+            return list(tx.iter_inputs(app_id, newest_first=False))
 
     def labeled_with(self, app_id: str, concept_ids: list[str], *, page: int = 1, per_page: int = 20) -> list[Input]:
         """Inputs annotated (positively) with any of the concepts, newest first."""
