@@ -41,6 +41,28 @@ def _add(client, key, cls, n, prefix=None):
     return client.post("/v2/inputs", json={"inputs": inputs}, headers=h(key))
 
 
+def test_the_same_image_posted_twice_is_reported_and_not_doubled(api):
+    """Issue 25 over HTTP: without an id, the stored input answers (labels merged), with its status saying
+    so; with an id of its own, it is added and named as a repeat; another app's copy is not its business."""
+    client, keys, _ = api
+    photo = b64(dataset_images(CLOTHING / "train" / "hat", 1)[0])
+    first = client.post("/v2/inputs", headers=h(keys["a"]), json={"inputs": [{"data": {"image": {"base64": photo}}}]})
+    first_id = first.json()["inputs"][0]["id"]
+    assert "details" not in first.json()["inputs"][0]["status"]
+    again = client.post("/v2/inputs", headers=h(keys["a"]), json={"inputs": [
+        {"data": {"image": {"base64": photo}, "concepts": [{"id": "hat", "value": 1}]}}]})
+    assert again.status_code == 200, again.text
+    answer = again.json()["inputs"][0]
+    assert answer["id"] == first_id and answer["status"]["code"] == 30000
+    assert f"the same image as input '{first_id}': linked" in answer["status"]["details"]
+    assert [c["id"] for c in answer["data"]["concepts"]] == ["hat"]
+    named = client.post("/v2/inputs", headers=h(keys["a"]), json={"inputs": [{"id": "mine", "data": {"image": {"base64": photo}}}]})
+    assert named.json()["inputs"][0]["id"] == "mine" and first_id in named.json()["inputs"][0]["status"]["details"]
+    assert len(client.get("/v2/inputs", headers=h(keys["a"])).json()["inputs"]) == 2
+    other = client.post("/v2/inputs", headers=h(keys["b"]), json={"inputs": [{"data": {"image": {"base64": photo}}}]})
+    assert "details" not in other.json()["inputs"][0]["status"]  # app b knows nothing of app a's copy
+
+
 def test_inputs_round_trip_in_clarifai_shape(api):
     client, keys, _ = api
     r = _add(client, keys["a"], "shoes", 2)

@@ -191,6 +191,7 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     confirm = page.locator(f".finding[data-inputs='{wrong_id}'] .confirm")
     confirm.locator("figure").nth(1).wait_for()
     assert confirm.locator("figure").count() == 2 and "rather than" in confirm.inner_text()
+    assert confirm.locator("button.none-of-these").count() == 1 and confirm.locator("input.other").count() == 1
     shot(page, "6-advice-confirm")
     confirm.locator("button.confirm-relabel").click()
     page.wait_for_selector(".relabel-status, .error:not([hidden])")

@@ -935,6 +935,7 @@ async function advice() {
 async function confirmRelabel(modelId, inputId, wrong, right, item) {
   const { inputs } = await api("GET", `/v2/inputs?per_page=2&concept=${encodeURIComponent(right)}`);
   const example = inputs.find((i) => i.id !== inputId);
+  const other = el("input", { class: "other", placeholder: "or another concept…", "aria-label": "another concept" });
   const panel = el("div", { class: "confirm", role: "group", "aria-label": "confirm the relabel" },
     el("div", { class: "pair" },
       el("figure", {}, thumbImg(inputId), el("figcaption", {}, nameSpan(inputId), el("br"), `labeled ${wrong}`)),
@@ -942,7 +943,20 @@ async function confirmRelabel(modelId, inputId, wrong, right, item) {
     el("p", {}, `Is this photo ${right} rather than ${wrong}?`),
     el("button", { type: "button", class: "primary confirm-relabel", onclick: (ev) => guarded(() => relabel(modelId, inputId, wrong, right, item), ev.currentTarget) },
       `Yes, relabel as ${right}`), " ",
-    el("button", { type: "button", class: "keep-label", onclick: () => panel.remove() }, `No, it is ${wrong}`));
+    el("button", { type: "button", class: "keep-label", onclick: () => panel.remove() }, `No, it is ${wrong}`), " ",
+    el("button", { type: "button", class: "none-of-these", onclick: (ev) => guarded(async () => {
+      const concepts = (state.app.models.find((m) => m.id === modelId) || { concept_ids: [wrong, right] }).concept_ids;
+      await api("PATCH", "/v2/inputs", { action: "overwrite", inputs: [{ id: inputId, data: { concepts: concepts.map((c) => ({ id: c, value: 0 })) } }] });
+      item.replaceChildren(el("p", { class: "ok" }, `Labeled as none of ${concepts.join(", ")}.`));
+      await refresh();
+    }, ev.currentTarget) }, "None of these"), " ",
+    other, el("button", { type: "button", class: "other-concept", onclick: (ev) => guarded(async () => {
+      const concept = other.value.trim();
+      if (!concept) throw new Error("type the concept it is");
+      await api("PATCH", "/v2/inputs", { action: "overwrite", inputs: [{ id: inputId, data: { concepts: [{ id: concept, value: 1 }] } }] });
+      item.replaceChildren(el("p", { class: "ok" }, `Relabeled as ${concept}.`));
+      await refresh();
+    }, ev.currentTarget) }, "Relabel as that"));
   for (const old of item.querySelectorAll(".confirm")) old.remove();
   item.append(panel);
 }
