@@ -194,3 +194,21 @@ def test_a_clip_app_exports_and_answers_as_the_server(clip_weights, tmp_path):
         assert code == 0
         top, worst, verdicts = agreement(server_answers(loupe, "m", photos), exported, photos)
         assert top >= 0.99 and worst <= 0.02 and verdicts >= 0.99, (top, worst, verdicts)
+
+
+def test_the_standalone_script_reads_images_as_the_server_does():
+    """predict.py imports nothing of Loupe, so it carries its own copy of the server's colour handling
+    (loupe.intake.imaging.to_rgb): the two must agree on every kind of image the server takes."""
+    import numpy as np
+    from PIL import Image
+
+    from loupe.intake.imaging import to_rgb
+    from loupe.models import standalone_predict
+
+    rng = np.random.default_rng(0)
+    rgba = Image.fromarray(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8), "RGBA")
+    palette = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), "RGB").convert("P")
+    palette.info["transparency"] = 3
+    deep = Image.fromarray(rng.integers(0, 65535, (16, 16), dtype=np.uint16))
+    for image in (rgba, rgba.convert("LA"), palette, deep, rgba.convert("L"), rgba.convert("CMYK"), rgba.convert("RGB")):
+        assert np.array_equal(np.asarray(standalone_predict.to_rgb(image)), np.asarray(to_rgb(image))), image.mode

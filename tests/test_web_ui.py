@@ -56,6 +56,14 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def sign_in_with_key(page, base: str, key: str) -> None:
+    page.goto(base + "/")
+    page.click("#key-signin summary")  # key sign-in sits under the user sign-in
+    page.fill("#key", key)
+    page.click("#signin-form button")
+    page.wait_for_selector("#main:not([hidden])")
+
+
 def upload(page, concepts: str, files: list[Path], done_before: int) -> None:
     page.fill("#up-concepts", concepts)
     page.set_input_files("#files", [str(f) for f in files])
@@ -362,11 +370,7 @@ def test_review_publish_and_roll_back_in_the_browser(tmp_path, page, shared_back
         second = loupe.trainer.train("shop", "garments")
         key = loupe.keys.create("shop")
         with InProcessServer(create_app(loupe)) as server:
-            page.goto(server.base + "/")
-            page.click("#key-signin summary")
-            page.fill("#key", key)
-            page.click("#signin-form button")
-            page.wait_for_selector("#main:not([hidden])")
+            sign_in_with_key(page, server.base, key)
             page.click("nav [data-view=models]")
             row = "#models-table tr[data-model=garments]"
             assert f"serves {first.id[:8]} (published)" in page.inner_text(row)
@@ -414,11 +418,7 @@ def test_labeling_workbench_by_keyboard_guesses_undo_empty_states_and_duplicates
         loupe.apps.create("pets")
         key = loupe.keys.create("pets")
         with InProcessServer(create_app(loupe)) as server:
-            page.goto(server.base + "/")
-            page.click("#key-signin summary")
-            page.fill("#key", key)
-            page.click("#signin-form button")
-            page.wait_for_selector("#main:not([hidden])")
+            sign_in_with_key(page, server.base, key)
             # Empty app: a checklist, and views that say what to do instead of failing.
             assert "Getting started (0 of 5)" in page.inner_text("#checklist")
             assert page.locator("#checklist li.todo button").count() == 5
