@@ -933,13 +933,15 @@ async function advice() {
 // A relabel changes what the model learns: the photo is shown beside an example of the suggested concept,
 // and the person says once which is right.
 async function confirmRelabel(modelId, inputId, wrong, right, item) {
-  const { inputs } = await api("GET", `/v2/inputs?per_page=2&concept=${encodeURIComponent(right)}`);
-  const example = inputs.find((i) => i.id !== inputId);
+  // The photo labeled `right` most like this one (a visual search within that label) is the fairest comparison.
+  const { hits } = await api("POST", "/v2/searches", { query: { ands: [{ output: { input: { id: inputId, data: { image: {} } } } },
+    { input: { data: { concepts: [{ id: right, value: 1 }] } } }] }, pagination: { page: 1, per_page: 3 } });
+  const example = (hits.map((h) => h.input).find((i) => i.id !== inputId));
   const other = el("input", { class: "other", placeholder: "or another concept…", "aria-label": "another concept" });
   const panel = el("div", { class: "confirm", role: "group", "aria-label": "confirm the relabel" },
     el("div", { class: "pair" },
       el("figure", {}, thumbImg(inputId), el("figcaption", {}, nameSpan(inputId), el("br"), `labeled ${wrong}`)),
-      example ? el("figure", {}, thumbImg(example.id), el("figcaption", {}, `an example of ${right}`)) : el("p", { class: "hint" }, `no example of ${right} yet`)),
+      example ? el("figure", {}, thumbImg(example.id), el("figcaption", {}, `the most alike photo labeled ${right}`)) : el("p", { class: "hint" }, `no example of ${right} yet`)),
     el("p", {}, `Is this photo ${right} rather than ${wrong}?`),
     el("button", { type: "button", class: "primary confirm-relabel", onclick: (ev) => guarded(() => relabel(modelId, inputId, wrong, right, item), ev.currentTarget) },
       `Yes, relabel as ${right}`), " ",
