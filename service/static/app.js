@@ -859,10 +859,12 @@ async function outOfScopeCards(model) {
     fetch(scoped(path), authInit("GET")).then((x) => (x.ok ? x.blob() : null)).then((b) => {
       if (b) { blob = b; img.src = URL.createObjectURL(b); }
     });
-    const pick = el("select", { "aria-label": "concept" }, model.concept_ids.map((c) => el("option", { value: c }, c)));
+    const pick = el("select", { "aria-label": "concept" }, el("option", { value: "" }, "choose…"),
+      model.concept_ids.map((c) => el("option", { value: c }, c)));
     const card = el("figure", { class: "out-of-scope" }, img, el("figcaption", {},
       `nearest labeled ${r.nearest == null ? "—" : r.nearest.toFixed(2)}`, el("br"), pick, " ",
       el("button", { type: "button", onclick: () => guarded(async () => {
+        if (!pick.value) throw new Error("choose a concept first");
         const concepts = [{ id: pick.value, value: 1 }];
         if (r.input_id) {
           await api("PATCH", "/v2/inputs", { action: "merge", inputs: [{ id: r.input_id, data: { concepts } }] });
