@@ -445,16 +445,22 @@ def test_labeling_workbench_by_keyboard_guesses_undo_empty_states_and_duplicates
             assert loupe.inputs.count("pets") == 12
             wait_until(page, "document.querySelectorAll('#grid figure').length === 12")
             # Newest first: the grid shows shoes 5..0 then hats 5..0. Label by keyboard only.
-            page.click("details.typed-label summary")  # make the first concepts: hat (1), shoes (2)
-            page.check("#grid figure:nth-child(12) input[type=checkbox]")
-            page.fill("#label-concept", "hat")
-            page.click("#apply-label")
+            # The first concepts, from the keyboard: the last photo (a hat) as "hat", the first as "shoes".
+            page.focus("#grid figure:nth-child(1)")
+            page.keyboard.press("End")
+            page.keyboard.press("Space")
+            page.focus("#bench-new")  # the palette's new-concept box (Tab order would reach it too)
+            page.keyboard.type("hat")
+            page.keyboard.press("Enter")
             wait_until(page, "document.querySelector('#label-status').textContent.includes('Labeled 1 as hat')")
-            page.check("#grid figure:nth-child(1) input[type=checkbox]")
-            page.fill("#label-concept", "shoes")
-            page.click("#apply-label")
+            page.keyboard.press("Home")  # the grid has the focus again
+            page.keyboard.press("Space")
+            page.focus("#bench-new")
+            page.keyboard.type("shoes")
+            page.keyboard.press("Enter")
             wait_until(page, "document.querySelector('#label-status').textContent.includes('Labeled 1 as shoes')")
             wait_until(page, "document.querySelectorAll('#palette .concept-key').length === 2")
+            assert {c.id for c in loupe.concepts.list_page("pets")} == {"hat", "shoes"}
             page.focus("#grid figure:nth-child(1)")
             page.keyboard.press("ArrowRight")  # shoes 4
             page.keyboard.press("Space")
