@@ -75,7 +75,7 @@ class ExportReport(msgspec.Struct):
 class BulkReport(msgspec.Struct):
     rows: int
     added: int = 0
-    skipped: int = 0  # already stored with the same image
+    skipped: int = 0  # already stored with the same image (by id, or, for rows without one, by content)
 
 
 def _file_name(record: Input, ext: str) -> str:
@@ -292,8 +292,10 @@ def _checked(row: Row) -> Row:
     return row
 
 
-def _added(done: AddedInputs) -> int:
-    return len(done.inputs) - done.linked  # a row without an id whose image is stored is linked, not added
+def _count(report: BulkReport, done: AddedInputs) -> None:
+    """A row without an id whose image the app holds is linked to that input (its labels merged), not added."""
+    report.added += len(done.inputs) - done.linked
+    report.skipped += done.linked
 
 
 def import_rows(inputs: Inputs, app_id: str, path: Path, fetch: Callable[[str], bytes],
@@ -316,8 +318,8 @@ def import_rows(inputs: Inputs, app_id: str, path: Path, fetch: Callable[[str], 
         items.append(NewInput(image=data, id=row.id or None, concepts=row.concepts, not_concepts=row.not_concepts,
                               metadata=row.metadata, geo=geo, source=row.url, regions=regions))
         if len(items) == BATCH:
-            report.added += _added(inputs.add(app_id, items))
+            _count(report, inputs.add(app_id, items))
             items = []
     if items:
-        report.added += _added(inputs.add(app_id, items))
+        _count(report, inputs.add(app_id, items))
     return report
