@@ -242,7 +242,10 @@ def test_label_train_predict_and_fix_in_the_browser(live_server, page, tmp_path)
     assert page.request.get(base + "/static/favicon.svg").status == 200
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     page.click("nav [data-view=overview]")
-    assert page.evaluate("document.querySelector('nav').getBoundingClientRect().height") < 60  # one row of tabs
+    # Every tab in sight (none cut off at the edge), in at most three rows.
+    assert page.evaluate("[...document.querySelectorAll('nav button:not([hidden])')].every("
+                         "b => b.getBoundingClientRect().right <= window.innerWidth && b.getBoundingClientRect().left >= 0)")
+    assert page.evaluate("document.querySelector('nav').getBoundingClientRect().height") < 130
     assert page.evaluate(PAGE_SCROLLS_SIDEWAYS) == 0, page.evaluate(WIDE_ELEMENTS)  # nothing runs off the screen
     shot(page, "8-phone-overview")
     page.click("nav [data-view=evaluate]")

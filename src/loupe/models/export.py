@@ -23,7 +23,7 @@ import msgspec
 import numpy as np
 
 from loupe.apps.context import AppContext
-from loupe.backbones.compiled import convert
+from loupe.backbones.compiled import RuntimeUnavailable, convert
 from loupe.backbones.registry import load_torch
 from loupe.backbones.specs import SPECS
 from loupe.errors import CapabilityMissing, InvalidArgument, QuotaExceeded
@@ -106,7 +106,10 @@ class ModelExport:
                 # The tower converted as the server converts it (loupe.backbones.compiled), so that run
                 # in the server's precision it rounds as the server does; the head graph runs in fp32,
                 # as the server's numpy scoring.
-                convert(backbone, "image", SPECS[version.backbone], work / "tower")
+                try:
+                    convert(backbone, "image", SPECS[version.backbone], work / "tower")
+                except RuntimeUnavailable as exc:
+                    raise CapabilityMissing(f"cannot write an OpenVINO export here: {exc}") from exc
                 (work / "tower" / "classifier.npz").unlink(missing_ok=True)
                 write_onnx(ScoringGraph(torch.nn.Identity(), spec), (2, version.dim), work / "head.onnx")
                 write_openvino(work / "head.onnx", work / "head.xml")
