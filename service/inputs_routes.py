@@ -76,10 +76,14 @@ def add_inputs(loupe: Loupe, caller: Grant, request: Request, body: RawBody) -> 
 @get("/inputs", opt=READ)
 @in_thread
 def list_inputs(loupe: Loupe, caller: Grant, request: Request, page: int = 1, per_page: int = 20,
-                concept: str | None = None, negative: bool = False) -> dict:
-    """Newest first. `concept` (Loupe's addition) keeps inputs annotated with it (as not-it with `negative`)."""
+                concept: str | None = None, negative: bool = False, unlabeled: bool = False) -> dict:
+    """Newest first. Loupe's additions: `concept` keeps inputs annotated with it (as not-it with
+    `negative`); `unlabeled` keeps inputs with no label at all."""
+    if unlabeled and concept:
+        raise ApiError(400, 11102, "give concept or unlabeled, not both")
     flt = SearchFilter(concepts=(ConceptFilter(concept, not negative),)) if concept else None
-    records = loupe.inputs.list_page(caller.app_id, page=page, per_page=per_page, flt=flt)
+    records = (loupe.inputs.unlabeled(caller.app_id, page=page, per_page=per_page) if unlabeled else
+               loupe.inputs.list_page(caller.app_id, page=page, per_page=per_page, flt=flt))
     return ok(inputs=inputs_json(request, loupe, caller.app_id, records))
 
 

@@ -200,3 +200,13 @@ def test_the_same_image_uploaded_again_is_linked_not_doubled(loupe, app):
     loupe.inputs.delete("shop", [first.id])
     assert loupe.inputs.add("shop", [NewInput(image=photo)]).duplicate_of == ["second-copy"]
     assert loupe.inputs.count("shop") == 2
+
+
+def test_unlabeled_inputs_are_listed_however_many_labeled_ones_are_newer(loupe, app):
+    loupe.inputs.add("shop", [NewInput(image=p.read_bytes(), id=f"u{i}")
+                              for i, p in enumerate(dataset_images(CLOTHING / "train" / "dress", 3))])
+    loupe.inputs.add("shop", _new("hat", 4))  # newer, labeled: a plain page of 2 holds no unlabeled one
+    loupe.inputs.edit("shop", "merge", [InputEdit(input_id="u1", not_concepts=["hat"])])  # a label, too
+    assert [r.id for r in loupe.inputs.unlabeled("shop", per_page=1)] == ["u2"]
+    assert [r.id for r in loupe.inputs.unlabeled("shop", page=2, per_page=1)] == ["u0"]
+    assert loupe.inputs.unlabeled("shop", page=3, per_page=1) == []

@@ -59,6 +59,9 @@ def test_the_same_image_posted_twice_is_reported_and_not_doubled(api):
     named = client.post("/v2/inputs", headers=h(keys["a"]), json={"inputs": [{"id": "mine", "data": {"image": {"base64": photo}}}]})
     assert named.json()["inputs"][0]["id"] == "mine" and first_id in named.json()["inputs"][0]["status"]["details"]
     assert len(client.get("/v2/inputs", headers=h(keys["a"])).json()["inputs"]) == 2
+    unlabeled = client.get("/v2/inputs?unlabeled=true", headers=h(keys["a"])).json()["inputs"]
+    assert [i["id"] for i in unlabeled] == ["mine"]  # the linked one got its "hat"
+    assert client.get("/v2/inputs?unlabeled=true&concept=hat", headers=h(keys["a"])).status_code == 400
     other = client.post("/v2/inputs", headers=h(keys["b"]), json={"inputs": [{"data": {"image": {"base64": photo}}}]})
     assert "details" not in other.json()["inputs"][0]["status"]  # app b knows nothing of app a's copy
 

@@ -191,8 +191,7 @@ async function undoLast() {
 }
 
 // ---------------------------------------------------------------- review the model's guesses
-const REVIEW_SCAN = 300;  // newest inputs looked at for unlabeled ones
-const REVIEW_MAX = 96;  // unlabeled ones predicted (one request)
+const REVIEW_MAX = 96;  // the newest unlabeled photos predicted (one request; a predict takes up to 128)
 
 async function reviewGuesses() {
   const box = $("#review-result");
@@ -200,8 +199,7 @@ async function reviewGuesses() {
   const model = state.app.models.find((m) => m.id === modelId);
   if (!model) { box.replaceChildren(emptyState("No model yet: create one and train it, then its guesses show here.", "models")); return; }
   box.replaceChildren(el("p", { class: "hint" }, "Predicting the unlabeled photos…"));
-  const { inputs } = await api("GET", `/v2/inputs?page=1&per_page=${REVIEW_SCAN}`);
-  const unlabeled = inputs.filter((i) => !(i.data.concepts || []).length).slice(0, REVIEW_MAX);
+  const { inputs: unlabeled } = await api("GET", `/v2/inputs?unlabeled=true&per_page=${REVIEW_MAX}`);
   if (!unlabeled.length) { box.replaceChildren(el("p", { class: "empty" }, "Every photo here has a label: nothing to review.")); return; }
   const { outputs } = await api("POST", `/v2/models/${encodeURIComponent(modelId)}/outputs`, { inputs: unlabeled.map((i) => ({ id: i.id })) });
   const groups = new Map();

@@ -76,10 +76,11 @@ def _name(record: Input) -> str:
 
 
 def _list(loupe: Loupe, args: argparse.Namespace) -> int:
+    if args.unlabeled and args.concept:
+        raise LoupeError("give --concept or --unlabeled, not both")
     flt = SearchFilter(concepts=(ConceptFilter(args.concept, not args.negative),)) if args.concept else None
-    records = loupe.inputs.list_page(args.app, page=args.page, per_page=args.per_page, flt=flt)
-    if args.unlabeled:
-        records = [r for r in records if not (r.concepts or r.not_concepts)]
+    records = (loupe.inputs.unlabeled(args.app, page=args.page, per_page=args.per_page) if args.unlabeled else
+               loupe.inputs.list_page(args.app, page=args.page, per_page=args.per_page, flt=flt))
     if args.json:
         as_json([{"id": r.id, "file": _name(r), "concepts": r.concepts, "not_concepts": r.not_concepts,
                   "created_at": r.created_at} for r in records])

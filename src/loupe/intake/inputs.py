@@ -63,9 +63,8 @@ class AddedInputs(msgspec.Struct):
     inputs: list[Input]  # one per item, in order: the new input, or the stored one a copy was linked to
     embedded: int  # how many images had to go through the backbone (the rest were cached)
     # Per item: the id of an input of the app that already holds the same image ("" if none). An item
-    # without an id is then linked to it (not added again; its labels and metadata merged onto it); an
-    # item with its own id is added as asked, and the answer says which input it repeats. (Linked: labels
-    # merged onto it; metadata keys and geo only where it has none.)
+    # without an id is then linked to it (not added again; its labels merged onto it, its metadata keys
+    # and geo only where the stored input has none); an item with its own id is added as asked.
     duplicate_of: list[str] = []
     linked: int = 0  # items linked to a stored copy instead of added
 
@@ -254,9 +253,8 @@ class Inputs:
         for target in targets:
             hits: list[str] = []
             sha = (hashes or {}).get(target)
-            if sha:
-                records = records if records is not None else self._all(app_id)
-                hits = [r.id for r in records if r.sha256 == sha]
+            if sha:  # the label mirror knows every input's content hash: no LMDB walk
+                hits = [e.input_id for e in self._context.labels.get(app_id).entries.values() if e.sha256 == sha]
             if not hits:
                 with self._store.read() as tx:
                     if tx.get_input(app_id, target) is not None:
@@ -274,6 +272,13 @@ class Inputs:
     def _all(self, app_id: str) -> list[Input]:
         with self._store.read() as tx:
             return list(tx.iter_inputs(app_id, newest_first=False))
+
+    def unlabeled(self, app_id: str, *, page: int = 1, per_page: int = 20) -> list[Input]:
+        """Inputs with no label at all (neither a concept nor a not-concept), newest first."""
+        self._context.sync(app_id)
+        entries = self._context.labels.get(app_id).entries
+        seqs = tuple(s for s, e in entries.items() if not (e.positives or e.negatives))
+        return self.list_page(app_id, page, per_page, SearchFilter(seqs=seqs)) if seqs else []
 
     def labeled_with(self, app_id: str, concept_ids: list[str], *, page: int = 1, per_page: int = 20) -> list[Input]:
         """Inputs annotated (positively) with any of the concepts, newest first."""
