@@ -312,6 +312,17 @@ def test_metrics_bind_takes_only_a_loopback_or_private_address():
     for bad in ("0.0.0.0:9464", "8.8.8.8:9464", "127.0.0.1:99999", "example.com:9464", "9464"):
         with pytest.raises(argparse.ArgumentTypeError):
             private_address(bad)
+    # An address something already listens on is refused at start, with the reason.
+    import socket
+
+    from loupe.cli import _free
+    from loupe.errors import LoupeError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(LoupeError, match="already in use"):
+            _free("127.0.0.1", taken.getsockname()[1])
 
 
 def test_config_precedence_flag_env_file_default_and_refusals(tmp_path):

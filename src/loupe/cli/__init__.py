@@ -248,6 +248,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 
+    if args.metrics_bind:  # before any loading: else every worker would take it for another's, none serving
+        _free(*args.metrics_bind)
     loupe = _open(args)
     data_dir = Path(loupe.config.data_dir)
     # The server owns the data dir: trains a crash cut short are failed now (other commands that open
@@ -286,6 +288,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         loupe.close()  # after a clean stop (SIGTERM/Ctrl-C): indexes saved, so the next start is fast
     return 0
+
+
+def _free(host: str, port: int) -> None:
+    """Refuse an address something else already listens on (said at start, not found out by a scraper)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise LoupeError(f"--metrics-bind {host}:{port}: {exc.strerror or exc}; choose another address") from None
 
 
 def _serve_workers(args: argparse.Namespace, loupe: Loupe, public_url: str, say: Callable[[str], None]) -> int:
